@@ -1,0 +1,91 @@
+# Slipway — plain GNU Makefile. `make` builds build/slipway; `make test` runs every test.
+# Options: SANITIZE=address,undefined   DEBUG=1   V=1
+CC      ?= cc
+VERSION := 0.1.0
+PKGS    := libmicrohttpd jansson sqlite3 libgit2 libcrypto
+CFLAGS  ?= -O2 -g
+CFLAGS  += -DSLIPWAY_VERSION=\"$(VERSION)\" -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 -Wvla -Werror \
+           -fno-strict-aliasing -Isrc $(shell pkg-config --cflags $(PKGS))
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+DEPFLAGS = -MMD -MP
+
+B       := build
+O       := $(B)/obj$(if $(SANITIZE),-san)
+SRCS    := $(sort $(wildcard src/*/*.c))
+OBJS    := $(SRCS:src/%.c=$(O)/%.o)
+LIBOBJS := $(filter-out $(O)/cli/%,$(OBJS))
+PYTEST  := /usr/bin/python3 -m pytest
+
+# Re-link when the build variant changes (plain <-> sanitizer).
+VARIANT := $(SANITIZE)
+$(shell mkdir -p $(B); [ -f $(B)/.variant ] && [ "$$(cat $(B)/.variant)" = "v$(VARIANT)" ] || echo "v$(VARIANT)" > $(B)/.variant)
+
+.PHONY: all deps run test unit e2e fuzz fuzz-build bench format check-format clean
+all: $(B)/slipway
+
+deps:
+	@scripts/install-deps
+
+$(O)/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(B)/slipway: $(OBJS) $(B)/.variant
+	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+# --- unit tests (Criterion): tests/unit/<module>/test_*.c, each its own binary ---
+UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit$(if $(SANITIZE),-san)/%)
+$(B)/unit$(if $(SANITIZE),-san)/%: tests/unit/%.c $(LIBOBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS) -lcriterion
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done
+
+e2e: $(B)/slipway
+	$(PYTEST) -q tests/e2e
+
+# --- fuzzing (clang + libFuzzer) ---
+FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(B)/fuzz/%)
+FUZZ_TIME ?= 10
+FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=all $(shell pkg-config --cflags $(PKGS))
+$(B)/fuzz/%: fuzz/%.c $(filter-out src/cli/%,$(SRCS))
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out src/cli/%,$(SRCS)) $(LDLIBS)
+fuzz-build: $(FUZZ_BINS)
+fuzz: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus-$$n; \
+	  echo "== $$n ($(FUZZ_TIME)s)"; \
+	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=0 $(B)/fuzz/corpus-$$n fuzz/corpus/$$n 2>$(B)/fuzz/$$n.log \
+	    || { tail -50 $(B)/fuzz/$$n.log; exit 1; }; \
+	  grep -E '^#[0-9]+.*DONE' $(B)/fuzz/$$n.log | tail -1; done
+
+test: $(B)/slipway
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory e2e
+
+run: $(B)/slipway
+	@mkdir -p var
+	$(B)/slipway serve --data var --listen 127.0.0.1:8080
+
+bench: $(B)/slipway
+	bench/run
+
+FMT_FILES = $(wildcard src/*/*.[ch] tests/unit/*/*.c fuzz/*.c examples/*/*.c)
+format:
+	clang-format -i $(FMT_FILES)
+check-format:
+	clang-format --dry-run --Werror $(FMT_FILES)
+
+clean:
+	rm -rf $(B)
+
+-include $(OBJS:.o=.d)

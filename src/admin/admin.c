@@ -1,0 +1,285 @@
+/* admin — validated, audited administrative operations; see admin.h. */
+#include "admin/admin.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/auth.h"
+#include "base/crypto.h"
+#include "base/log.h"
+#include "vcs/vcs.h"
+
+static char *data_dir;
+
+void admin_set_data_dir(const char *dir)
+{
+    free(data_dir);
+    data_dir = strdup(dir);
+}
+
+char *admin_repo_path(const char *app_id)
+{
+    char *p = NULL;
+    if (asprintf(&p, "%s/repos/%s.git", data_dir ? data_dir : ".", app_id) < 0)
+        return NULL;
+    return p;
+}
+
+bool admin_app_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n < 2 || n > STORE_APPID_MAX || id[0] == '-' || id[n - 1] == '-')
+        return false;
+    return strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+bool admin_email_valid(const char *email)
+{
+    size_t n = strlen(email);
+    const char *at = strchr(email, '@');
+    if (n < 3 || n > STORE_EMAIL_MAX || !at || at == email || !at[1] || strchr(at + 1, '@'))
+        return false;
+    for (const char *p = email; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f || strchr("\"(),:;<>[\\]", *p))
+            return false;
+    return true;
+}
+
+static bool name_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 1 || n > STORE_NAME_MAX)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p < ' ' || *p == 0x7f)
+            return false;
+    return true;
+}
+
+__attribute__((format(printf, 4, 5))) static int fail(struct admin_error *err, int status,
+                                                      const char *code, const char *fmt, ...)
+{
+    err->status = status;
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int internal(struct admin_error *err)
+{
+    return fail(err, 500, "INTERNAL_ERROR", "the operation failed on the server; see its log");
+}
+
+/* Writes the audit entry for an operation that returned r. */
+static int audited(const struct admin_actor *a, const char *action, const char *app,
+                   const char *env, const char *detail, int r, const struct admin_error *err)
+{
+    char result[400];
+    if (r)
+        snprintf(result, sizeof(result), "error %s: %s", err->code, err->message);
+    else
+        snprintf(result, sizeof(result), "ok");
+    if (store_audit_append(a->name, action, app, env, a->source, result, detail))
+        log_error("cannot write the audit log entry for '%s'", action);
+    return r;
+}
+
+static int find_user(const char *email, struct store_user *u, struct admin_error *err)
+{
+    int r = store_user_by_email(email, u);
+    if (r == -ENOENT)
+        return fail(err, 404, "USER_NOT_FOUND", "no user with email '%s'", email);
+    return r ? internal(err) : 0;
+}
+
+static int find_app(const char *app_id, struct store_app *app, struct admin_error *err)
+{
+    if (!admin_app_id_valid(app_id))
+        return fail(err, 400, "INVALID_APPID",
+                    "'%s' is not a valid AppId: 2-40 characters of a-z, 0-9 and '-'", app_id);
+    int r = store_app_by_appid(app_id, app);
+    if (r == -ENOENT)
+        return fail(err, 404, "APP_NOT_FOUND", "no app with AppId '%s'", app_id);
+    return r ? internal(err) : 0;
+}
+
+int admin_user_add(const struct admin_actor *a, const char *email, const char *name, bool admin,
+                   struct store_user *out, struct admin_error *err)
+{
+    int r;
+    if (!admin_email_valid(email))
+        r = fail(err, 400, "INVALID_PARAMETERS", "'%.*s' is not a valid email address", 254,
+                 email);
+    else if (!name_valid(name))
+        r = fail(err, 400, "INVALID_PARAMETERS",
+                 "the name must be 1-200 characters without control characters");
+    else if ((r = store_user_insert(email, name, admin, NULL)) == -EEXIST)
+        r = fail(err, 409, "USER_EXISTS", "a user with email '%s' exists already", email);
+    else if (r || (r = store_user_by_email(email, out)))
+        r = internal(err);
+    char detail[300];
+    snprintf(detail, sizeof(detail), "email=%.254s admin=%s", email, admin ? "yes" : "no");
+    return audited(a, "user add", "", "", detail, r, err);
+}
+
+static int secret_add(const struct admin_actor *a, const char *email, bool token,
+                      const char *scopes, char **secret, struct admin_error *err)
+{
+    struct store_user u;
+    int r = find_user(email, &u, err);
+    if (!r && token && !auth_scopes_valid(scopes))
+        r = fail(err, 400, "INVALID_PARAMETERS",
+                 "scopes must be a comma-separated list such as '%s'", AUTH_SCOPE_REPO_READ);
+    if (!r && auth_secret_new(u.id, token ? STORE_CRED_TOKEN : STORE_CRED_APIKEY, scopes, secret))
+        r = internal(err);
+    char detail[STORE_EMAIL_MAX + STORE_SCOPES_MAX + 32];
+    snprintf(detail, sizeof(detail), "email=%s%s%s", email, token ? " scopes=" : "",
+             token ? scopes : "");
+    return audited(a, token ? "token add" : "apikey add", "", "", detail, r, err);
+}
+
+int admin_apikey_add(const struct admin_actor *a, const char *email, char **secret,
+                     struct admin_error *err)
+{
+    return secret_add(a, email, false, "", secret, err);
+}
+
+int admin_token_add(const struct admin_actor *a, const char *email, const char *scopes,
+                    char **secret, struct admin_error *err)
+{
+    return secret_add(a, email, true, scopes, secret, err);
+}
+
+int admin_secret_revoke(const struct admin_actor *a, const char *email, bool token, const char *id,
+                        struct admin_error *err)
+{
+    struct store_user u;
+    int r = find_user(email, &u, err);
+    if (!r) {
+        r = auth_secret_revoke(u.id, token ? STORE_CRED_TOKEN : STORE_CRED_APIKEY, id);
+        if (r == -ENOENT)
+            r = fail(err, 404, "NOT_FOUND", "no active %s with that id for '%s'",
+                     token ? "token" : "API key", email);
+        else if (r)
+            r = internal(err);
+    }
+    char detail[STORE_EMAIL_MAX + 64];
+    /* only the public id, never the secret */
+    snprintf(detail, sizeof(detail), "email=%s id=%.*s", email, AUTH_ID_LEN,
+             token && strncmp(id, "slw_", 4) == 0 ? id + 4 : id);
+    return audited(a, token ? "token revoke" : "apikey revoke", "", "", detail, r, err);
+}
+
+int admin_app_add(const struct admin_actor *a, const char *app_id, const char *name,
+                  struct store_app *out, struct admin_error *err)
+{
+    int r = 0;
+    char *path = NULL;
+    struct store_app app = {0};
+    if (!admin_app_id_valid(app_id)) {
+        r = fail(err, 400, "INVALID_APPID",
+                 "'%.40s' is not a valid AppId: 2-40 characters of a-z, 0-9 and '-'", app_id);
+        goto out;
+    }
+    if (!name_valid(name)) {
+        r = fail(err, 400, "INVALID_PARAMETERS",
+                 "the name must be 1-200 characters without control characters");
+        goto out;
+    }
+    if (store_app_by_appid(app_id, &app) == 0) {
+        r = fail(err, 400, "APPLICATION_ALREADY_EXISTS", "an app with AppId '%s' exists already",
+                 app_id);
+        goto out;
+    }
+    snprintf(app.app_id, sizeof(app.app_id), "%s", app_id);
+    snprintf(app.name, sizeof(app.name), "%s", name);
+    snprintf(app.default_branch, sizeof(app.default_branch), "main");
+    if (crypto_uuid(app.project_id) || !(path = admin_repo_path(app_id))) {
+        r = internal(err);
+        goto out;
+    }
+    r = vcs_repo_create(path, app.default_branch);
+    if (r && r != -EEXIST) {
+        log_error("cannot create the repository '%s': %s", path, strerror(-r));
+        r = internal(err);
+        goto out;
+    }
+    /* A repository left by an earlier failed attempt is reused: it has no app row. */
+    r = store_app_insert(&app);
+    if (r == -EEXIST)
+        r = fail(err, 400, "APPLICATION_ALREADY_EXISTS", "an app with AppId '%s' exists already",
+                 app_id);
+    else if (r)
+        r = internal(err);
+    else
+        *out = app;
+out:
+    free(path);
+    char detail[STORE_NAME_MAX + 64];
+    snprintf(detail, sizeof(detail), "name=%s project=%s", name, r ? "" : app.project_id);
+    return audited(a, "app add", app_id, "", detail, r, err);
+}
+
+int admin_member_add(const struct admin_actor *a, const char *app_id, const char *email,
+                     const char *role, struct admin_error *err)
+{
+    struct store_app app;
+    struct store_user u;
+    enum store_role rl;
+    int r = find_app(app_id, &app, err);
+    if (!r)
+        r = find_user(email, &u, err);
+    if (!r && auth_role_parse(role, &rl))
+        r = fail(err, 400, "INVALID_PARAMETERS",
+                 "role must be viewer, developer or admin, not '%.40s'", role);
+    if (!r && store_member_set(app.id, u.id, rl))
+        r = internal(err);
+    char detail[STORE_EMAIL_MAX + 64];
+    snprintf(detail, sizeof(detail), "email=%s role=%.20s", email, role);
+    return audited(a, "member add", app_id, "", detail, r, err);
+}
+
+int admin_rights_change(const struct admin_actor *a, const char *app_id, const char *email,
+                        const char *mode, const char *rights, bool revoke,
+                        struct admin_error *err)
+{
+    struct store_app app;
+    struct store_user u;
+    struct store_env env;
+    unsigned bits = 0;
+    const char *bad = NULL;
+    int r = find_app(app_id, &app, err);
+    if (!r)
+        r = find_user(email, &u, err);
+    if (!r) {
+        r = store_env_by_mode(app.id, mode, &env);
+        if (r == -ENOENT)
+            r = fail(err, 404, "ENVIRONMENT_NOT_FOUND", "app '%s' has no environment '%.40s'",
+                     app_id, mode);
+        else if (r)
+            r = internal(err);
+    }
+    if (!r && auth_rights_parse(rights, &bits, &bad))
+        r = fail(err, 400, "INVALID_PARAMETERS",
+                 "unknown right '%.40s': use api, transport, backups, monitoring, alerts, "
+                 "permissions",
+                 bad);
+    if (!r) {
+        r = store_rights_update(app.id, env.id, u.id, revoke ? 0 : bits, revoke ? bits : 0);
+        if (r == -ENOENT)
+            r = fail(err, 400, "NOT_A_MEMBER",
+                     "'%s' is not a member of '%s': add them with 'member add' first", email,
+                     app_id);
+        else if (r)
+            r = internal(err);
+    }
+    char detail[STORE_EMAIL_MAX + 200];
+    snprintf(detail, sizeof(detail), "email=%s rights=%.100s", email, rights);
+    return audited(a, revoke ? "revoke" : "grant", app_id, r ? mode : env.mode, detail, r, err);
+}

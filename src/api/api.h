@@ -1,0 +1,29 @@
+/* api — every HTTP surface of Slipway: the Mendix-compatible Team Server API (/api/1), the App
+ * Repository API (/v1/repositories), Slipway's own API (/api/slipway, /healthz) and git smart
+ * HTTP (/git/<AppId>.git). This is the only module where HTTP meets the domain: it authenticates,
+ * authorizes, validates and turns domain results and errors into answers.
+ */
+#ifndef SLIPWAY_API_H
+#define SLIPWAY_API_H
+
+#include <stddef.h>
+
+#include "http/http.h"
+
+struct api_config {
+    const char *data_dir;
+    const char *public_url; /* e.g. "http://127.0.0.1:8080"; NULL: set later, see below */
+};
+
+/* Prepares the API (copies the config, finds `git`). 0, or -errno with the reason logged. */
+int api_init(const struct api_config *cfg);
+void api_shutdown(void);
+/* Sets the base URL once the listening port is known (before the server is announced ready). */
+void api_set_public_url(const char *url);
+/* The route table to give to http_server_start. */
+const struct http_route *api_routes(size_t *nr);
+/* The error-body formatter to give to http_server_start. */
+void api_error_body(const struct http_request *req, struct http_response *res, int status,
+                    const char *code, const char *message);
+
+#endif

@@ -1,0 +1,61 @@
+/* api internals shared by the surface files; not for other modules. */
+#ifndef SLIPWAY_API_INT_H
+#define SLIPWAY_API_INT_H
+
+#include <jansson.h>
+
+#include "api/api.h"
+#include "auth/auth.h"
+#include "store/store.h"
+#include "vcs/vcs.h"
+
+extern struct api_config api_cfg;
+
+/* Route tables of each surface file. */
+extern const struct http_route api_teamserver_routes[];
+extern const size_t api_teamserver_nr_routes;
+extern const struct http_route api_repository_routes[];
+extern const size_t api_repository_nr_routes;
+extern const struct http_route api_slipway_routes[];
+extern const size_t api_slipway_nr_routes;
+extern const struct http_route api_git_routes[];
+extern const size_t api_git_nr_routes;
+int api_git_init(void);
+void api_git_shutdown(void);
+
+/* Answers with the error body of the request's surface. Always returns -1 (for `return api_fail`). */
+__attribute__((format(printf, 5, 6))) int api_fail(const struct http_request *req,
+                                                   struct http_response *res, int status,
+                                                   const char *code, const char *fmt, ...);
+/* Answers with `json` (taking ownership) serialized compactly. */
+void api_json(struct http_response *res, int status, json_t *json);
+
+enum api_auth_kinds {
+    API_AUTH_APIKEY = 1 << 0, /* Mendix-Username + Mendix-ApiKey */
+    API_AUTH_TOKEN = 1 << 1,  /* Authorization: MxToken <token> */
+};
+/* Authenticates the request with one of the allowed kinds. 0 and *p filled (and req->user set),
+ * or -1 with a 401 answer in res. */
+int api_authenticate(struct http_request *req, struct http_response *res, unsigned kinds,
+                     struct auth_principal *p);
+/* Parses the JSON request body leniently: any or no Content-Type, and an empty body as {}.
+ * Returns a new object, or NULL with a 400 answer in res. */
+json_t *api_body_object(const struct http_request *req, struct http_response *res);
+/* A string member of obj, or NULL when absent or not a string. */
+const char *api_str(json_t *obj, const char *key);
+/* Writes an audit entry for the request (source: its remote address). */
+void api_audit(const struct http_request *req, const char *actor, const char *action,
+               const char *app, const char *env, int status, const char *detail);
+
+/* Finds the app by AppId: 0, or -1 with 400 INVALID_APPID / 404 APP_NOT_FOUND answered. */
+int api_app_find(const struct http_request *req, struct http_response *res, const char *app_id,
+                 struct store_app *app);
+/* Opens the app's repository (this thread's cached handle). 0, or -1 with a 500 answered. */
+int api_repo_open(const struct http_request *req, struct http_response *res,
+                  const struct store_app *app, struct vcs_repo **repo);
+/* Resolves a branch name as clients send it: the name itself, "trunk" for the default branch,
+ * or "branches/<name>". 0 and *out filled (caller releases), -ENOENT, or -EIO. */
+int api_branch_resolve(struct vcs_repo *repo, const struct store_app *app, const char *name,
+                       struct vcs_branch *out);
+
+#endif

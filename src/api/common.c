@@ -1,0 +1,203 @@
+/* api — shared helpers: error bodies per surface, JSON answers, authentication, lenient bodies,
+ * audit; and the assembled route table. */
+#include "api/api_int.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/log.h"
+#include "base/util.h"
+
+struct api_config api_cfg;
+
+static struct http_route *routes;
+static size_t nr_routes;
+
+static bool is_v4(const struct http_request *req)
+{
+    return str_has_prefix(req->raw_path, "/api/v4/") || strcmp(req->raw_path, "/api/v4") == 0;
+}
+
+static bool is_repository(const struct http_request *req)
+{
+    return str_has_prefix(req->raw_path, "/v1/");
+}
+
+void api_error_body(const struct http_request *req, struct http_response *res, int status,
+                    const char *code, const char *message)
+{
+    json_t *j;
+    char rs[16];
+    if (is_v4(req)) {
+        j = json_pack("{s:{s:i,s:s,s:[]}}", "error", "code", status, "message", message,
+                      "invalid-params");
+    } else {
+        if (is_repository(req)) { /* the App Repository API's codes are RS<status> */
+            snprintf(rs, sizeof(rs), "RS%d", status);
+            code = rs;
+        }
+        j = json_pack("{s:s,s:s}", "errorCode", code, "errorMessage", message);
+    }
+    api_json(res, status, j);
+}
+
+int api_fail(const struct http_request *req, struct http_response *res, int status,
+             const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    api_error_body(req, res, status, code, msg);
+    return -1;
+}
+
+void api_json(struct http_response *res, int status, json_t *json)
+{
+    res->status = status;
+    strbuf_reset(&res->body);
+    if (!json) {
+        res->body.failed = true;
+        return;
+    }
+    size_t n = json_dumpb(json, NULL, 0, JSON_COMPACT);
+    if (n == 0) {
+        res->body.failed = true;
+    } else {
+        char *buf = malloc(n);
+        if (buf && json_dumpb(json, buf, n, JSON_COMPACT) == n)
+            strbuf_add(&res->body, buf, n);
+        else
+            res->body.failed = true;
+        free(buf);
+    }
+    json_decref(json);
+}
+
+int api_authenticate(struct http_request *req, struct http_response *res, unsigned kinds,
+                     struct auth_principal *p)
+{
+    const char *user = http_header(req, "Mendix-Username");
+    const char *key = http_header(req, "Mendix-ApiKey");
+    const char *authz = http_header(req, "Authorization");
+    int r = -EACCES;
+    bool presented = false;
+
+    if ((kinds & API_AUTH_APIKEY) && (user || key)) {
+        presented = true;
+        r = auth_check_apikey(user, key, p);
+    } else if ((kinds & API_AUTH_TOKEN) && authz && strncasecmp(authz, "MxToken ", 8) == 0) {
+        presented = true;
+        const char *t = authz + 8;
+        while (*t == ' ')
+            t++;
+        r = auth_check_token(t, p);
+    }
+    if (r == 0) {
+        snprintf(req->user, sizeof(req->user), "%s", p->user.email);
+        return 0;
+    }
+    if (!presented)
+        return api_fail(req, res, 401, "UNAUTHORIZED",
+                        (kinds & API_AUTH_APIKEY)
+                            ? "authentication needed: send Mendix-Username and Mendix-ApiKey, "
+                              "or Authorization: MxToken <token>"
+                            : "authentication needed: send Authorization: MxToken <token>");
+    return api_fail(req, res, 401, "UNAUTHORIZED", "invalid credentials");
+}
+
+json_t *api_body_object(const struct http_request *req, struct http_response *res)
+{
+    const char *p = req->body;
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+        p++;
+    if (!*p)
+        return json_object();
+    json_error_t e;
+    json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    if (!j) {
+        api_fail(req, res, 400, "INVALID_PARAMETERS", "the request body is not valid JSON: %s",
+                 e.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        api_fail(req, res, 400, "INVALID_PARAMETERS", "the request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+const char *api_str(json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(obj, key));
+}
+
+void api_audit(const struct http_request *req, const char *actor, const char *action,
+               const char *app, const char *env, int status, const char *detail)
+{
+    char result[32];
+    snprintf(result, sizeof(result), "%s %d", status < 400 ? "ok" : "error", status);
+    if (store_audit_append(actor, action, app, env, req->remote_addr, result, detail))
+        log_error("cannot write the audit log entry for '%s'", action);
+}
+
+int api_init(const struct api_config *cfg)
+{
+    api_cfg.data_dir = strdup(cfg->data_dir);
+    api_cfg.public_url = strdup(cfg->public_url ? cfg->public_url : "");
+    if (!api_cfg.data_dir || !api_cfg.public_url)
+        return -ENOMEM;
+    const struct {
+        const struct http_route *r;
+        size_t n;
+    } parts[] = {
+        {api_slipway_routes, api_slipway_nr_routes},
+        {api_teamserver_routes, api_teamserver_nr_routes},
+        {api_repository_routes, api_repository_nr_routes},
+        {api_git_routes, api_git_nr_routes},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        total += parts[i].n;
+    routes = calloc(total, sizeof(*routes));
+    if (!routes)
+        return -ENOMEM;
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        memcpy(routes + nr_routes, parts[i].r, parts[i].n * sizeof(*routes));
+        nr_routes += parts[i].n;
+    }
+    return api_git_init();
+}
+
+void api_shutdown(void)
+{
+    api_git_shutdown();
+    free(routes);
+    routes = NULL;
+    nr_routes = 0;
+    free((char *)api_cfg.data_dir);
+    free((char *)api_cfg.public_url);
+    api_cfg = (struct api_config){0};
+}
+
+void api_set_public_url(const char *url)
+{
+    char *old = (char *)api_cfg.public_url;
+    size_t n = strlen(url);
+    while (n && url[n - 1] == '/')
+        n--;
+    api_cfg.public_url = strndup(url, n);
+    free(old);
+}
+
+const struct http_route *api_routes(size_t *nr)
+{
+    *nr = nr_routes;
+    return routes;
+}

@@ -1,0 +1,251 @@
+/* api — Team Server API v1 (Mendix-compatible): apps, branches and revisions under /api/1.
+ * Dates are epoch milliseconds; errors are {"errorCode","errorMessage"}. Reading an app needs
+ * membership and API Rights on at least one of its environments (admins have every right). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/admin.h"
+#include "api/api_int.h"
+#include "base/util.h"
+
+#define REVISIONS_DEFAULT 20
+#define REVISIONS_MAX 1000
+
+int api_app_find(const struct http_request *req, struct http_response *res, const char *app_id,
+                 struct store_app *app)
+{
+    if (!admin_app_id_valid(app_id))
+        return api_fail(req, res, 400, "INVALID_APPID", "'%.60s' is not a valid AppId", app_id);
+    int r = store_app_by_appid(app_id, app);
+    if (r == -ENOENT)
+        return api_fail(req, res, 404, "APP_NOT_FOUND", "app '%s' does not exist", app_id);
+    if (r)
+        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the app");
+    return 0;
+}
+
+int api_repo_open(const struct http_request *req, struct http_response *res,
+                  const struct store_app *app, struct vcs_repo **repo)
+{
+    char *path = admin_repo_path(app->app_id);
+    int r = path ? vcs_open(path, repo) : -ENOMEM;
+    free(path);
+    if (r)
+        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot open the app's repository");
+    return 0;
+}
+
+int api_branch_resolve(struct vcs_repo *repo, const struct store_app *app, const char *name,
+                       struct vcs_branch *out)
+{
+    if (vcs_branch_name_valid(name)) {
+        int r = vcs_branch_get(repo, name, out);
+        if (r != -ENOENT)
+            return r;
+    }
+    if (strcmp(name, "trunk") == 0)
+        return vcs_branch_get(repo, app->default_branch, out);
+    if (str_has_prefix(name, "branches/") && vcs_branch_name_valid(name + 9))
+        return vcs_branch_get(repo, name + 9, out);
+    return -ENOENT;
+}
+
+/* Authenticates and finds the app; requires membership with API Rights somewhere in the app. */
+static int app_access(struct http_request *req, struct http_response *res, struct store_app *app)
+{
+    struct auth_principal p;
+    enum store_role role;
+    unsigned rights;
+    if (api_authenticate(req, res, API_AUTH_APIKEY | API_AUTH_TOKEN, &p) ||
+        api_app_find(req, res, req->params[0], app))
+        return -1;
+    if (auth_app_access(&p.user, app, &role, &rights))
+        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the rights");
+    if (role == STORE_ROLE_NONE || !(rights & RIGHT_API))
+        return api_fail(req, res, 403, "NO_ACCESS", "you have no API Rights on app '%s'",
+                        app->app_id);
+    return 0;
+}
+
+static json_t *app_json(const struct store_app *a)
+{
+    return json_pack("{s:s,s:s,s:s,s:s}", "AppId", a->app_id, "Name", a->name, "ProjectId",
+                     a->project_id, "Url", a->url);
+}
+
+static int add_app(const struct store_app *a, void *arg)
+{
+    return json_array_append_new(arg, app_json(a)) ? -ENOMEM : 0;
+}
+
+static void apps_list(struct http_request *req, struct http_response *res)
+{
+    struct auth_principal p;
+    if (api_authenticate(req, res, API_AUTH_APIKEY | API_AUTH_TOKEN, &p))
+        return;
+    json_t *arr = json_array();
+    if (store_app_each(p.user.admin ? 0 : p.user.id, add_app, arr)) {
+        json_decref(arr);
+        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot list apps");
+        return;
+    }
+    api_json(res, 200, arr);
+}
+
+static void app_get(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    if (app_access(req, res, &app))
+        return;
+    api_json(res, 200, app_json(&app));
+}
+
+static json_t *branch_json(const struct store_app *app, const struct vcs_branch *b)
+{
+    bool is_default = strcmp(b->name, app->default_branch) == 0;
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "Name", b->name, "DisplayName",
+                     is_default ? "Main line" : b->name, "LatestRevisionNumber",
+                     (json_int_t)b->head.number, "LatestRevisionMendixVersion", "",
+                     "LatestTaggedVersion", b->latest_tagged_version, "LatestRevisionHash",
+                     b->head.id);
+}
+
+struct branch_list {
+    const struct store_app *app;
+    json_t *arr;
+};
+
+static int add_branch(const struct vcs_branch *b, void *arg)
+{
+    struct branch_list *bl = arg;
+    return json_array_append_new(bl->arr, branch_json(bl->app, b)) ? -ENOMEM : 0;
+}
+
+static void branches_list(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    struct vcs_repo *repo;
+    if (app_access(req, res, &app) || api_repo_open(req, res, &app, &repo))
+        return;
+    struct branch_list bl = {&app, json_array()};
+    if (vcs_branch_each(repo, add_branch, &bl)) {
+        json_decref(bl.arr);
+        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot list branches");
+        return;
+    }
+    api_json(res, 200, bl.arr);
+}
+
+/* The branch name spelled by path segments [first, end) joined with '/': clients send
+ * "branches%2Fx" in one segment, and some send "branches/x" unencoded. */
+static int branch_lookup(const struct http_request *req, const struct store_app *app,
+                         struct vcs_repo *repo, size_t first, size_t end, struct strbuf *name,
+                         struct vcs_branch *b)
+{
+    for (size_t i = first; i < end; i++) {
+        if (i > first)
+            strbuf_addch(name, '/');
+        strbuf_adds(name, req->path.seg[i]);
+    }
+    return strbuf_ok(name) ? api_branch_resolve(repo, app, name->buf, b) : -ENOMEM;
+}
+
+/* As branch_lookup; -1 with 404 BRANCH_NOT_FOUND (or 500) answered. */
+static int branch_find(struct http_request *req, struct http_response *res,
+                       const struct store_app *app, struct vcs_repo *repo, size_t first,
+                       size_t end, struct vcs_branch *b)
+{
+    struct strbuf name = STRBUF_INIT;
+    int r = branch_lookup(req, app, repo, first, end, &name, b);
+    if (r == -ENOENT)
+        api_fail(req, res, 404, "BRANCH_NOT_FOUND", "app '%s' has no branch '%.255s'",
+                 app->app_id, name.buf);
+    else if (r)
+        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the branch");
+    strbuf_release(&name);
+    return r ? -1 : 0;
+}
+
+static void revisions_list(struct http_request *req, struct http_response *res,
+                           const struct store_app *app, struct vcs_repo *repo, size_t end);
+
+/* GET /api/1/apps/<AppId>/branches/<Name>[/revisions]: <Name> may span several segments. */
+static void branch_get(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    struct vcs_repo *repo;
+    struct vcs_branch b = {0};
+    size_t first = req->tail_index, end = req->path.nr_seg;
+    if (app_access(req, res, &app) || api_repo_open(req, res, &app, &repo))
+        return;
+    if (end - first > 1 && strcmp(req->path.seg[end - 1], "revisions") == 0) {
+        /* ".../<Name>/revisions", unless a branch is itself named "<Name>/revisions" */
+        struct strbuf name = STRBUF_INIT;
+        int r = branch_lookup(req, &app, repo, first, end, &name, &b);
+        strbuf_release(&name);
+        if (r) {
+            revisions_list(req, res, &app, repo, end - 1);
+            return;
+        }
+        api_json(res, 200, branch_json(&app, &b));
+        vcs_branch_release(&b);
+        return;
+    }
+    if (branch_find(req, res, &app, repo, first, end, &b))
+        return;
+    api_json(res, 200, branch_json(&app, &b));
+    vcs_branch_release(&b);
+}
+
+static int add_revision(const struct vcs_commit *c, void *arg)
+{
+    json_t *j = json_pack("{s:I,s:s,s:I,s:s,s:s,s:s}", "Number", (json_int_t)c->number,
+                          "CommitMessage", c->message, "Date", (json_int_t)c->time_s * 1000,
+                          "Author", c->author_email, "MendixVersion", "", "Hash", c->id);
+    return json_array_append_new(arg, j) ? -ENOMEM : 0;
+}
+
+/* Reads an optional non-negative integer query parameter. -1 with a 400 answered if malformed. */
+static int query_num(struct http_request *req, struct http_response *res, const char *name,
+                     int64_t min, int64_t max, int64_t *out)
+{
+    char *v = http_query(req, name);
+    if (!v)
+        return 0;
+    int r = parse_i64(v, min, max, out);
+    free(v);
+    if (r)
+        return api_fail(req, res, 400, "INVALID_PARAMETERS",
+                        "'%s' must be a number from %lld to %lld", name, (long long)min,
+                        (long long)max);
+    return 0;
+}
+
+static void revisions_list(struct http_request *req, struct http_response *res,
+                           const struct store_app *app, struct vcs_repo *repo, size_t end)
+{
+    struct vcs_branch b = {0};
+    int64_t limit = REVISIONS_DEFAULT, offset = 0;
+    if (query_num(req, res, "limit", 1, REVISIONS_MAX, &limit) ||
+        query_num(req, res, "offset", 0, INT32_MAX, &offset) ||
+        branch_find(req, res, app, repo, req->tail_index, end, &b))
+        return;
+    json_t *arr = json_array();
+    if (vcs_revision_each(repo, b.name, (size_t)offset, (size_t)limit, add_revision, arr)) {
+        json_decref(arr);
+        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the revisions");
+    } else {
+        api_json(res, 200, arr);
+    }
+    vcs_branch_release(&b);
+}
+
+const struct http_route api_teamserver_routes[] = {
+    {"GET", "/api/1/apps", apps_list, 0, NULL},
+    {"GET", "/api/1/apps/:app", app_get, 0, NULL},
+    {"GET", "/api/1/apps/:app/branches", branches_list, 0, NULL},
+    {"GET", "/api/1/apps/:app/branches/*", branch_get, HTTP_ROUTE_TAIL, NULL},
+};
+const size_t api_teamserver_nr_routes =
+    sizeof(api_teamserver_routes) / sizeof(api_teamserver_routes[0]);

@@ -1,0 +1,23 @@
+/* proc — the only code that starts processes. posix_spawn (no fork of the threaded server), a new
+ * process group per child, an environment the caller builds explicitly (never the server's own),
+ * stdio redirected to the given descriptors. A failed exec is reported as an error by
+ * proc_spawn itself, distinct from a child that ran and exited non-zero.
+ */
+#ifndef SLIPWAY_BASE_PROC_H
+#define SLIPWAY_BASE_PROC_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* Starts `path` with argv and envp; stdin/stdout/stderr of the child are the given descriptors
+ * (-1: /dev/null). 0 and *pid, or -errno (e.g. -ENOENT when path cannot be executed). */
+int proc_spawn(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd,
+               int err_fd, pid_t *pid);
+/* Waits for the child; returns its exit status (0-255), 128+signal if killed, or -errno. */
+int proc_wait(pid_t pid);
+/* Sends SIGKILL to the child's process group, then waits for the child. Returns as proc_wait. */
+int proc_kill_wait(pid_t pid);
+/* Finds an executable by name in the colon-separated `path_list`; caller frees. NULL if none. */
+char *proc_find_program(const char *name, const char *path_list);
+
+#endif

@@ -1,0 +1,140 @@
+/* strbuf — growable string with a sticky error flag; see strbuf.h. */
+#include "base/strbuf.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char strbuf_empty[1];
+
+void strbuf_init(struct strbuf *sb, size_t cap)
+{
+    *sb = (struct strbuf){.buf = strbuf_empty, .cap = cap};
+}
+
+void strbuf_release(struct strbuf *sb)
+{
+    if (sb->alloc)
+        free(sb->buf);
+    size_t cap = sb->cap;
+    strbuf_init(sb, cap);
+}
+
+void strbuf_reset(struct strbuf *sb)
+{
+    sb->len = 0;
+    sb->failed = false;
+    if (sb->alloc)
+        sb->buf[0] = '\0';
+}
+
+char *strbuf_detach(struct strbuf *sb, size_t *len)
+{
+    char *r = NULL;
+    if (!sb->failed)
+        r = sb->alloc ? sb->buf : strdup("");
+    else if (sb->alloc)
+        free(sb->buf);
+    if (len)
+        *len = r ? sb->len : 0;
+    size_t cap = sb->cap;
+    strbuf_init(sb, cap);
+    return r;
+}
+
+/* Makes room for `extra` more bytes plus the NUL; false (and failed) if it cannot. */
+static bool grow(struct strbuf *sb, size_t extra)
+{
+    if (sb->failed)
+        return false;
+    if (extra > SIZE_MAX / 2 - sb->len || (sb->cap && sb->len + extra > sb->cap)) {
+        sb->failed = true;
+        return false;
+    }
+    size_t need = sb->len + extra + 1;
+    if (need <= sb->alloc)
+        return true;
+    size_t n = sb->alloc ? sb->alloc : 64;
+    while (n < need)
+        n *= 2;
+    char *p = realloc(sb->alloc ? sb->buf : NULL, n);
+    if (!p) {
+        sb->failed = true;
+        return false;
+    }
+    if (!sb->alloc)
+        p[0] = '\0';
+    sb->buf = p;
+    sb->alloc = n;
+    return true;
+}
+
+void strbuf_add(struct strbuf *sb, const void *data, size_t len)
+{
+    if (!grow(sb, len))
+        return;
+    memcpy(sb->buf + sb->len, data, len);
+    sb->len += len;
+    sb->buf[sb->len] = '\0';
+}
+
+void strbuf_adds(struct strbuf *sb, const char *s)
+{
+    strbuf_add(sb, s, strlen(s));
+}
+
+void strbuf_addch(struct strbuf *sb, char c)
+{
+    strbuf_add(sb, &c, 1);
+}
+
+void strbuf_addf(struct strbuf *sb, const char *fmt, ...)
+{
+    va_list ap;
+    char small[256];
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        sb->failed = true;
+        return;
+    }
+    if ((size_t)n < sizeof(small)) {
+        strbuf_add(sb, small, (size_t)n);
+        return;
+    }
+    if (!grow(sb, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(sb->buf + sb->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sb->len += (size_t)n;
+}
+
+void strbuf_add_json_str(struct strbuf *sb, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    strbuf_addch(sb, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        const unsigned char *run = p;
+        while (*p >= 0x20 && *p != '"' && *p != '\\' && *p != 0x7f)
+            p++;
+        strbuf_add(sb, run, (size_t)(p - run));
+        if (!*p)
+            break;
+        switch (*p) {
+        case '"': strbuf_adds(sb, "\\\""); break;
+        case '\\': strbuf_adds(sb, "\\\\"); break;
+        case '\n': strbuf_adds(sb, "\\n"); break;
+        case '\r': strbuf_adds(sb, "\\r"); break;
+        case '\t': strbuf_adds(sb, "\\t"); break;
+        default: {
+            char esc[7] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15], 0};
+            strbuf_adds(sb, esc);
+        }
+        }
+    }
+    strbuf_addch(sb, '"');
+}

@@ -1,0 +1,43 @@
+/* strbuf — a growable, always NUL-terminated byte string with an optional size cap.
+ *
+ * Lifecycle: `struct strbuf sb = STRBUF_INIT;` (or strbuf_init), append, use sb.buf, then
+ * strbuf_release(). `buf` is never NULL. Errors are sticky: an allocation failure or going past
+ * `cap` sets `failed`, and further appends do nothing; check once with strbuf_ok() at the end.
+ * Not for secrets: released memory is not wiped.
+ */
+#ifndef SLIPWAY_BASE_STRBUF_H
+#define SLIPWAY_BASE_STRBUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct strbuf {
+    char *buf;
+    size_t len;
+    size_t alloc; /* 0 while buf points at the shared empty string */
+    size_t cap;   /* 0: no limit; otherwise the largest len allowed */
+    bool failed;
+};
+
+extern char strbuf_empty[];
+#define STRBUF_INIT {.buf = strbuf_empty}
+
+void strbuf_init(struct strbuf *sb, size_t cap);
+/* Frees the contents; the strbuf is empty and usable again (the cap is kept). */
+void strbuf_release(struct strbuf *sb);
+/* Takes the buffer out (caller frees with free()); the strbuf is left empty. NULL if failed. */
+char *strbuf_detach(struct strbuf *sb, size_t *len);
+
+void strbuf_add(struct strbuf *sb, const void *data, size_t len);
+void strbuf_adds(struct strbuf *sb, const char *s);
+void strbuf_addch(struct strbuf *sb, char c);
+__attribute__((format(printf, 2, 3))) void strbuf_addf(struct strbuf *sb, const char *fmt, ...);
+/* Appends s as the contents of a JSON string, with its quotes. */
+void strbuf_add_json_str(struct strbuf *sb, const char *s);
+void strbuf_reset(struct strbuf *sb);
+static inline bool strbuf_ok(const struct strbuf *sb)
+{
+    return !sb->failed;
+}
+
+#endif

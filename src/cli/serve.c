@@ -1,0 +1,263 @@
+/* cli — `slipway serve`: prepare the data directory, start the HTTP server, print the readiness
+ * line, and run until SIGTERM or SIGINT. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "admin/admin.h"
+#include "api/api.h"
+#include "auth/auth.h"
+#include "base/crypto.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "cli/cli.h"
+#include "http/http.h"
+#include "store/store.h"
+#include "vcs/vcs.h"
+
+static const char usage[] =
+    "usage: slipway serve --data DIR [--listen HOST:PORT] [options]\n"
+    "\n"
+    "Runs the Slipway server on the data directory DIR (created if missing). Once it accepts\n"
+    "connections it prints one line 'slipway: listening on http://HOST:PORT'. On the first\n"
+    "start of an empty data directory it creates an administrator and prints an API key for\n"
+    "it, once. SIGTERM or SIGINT stop it cleanly. One log line per request goes to stderr.\n"
+    "\n"
+    "options:\n"
+    "  --data DIR          data directory (database, repositories, packages)\n"
+    "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080; port 0 picks a free\n"
+    "                      port; IPv6 as [::1]:8080)\n"
+    "  --public-url URL    base URL that clients use to reach this server, for the URLs it\n"
+    "                      hands out (default http://HOST:PORT)\n"
+    "  --threads N         HTTP worker threads (default 4)\n"
+    "  --max-body BYTES    largest JSON request body (default 1048576)\n"
+    "  --max-push BYTES    largest git push (default 2147483648)\n"
+    "  --admin-email EMAIL email of the administrator created on first start\n"
+    "                      (default admin@localhost)\n"
+    "  -h, --help          show this help\n";
+
+struct serve_opts {
+    const char *data;
+    char host[256];
+    unsigned port;
+    const char *public_url;
+    unsigned threads;
+    int64_t max_body;
+    int64_t max_push;
+    const char *admin_email;
+};
+
+static int parse_listen(const char *s, struct serve_opts *o)
+{
+    const char *colon;
+    const char *host = s;
+    size_t host_len;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        host = s + 1;
+        host_len = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -EINVAL;
+        host_len = (size_t)(colon - s);
+    }
+    int64_t port;
+    if (host_len == 0 || host_len >= sizeof(o->host) || parse_i64(colon + 1, 0, 65535, &port))
+        return -EINVAL;
+    memcpy(o->host, host, host_len);
+    o->host[host_len] = '\0';
+    o->port = (unsigned)port;
+    return 0;
+}
+
+/* DIR/secret: 32 random bytes, created 0600 on first start (signed URLs, later issues). */
+static int ensure_secret(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/secret", dir);
+    if (access(path, F_OK) == 0)
+        return 0;
+    unsigned char key[32];
+    if (crypto_random(key, sizeof(key)))
+        return -EIO;
+    return fs_write_atomic(path, key, sizeof(key), 0600);
+}
+
+static int count_user(const struct store_user *u, void *arg)
+{
+    (void)u;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* First start: an administrator with an API key, printed once with a curl example. */
+static int bootstrap_admin(const struct serve_opts *o, const char *base_url)
+{
+    int users = 0;
+    if (store_user_each(count_user, &users))
+        return -EIO;
+    if (users)
+        return 0;
+    struct admin_actor a = {"slipway serve (first start)", "local"};
+    struct admin_error err;
+    struct store_user u;
+    char *key = NULL;
+    if (admin_user_add(&a, o->admin_email, "Administrator", true, &u, &err) ||
+        admin_apikey_add(&a, o->admin_email, &key, &err)) {
+        log_error("cannot create the first administrator: %s", err.message);
+        return -EIO;
+    }
+    printf("slipway: first start: created the administrator '%s'.\n"
+           "slipway: its API key (shown only now; make another with "
+           "'slipway admin --data %s apikey add --email %s'):\n"
+           "\n    %s\n\n"
+           "slipway: try it:\n"
+           "    curl -H 'Mendix-Username: %s' -H 'Mendix-ApiKey: %s' %s/api/1/apps\n",
+           u.email, o->data, u.email, key, u.email, key, base_url);
+    fflush(stdout);
+    free(key);
+    return 0;
+}
+
+static int prepare_dirs(const char *dir)
+{
+    const char *subs[] = {"", "/repos", "/tmp"};
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s%s", dir, subs[i]);
+        int r = fs_mkdirs(path, 0700);
+        if (r) {
+            log_error("cannot create '%s': %s", path, strerror(-r));
+            return r;
+        }
+    }
+    return 0;
+}
+
+int cli_serve(int argc, char **argv)
+{
+    struct serve_opts o = {.threads = 4, .max_body = 1 << 20, .max_push = 2LL << 30,
+                           .admin_email = "admin@localhost", .port = 8080};
+    strcpy(o.host, "127.0.0.1");
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, 'd'},       {"listen", required_argument, NULL, 'l'},
+        {"public-url", required_argument, NULL, 'u'}, {"threads", required_argument, NULL, 't'},
+        {"max-body", required_argument, NULL, 'b'},   {"max-push", required_argument, NULL, 'p'},
+        {"admin-email", required_argument, NULL, 'a'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    int64_t v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd': o.data = optarg; break;
+        case 'l':
+            if (parse_listen(optarg, &o)) {
+                fprintf(stderr, "slipway serve: --listen wants HOST:PORT, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'u': o.public_url = optarg; break;
+        case 't':
+            if (parse_i64(optarg, 1, 256, &v)) {
+                fprintf(stderr, "slipway serve: --threads wants 1 to 256\n");
+                return 2;
+            }
+            o.threads = (unsigned)v;
+            break;
+        case 'b':
+        case 'p':
+            if (parse_i64(optarg, 1024, INT64_MAX, &v)) {
+                fprintf(stderr, "slipway serve: --max-body and --max-push want a byte count "
+                                "of at least 1024\n");
+                return 2;
+            }
+            *(c == 'b' ? &o.max_body : &o.max_push) = v;
+            break;
+        case 'a': o.admin_email = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (!o.data || optind != argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    if (!admin_email_valid(o.admin_email)) {
+        fprintf(stderr, "slipway serve: '%s' is not a valid email address\n", o.admin_email);
+        return 2;
+    }
+
+    /* Signals are taken by sigwait below; the HTTP threads inherit this mask. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 1;
+    struct http_server *server = NULL;
+    char spool[4096];
+    snprintf(spool, sizeof(spool), "%s/tmp", o.data);
+    if (prepare_dirs(o.data) || ensure_secret(o.data) || store_init(o.data) || vcs_init()) {
+        log_error("cannot prepare the data directory '%s'", o.data);
+        return 1;
+    }
+    admin_set_data_dir(o.data);
+
+    struct api_config ac = {.data_dir = o.data, .public_url = o.public_url};
+    if (api_init(&ac))
+        goto out;
+    size_t nr_routes;
+    const struct http_route *routes = api_routes(&nr_routes);
+    struct http_config hc = {
+        .host = o.host,
+        .port = o.port,
+        .threads = o.threads,
+        .max_body = (size_t)o.max_body,
+        .max_spool = (uint64_t)o.max_push,
+        .spool_dir = spool,
+        .error = api_error_body,
+        .routes = routes,
+        .nr_routes = nr_routes,
+    };
+    int r = http_server_start(&hc, &server);
+    if (r) {
+        log_error("cannot listen on %s:%u: %s", o.host, o.port, strerror(-r));
+        goto out;
+    }
+    char base_url[512];
+    bool v6 = strchr(o.host, ':') != NULL;
+    snprintf(base_url, sizeof(base_url), "http://%s%s%s:%u", v6 ? "[" : "", o.host, v6 ? "]" : "",
+             http_server_port(server));
+    if (!o.public_url)
+        api_set_public_url(base_url);
+    if (bootstrap_admin(&o, base_url))
+        goto out;
+
+    printf("slipway: listening on %s\n", base_url);
+    fflush(stdout);
+    int sig = 0;
+    sigwait(&stop, &sig);
+    log_info("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    rc = 0;
+out:
+    http_server_stop(server);
+    api_shutdown();
+    vcs_shutdown();
+    store_thread_release();
+    return rc;
+}

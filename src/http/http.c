@@ -1,0 +1,484 @@
+/* http — libmicrohttpd glue: routing, bodies, responses, request log; see http.h. */
+#include "http/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "base/log.h"
+#include "base/util.h"
+
+struct compiled_route {
+    const struct http_route *route;
+    size_t nr_seg;
+    char *seg[URL_MAX_SEGMENTS];
+};
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct http_config cfg;
+    struct compiled_route *routes;
+    size_t nr_routes;
+    unsigned port;
+};
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+const char *http_header(const struct http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+char *http_query(const struct http_request *req, const char *name)
+{
+    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (!raw)
+        return NULL;
+    size_t len = strlen(raw);
+    char *out = malloc(len + 1);
+    if (out && url_decode(raw, len, out, 1) < 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
+{
+    (void)kind;
+    struct strbuf *out = cls;
+    if (out->len)
+        strbuf_addch(out, '&');
+    strbuf_adds(out, key);
+    if (value) {
+        strbuf_addch(out, '=');
+        strbuf_adds(out, value);
+    }
+    return MHD_YES;
+}
+
+void http_raw_query(const struct http_request *req, struct strbuf *out)
+{
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_arg, out);
+}
+
+bool http_query_bool(const struct http_request *req, const char *name)
+{
+    char *v = http_query(req, name);
+    bool r = v && (str_ieq(v, "true") || strcmp(v, "1") == 0);
+    free(v);
+    return r;
+}
+
+void http_res_header(struct http_response *res, const char *name, const char *value)
+{
+    if (res->nr_headers == HTTP_MAX_HEADERS)
+        return;
+    res->header_name[res->nr_headers] = strdup(name);
+    res->header_value[res->nr_headers] = strdup(value);
+    res->nr_headers++;
+}
+
+void http_res_json_text(struct http_response *res, int status, const char *json, size_t len)
+{
+    res->status = status;
+    strbuf_reset(&res->body);
+    strbuf_add(&res->body, json, len);
+}
+
+static void response_release(struct http_response *res)
+{
+    strbuf_release(&res->body);
+    for (size_t i = 0; i < res->nr_headers; i++) {
+        free(res->header_name[i]);
+        free(res->header_value[i]);
+    }
+    res->nr_headers = 0;
+    if (res->stream_free)
+        res->stream_free(res->stream_arg);
+    res->stream_free = NULL;
+}
+
+/* ---- routing ----------------------------------------------------------------------------- */
+
+static int compile_routes(struct http_server *s)
+{
+    s->routes = calloc(s->cfg.nr_routes, sizeof(*s->routes));
+    if (!s->routes)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->cfg.nr_routes; i++) {
+        struct url_path p;
+        if (url_path_parse(s->cfg.routes[i].pattern, &p) < 0)
+            return -EINVAL;
+        s->routes[i].route = &s->cfg.routes[i];
+        s->routes[i].nr_seg = p.nr_seg;
+        memcpy(s->routes[i].seg, p.seg, sizeof(p.seg));
+        s->nr_routes++;
+    }
+    return 0;
+}
+
+static bool route_matches_path(const struct compiled_route *cr, struct http_request *req)
+{
+    const struct url_path *p = &req->path;
+    bool tail = cr->route->flags & HTTP_ROUTE_TAIL;
+    size_t fixed = tail ? cr->nr_seg - 1 : cr->nr_seg;
+    if (tail ? p->nr_seg <= fixed : p->nr_seg != fixed)
+        return false;
+    size_t np = 0;
+    for (size_t i = 0; i < fixed; i++) {
+        if (cr->seg[i][0] == ':') {
+            req->params[np++] = p->seg[i];
+        } else if (strcmp(cr->seg[i], p->seg[i]) != 0) {
+            return false;
+        }
+    }
+    req->tail_index = fixed;
+    return true;
+}
+
+/* Finds the route; *path_known tells whether any route has this path (for 405 vs 404). */
+static const struct http_route *route_find(struct http_server *s, struct http_request *req,
+                                           bool *path_known)
+{
+    const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
+    *path_known = false;
+    for (size_t i = 0; i < s->nr_routes; i++) {
+        if (!route_matches_path(&s->routes[i], req))
+            continue;
+        *path_known = true;
+        if (strcmp(s->routes[i].route->method, method) == 0)
+            return s->routes[i].route;
+    }
+    memset(req->params, 0, sizeof(req->params));
+    return NULL;
+}
+
+/* ---- answering --------------------------------------------------------------------------- */
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct http_response *res = cls;
+    ssize_t n = res->stream_read(res->stream_arg, buf, max);
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    return n;
+}
+
+static void stream_done(void *cls)
+{
+    struct http_response *res = cls;
+    response_release(res);
+    free(res);
+}
+
+/* Queues `res` on the connection; takes ownership of res (heap-allocated). */
+static enum MHD_Result send_response(struct http_request *req, struct http_response *res)
+{
+    struct MHD_Response *r;
+    if (res->stream_read) {
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_reader, res,
+                                              stream_done);
+        if (!r) {
+            stream_done(res);
+            return MHD_NO;
+        }
+    } else {
+        if (res->body.failed)
+            strbuf_reset(&res->body);
+        r = MHD_create_response_from_buffer(res->body.len, res->body.buf, MHD_RESPMEM_MUST_COPY);
+    }
+    if (!r) {
+        stream_done(res);
+        return MHD_NO;
+    }
+    const char *ct = res->content_type[0] ? res->content_type : "application/json";
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
+    for (size_t i = 0; i < res->nr_headers; i++)
+        MHD_add_response_header(r, res->header_name[i], res->header_value[i]);
+    req->status = res->status;
+    req->answered = true;
+    enum MHD_Result ret = MHD_queue_response(req->conn, (unsigned)res->status, r);
+    MHD_destroy_response(r);
+    if (!res->stream_read)
+        stream_done(res);
+    return ret;
+}
+
+static enum MHD_Result send_error(struct http_server *s, struct http_request *req, int status,
+                                  const char *code, const char *message)
+{
+    struct http_response *res = calloc(1, sizeof(*res));
+    if (!res)
+        return MHD_NO;
+    strbuf_init(&res->body, 0);
+    s->cfg.error(req, res, status, code, message);
+    res->status = status;
+    return send_response(req, res);
+}
+
+/* ---- libmicrohttpd callbacks ------------------------------------------------------------- */
+
+static void request_free(struct http_request *req)
+{
+    url_path_release(&req->path);
+    strbuf_release(&req->body_buf);
+    if (req->body_fd >= 0)
+        close(req->body_fd);
+    free(req);
+}
+
+static struct http_request *request_new(struct MHD_Connection *conn, const char *url,
+                                        const char *method)
+{
+    struct http_request *req = calloc(1, sizeof(*req));
+    if (!req)
+        return NULL;
+    req->conn = conn;
+    req->method = method;
+    req->raw_path = url;
+    req->body = "";
+    req->body_fd = -1;
+    req->started_ns = time_mono_ns();
+    strbuf_init(&req->body_buf, 0);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+                      req->remote_addr, sizeof(req->remote_addr));
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                      req->remote_addr, sizeof(req->remote_addr));
+    }
+    return req;
+}
+
+static int spool_open(struct http_server *s)
+{
+    return open(s->cfg.spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+}
+
+static int spool_write(int fd, const char *data, size_t len)
+{
+    while (len) {
+        ssize_t w = write(fd, data, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        data += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    struct http_server *s = cls;
+    struct http_request *req = *con_cls;
+
+    if (!req) {
+        req = request_new(conn, url, method);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        if (url_path_parse(url, &req->path) < 0)
+            return send_error(s, req, 400, "INVALID_PARAMETERS", "the request path is malformed");
+        bool known;
+        req->route = route_find(s, req, &known);
+        if (!req->route)
+            return known ? send_error(s, req, 405, "METHOD_NOT_ALLOWED",
+                                      "this method is not allowed on this path")
+                         : send_error(s, req, 404, "NOT_FOUND", "no such endpoint");
+        req->route_ctx = req->route->ctx;
+        bool spool = req->route->flags & HTTP_ROUTE_SPOOL;
+        uint64_t limit = spool ? s->cfg.max_spool : s->cfg.max_body;
+        const char *cl = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        int64_t clen;
+        if (cl && parse_i64(cl, 0, INT64_MAX, &clen) == 0 && (uint64_t)clen > limit)
+            return send_error(s, req, 413, "REQUEST_TOO_LARGE", "the request body is too large");
+        if (spool) {
+            req->body_fd = spool_open(s);
+            if (req->body_fd < 0) {
+                log_error("cannot create a spool file in '%s': %s", s->cfg.spool_dir,
+                          strerror(errno));
+                return send_error(s, req, 500, "INTERNAL_ERROR", "cannot store the request");
+            }
+        } else {
+            strbuf_init(&req->body_buf, s->cfg.max_body);
+        }
+        return MHD_YES;
+    }
+
+    if (req->answered) { /* an early answer: discard the rest of the body */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (req->too_large)
+            return MHD_YES;
+        if (req->body_fd >= 0) {
+            if (req->body_size + n > s->cfg.max_spool) {
+                req->too_large = true;
+            } else if (spool_write(req->body_fd, upload_data, n) < 0) {
+                log_error("cannot spool a request body: %s", strerror(errno));
+                return MHD_NO;
+            } else {
+                req->body_size += n;
+            }
+        } else {
+            strbuf_add(&req->body_buf, upload_data, n);
+            if (req->body_buf.failed)
+                req->too_large = true;
+        }
+        return MHD_YES;
+    }
+
+    /* the whole body is in */
+    if (req->too_large)
+        return send_error(s, req, 413, "REQUEST_TOO_LARGE", "the request body is too large");
+    req->body = req->body_buf.buf;
+    req->body_len = req->body_buf.len;
+    if (req->body_fd >= 0 && lseek(req->body_fd, 0, SEEK_SET) < 0)
+        return send_error(s, req, 500, "INTERNAL_ERROR", "cannot read the request");
+
+    struct http_response *res = calloc(1, sizeof(*res));
+    if (!res)
+        return MHD_NO;
+    strbuf_init(&res->body, 0);
+    res->status = 500;
+    req->route->fn(req, res);
+    if (res->body.failed) {
+        response_release(res);
+        free(res);
+        return send_error(s, req, 500, "INTERNAL_ERROR", "out of memory");
+    }
+    return send_response(req, res);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    struct http_request *req = *con_cls;
+    if (!req)
+        return;
+    double ms = (double)(time_mono_ns() - req->started_ns) / 1e6;
+    log_info("%s %s %d %.2fms user=%s%s", req->method, req->raw_path, req->status, ms,
+             req->user[0] ? req->user : "-",
+             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    request_free(req);
+    *con_cls = NULL;
+}
+
+/* Keep the request target undecoded: paths are split before decoding (see base/url.h), and
+ * query values are decoded by http_query(). */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    log_warn("http: %s", msg);
+}
+
+/* ---- server ------------------------------------------------------------------------------ */
+
+int http_server_start(const struct http_config *cfg, struct http_server **out)
+{
+    struct http_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->cfg = *cfg;
+    int r = compile_routes(s);
+    if (r < 0)
+        goto fail;
+
+    struct sockaddr_storage ss = {0};
+    socklen_t sslen;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    const char *host = strcmp(cfg->host, "localhost") == 0 ? "127.0.0.1" : cfg->host;
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)cfg->port);
+        sslen = sizeof(*sin);
+    } else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)cfg->port);
+        sslen = sizeof(*sin6);
+        flags |= MHD_USE_IPv6;
+    } else {
+        r = -EINVAL;
+        goto fail;
+    }
+    (void)sslen;
+
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, s, MHD_OPTION_SOCK_ADDR, &ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 1),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped,
+        s, MHD_OPTION_END);
+    if (!s->daemon) {
+        r = -EADDRNOTAVAIL;
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : cfg->port;
+    *out = s;
+    return 0;
+fail:
+    http_server_stop(s);
+    return r;
+}
+
+unsigned http_server_port(const struct http_server *s)
+{
+    return s->port;
+}
+
+void http_server_stop(struct http_server *s)
+{
+    if (!s)
+        return;
+    if (s->daemon)
+        MHD_stop_daemon(s->daemon);
+    for (size_t i = 0; i < s->nr_routes; i++)
+        for (size_t j = 0; j < s->routes[i].nr_seg; j++)
+            free(s->routes[i].seg[j]);
+    free(s->routes);
+    free(s);
+}

@@ -1,0 +1,113 @@
+/* http — a small HTTP server layer over libmicrohttpd: a routing table, request bodies with size
+ * limits (buffered in memory, or spooled to an unnamed temp file for large uploads), JSON and
+ * streamed responses, one log line per request, and JSON bodies for every error it answers itself.
+ *
+ * It knows nothing of apps, users or packages: the api/ module registers routes and supplies the
+ * error-body format. Handlers run on the server's worker threads, several at once.
+ */
+#ifndef SLIPWAY_HTTP_H
+#define SLIPWAY_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "base/strbuf.h"
+#include "base/url.h"
+
+struct http_server;
+struct MHD_Connection;
+
+enum http_route_flags {
+    HTTP_ROUTE_SPOOL = 1 << 0, /* stream the body into req->body_fd instead of memory */
+    HTTP_ROUTE_TAIL = 1 << 1,  /* the pattern's last segment "*" matches one or more segments */
+};
+
+struct http_request {
+    const char *method;   /* "GET", "POST", ... ("HEAD" is routed as "GET") */
+    const char *raw_path; /* as sent, without the query string */
+    struct url_path path; /* decoded segments */
+    const char *params[URL_MAX_SEGMENTS]; /* values of the route's ":name" segments, in order */
+    size_t tail_index;    /* HTTP_ROUTE_TAIL: index in path.seg of the first tail segment */
+    const char *body;     /* buffered body, NUL-terminated ("" when none) */
+    size_t body_len;
+    int body_fd;          /* HTTP_ROUTE_SPOOL: the body in a temp file at offset 0; else -1 */
+    uint64_t body_size;   /* HTTP_ROUTE_SPOOL: bytes in body_fd */
+    char remote_addr[64];
+    char user[256];       /* who made the request, for the log line; set by the handler */
+    void *route_ctx;
+    struct MHD_Connection *conn;
+    /* private */
+    struct strbuf body_buf;
+    const struct http_route *route;
+    int64_t started_ns;
+    int status;
+    bool too_large;
+    bool answered;
+};
+
+#define HTTP_MAX_HEADERS 8
+struct http_response {
+    int status;
+    struct strbuf body;
+    char content_type[128]; /* "" means "application/json" */
+    size_t nr_headers;
+    char *header_name[HTTP_MAX_HEADERS];
+    char *header_value[HTTP_MAX_HEADERS];
+    /* A streamed body (chunked): read() returns bytes, 0 at the end, -1 on error. free() is
+     * called exactly once when the response is done or abandoned. */
+    ssize_t (*stream_read)(void *arg, char *buf, size_t max);
+    void (*stream_free)(void *arg);
+    void *stream_arg;
+};
+
+typedef void (*http_handler_fn)(struct http_request *req, struct http_response *res);
+
+struct http_route {
+    const char *method;  /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *pattern; /* "/api/1/apps/:app/branches/:branch"; a trailing "*" with HTTP_ROUTE_TAIL */
+    http_handler_fn fn;
+    unsigned flags;
+    void *ctx;
+};
+
+/* Fills `res` with the error body of the API surface that `req` belongs to. The server calls it
+ * for the errors it answers itself (404, 405, 413, 400, 500); code is e.g. "NOT_FOUND". */
+typedef void (*http_error_fn)(const struct http_request *req, struct http_response *res,
+                              int status, const char *code, const char *message);
+
+struct http_config {
+    const char *host;           /* numeric IPv4 or IPv6 address, or "localhost" */
+    unsigned port;              /* 0: any free port */
+    unsigned threads;           /* worker threads */
+    size_t max_body;            /* limit for buffered bodies */
+    uint64_t max_spool;         /* limit for spooled bodies */
+    const char *spool_dir;      /* where spooled bodies live (unnamed O_TMPFILE files) */
+    http_error_fn error;
+    const struct http_route *routes;
+    size_t nr_routes;
+};
+
+/* Starts listening and serving. The route table must outlive the server. 0, or -errno. */
+int http_server_start(const struct http_config *cfg, struct http_server **out);
+/* The port actually bound (useful with port 0). */
+unsigned http_server_port(const struct http_server *s);
+/* Stops accepting, waits for the workers and frees the server. NULL is a no-op. */
+void http_server_stop(struct http_server *s);
+
+/* A request header, matched case-insensitively; NULL if absent. */
+const char *http_header(const struct http_request *req, const char *name);
+/* A query parameter, percent-decoded; caller frees. NULL if absent. */
+char *http_query(const struct http_request *req, const char *name);
+/* Appends the raw (still percent-encoded) query string, without '?', to out. */
+void http_raw_query(const struct http_request *req, struct strbuf *out);
+/* True when the query parameter is "true" or "1" (case-insensitive). */
+bool http_query_bool(const struct http_request *req, const char *name);
+
+/* Adds a response header (copied). Silently ignores more than HTTP_MAX_HEADERS. */
+void http_res_header(struct http_response *res, const char *name, const char *value);
+/* Sets status and a body of already serialized JSON text. */
+void http_res_json_text(struct http_response *res, int status, const char *json, size_t len);
+
+#endif

@@ -1,0 +1,301 @@
+/* store — connections, statement cache, migrations, transactions; see store.h. */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+/* Migrations: append only; never edit one that has shipped. Index i brings user_version to i+1. */
+static const char *const migrations[] = {
+    /* 1: users, credentials, apps, environments, members, rights, audit */
+    "CREATE TABLE users("
+    "  id INTEGER PRIMARY KEY,"
+    "  email TEXT NOT NULL UNIQUE COLLATE NOCASE,"
+    "  name TEXT NOT NULL,"
+    "  is_admin INTEGER NOT NULL DEFAULT 0,"
+    "  active INTEGER NOT NULL DEFAULT 1,"
+    "  created_ms INTEGER NOT NULL) STRICT;"
+    "CREATE TABLE credentials("
+    "  id INTEGER PRIMARY KEY,"
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('apikey', 'token')),"
+    "  lookup TEXT NOT NULL UNIQUE,"
+    "  hash TEXT NOT NULL,"
+    "  scopes TEXT NOT NULL DEFAULT '',"
+    "  created_ms INTEGER NOT NULL,"
+    "  revoked_ms INTEGER) STRICT;"
+    "CREATE INDEX credentials_user ON credentials(user_id);"
+    "CREATE TABLE apps("
+    "  id INTEGER PRIMARY KEY,"
+    "  app_id TEXT NOT NULL UNIQUE,"
+    "  name TEXT NOT NULL,"
+    "  project_id TEXT NOT NULL UNIQUE,"
+    "  url TEXT NOT NULL,"
+    "  default_branch TEXT NOT NULL DEFAULT 'main',"
+    "  created_ms INTEGER NOT NULL) STRICT;"
+    "CREATE TABLE environments("
+    "  id INTEGER PRIMARY KEY,"
+    "  app INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,"
+    "  mode TEXT NOT NULL COLLATE NOCASE,"
+    "  environment_id TEXT NOT NULL UNIQUE,"
+    "  production INTEGER NOT NULL,"
+    "  status TEXT NOT NULL DEFAULT 'Empty',"
+    "  url TEXT NOT NULL DEFAULT '',"
+    "  position INTEGER NOT NULL,"
+    "  UNIQUE (app, mode)) STRICT;"
+    "CREATE TABLE members("
+    "  app INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,"
+    "  user INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  role TEXT NOT NULL CHECK (role IN ('viewer', 'developer', 'admin')),"
+    "  PRIMARY KEY (app, user)) STRICT;"
+    "CREATE TABLE env_rights("
+    "  env INTEGER NOT NULL REFERENCES environments(id) ON DELETE CASCADE,"
+    "  user INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  rights INTEGER NOT NULL,"
+    "  PRIMARY KEY (env, user)) STRICT;"
+    "CREATE TABLE audit("
+    "  id INTEGER PRIMARY KEY,"
+    "  at_ms INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  app TEXT NOT NULL DEFAULT '',"
+    "  env TEXT NOT NULL DEFAULT '',"
+    "  source TEXT NOT NULL,"
+    "  result TEXT NOT NULL,"
+    "  detail TEXT NOT NULL DEFAULT '',"
+    "  prev_hash TEXT NOT NULL,"
+    "  hash TEXT NOT NULL) STRICT;"
+    "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+    "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+    "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+};
+#define NR_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+static char *db_path;
+
+#define STMT_CACHE 64
+struct thread_conn {
+    sqlite3 *db;
+    const char *sql[STMT_CACHE];
+    sqlite3_stmt *stmt[STMT_CACHE];
+    size_t nr_stmt;
+};
+static _Thread_local struct thread_conn *tconn;
+static pthread_key_t conn_key;
+static pthread_once_t conn_key_once = PTHREAD_ONCE_INIT;
+
+static void conn_free(void *p)
+{
+    struct thread_conn *c = p;
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nr_stmt; i++)
+        sqlite3_finalize(c->stmt[i]);
+    sqlite3_close(c->db);
+    free(c);
+}
+
+static void make_key(void)
+{
+    pthread_key_create(&conn_key, conn_free);
+}
+
+static int exec(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        log_error("store: %s", err ? err : sqlite3_errmsg(db));
+        sqlite3_free(err);
+        return -EIO;
+    }
+    return 0;
+}
+
+static sqlite3 *open_db(void)
+{
+    sqlite3 *db = NULL;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(db_path, &db, flags, NULL) != SQLITE_OK) {
+        log_error("store: cannot open '%s': %s", db_path, db ? sqlite3_errmsg(db) : "no memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    sqlite3_extended_result_codes(db, 1);
+    if (exec(db, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;")) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+sqlite3 *store_conn(void)
+{
+    if (tconn)
+        return tconn->db;
+    pthread_once(&conn_key_once, make_key);
+    struct thread_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->db = open_db();
+    if (!c->db) {
+        free(c);
+        return NULL;
+    }
+    tconn = c;
+    pthread_setspecific(conn_key, c);
+    return c->db;
+}
+
+void store_thread_release(void)
+{
+    if (!tconn)
+        return;
+    pthread_setspecific(conn_key, NULL);
+    conn_free(tconn);
+    tconn = NULL;
+}
+
+sqlite3_stmt *store_stmt(const char *sql)
+{
+    if (!store_conn())
+        return NULL;
+    struct thread_conn *c = tconn;
+    for (size_t i = 0; i < c->nr_stmt; i++) {
+        if (c->sql[i] == sql) {
+            sqlite3_reset(c->stmt[i]);
+            sqlite3_clear_bindings(c->stmt[i]);
+            return c->stmt[i];
+        }
+    }
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_error("store: cannot prepare: %s", sqlite3_errmsg(c->db));
+        return NULL;
+    }
+    if (c->nr_stmt == STMT_CACHE) { /* full: drop the oldest */
+        sqlite3_finalize(c->stmt[0]);
+        memmove(c->sql, c->sql + 1, sizeof(c->sql[0]) * (STMT_CACHE - 1));
+        memmove(c->stmt, c->stmt + 1, sizeof(c->stmt[0]) * (STMT_CACHE - 1));
+        c->nr_stmt--;
+    }
+    c->sql[c->nr_stmt] = sql;
+    c->stmt[c->nr_stmt++] = st;
+    return st;
+}
+
+void store_col_text(sqlite3_stmt *st, int col, char *dst, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    size_t n = t ? (size_t)sqlite3_column_bytes(st, col) : 0;
+    if (n >= cap)
+        n = cap - 1;
+    if (n)
+        memcpy(dst, t, n);
+    dst[n] = '\0';
+}
+
+int store_exec_stmt(sqlite3_stmt *st)
+{
+    if (!st)
+        return -EIO;
+    int rc = sqlite3_step(st);
+    int r = 0;
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+            r = (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) ? -EEXIST
+                                                                                         : -EINVAL;
+        } else {
+            log_error("store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+            r = -EIO;
+        }
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_row(sqlite3_stmt *st, int rc)
+{
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return -ENOENT;
+    log_error("store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+    return -EIO;
+}
+
+int store_begin(void)
+{
+    sqlite3 *db = store_conn();
+    return db ? exec(db, "BEGIN IMMEDIATE") : -EIO;
+}
+
+int store_commit(void)
+{
+    sqlite3 *db = store_conn();
+    return db ? exec(db, "COMMIT") : -EIO;
+}
+
+void store_rollback(void)
+{
+    sqlite3 *db = store_conn();
+    if (db && !sqlite3_get_autocommit(db))
+        exec(db, "ROLLBACK");
+}
+
+int store_schema_version(void)
+{
+    sqlite3_stmt *st = store_stmt("PRAGMA user_version");
+    if (!st || sqlite3_step(st) != SQLITE_ROW)
+        return -EIO;
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    return v;
+}
+
+static int migrate(sqlite3 *db)
+{
+    if (exec(db, "BEGIN IMMEDIATE"))
+        return -EIO;
+    int version = store_schema_version();
+    if (version < 0)
+        goto fail;
+    if (version > NR_MIGRATIONS) {
+        log_error("store: '%s' has schema version %d; this slipway knows up to %d: upgrade it",
+                  db_path, version, NR_MIGRATIONS);
+        goto fail;
+    }
+    for (int i = version; i < NR_MIGRATIONS; i++) {
+        if (exec(db, migrations[i]))
+            goto fail;
+    }
+    if (version < NR_MIGRATIONS) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", NR_MIGRATIONS);
+        if (exec(db, sql))
+            goto fail;
+    }
+    return exec(db, "COMMIT");
+fail:
+    exec(db, "ROLLBACK");
+    return -EIO;
+}
+
+int store_init(const char *data_dir)
+{
+    size_t n = strlen(data_dir) + sizeof("/slipway.db");
+    free(db_path);
+    db_path = malloc(n);
+    if (!db_path)
+        return -ENOMEM;
+    snprintf(db_path, n, "%s/slipway.db", data_dir);
+    sqlite3 *db = store_conn();
+    if (!db)
+        return -EIO;
+    return migrate(db);
+}

@@ -1,0 +1,142 @@
+/* store — Slipway's database: SQLite at DIR/slipway.db in WAL mode with foreign keys, numbered
+ * migrations under PRAGMA user_version, and one connection per thread with cached prepared
+ * statements. One file per entity implements the functions below; nothing else runs SQL.
+ *
+ * Strings in the structs below are bounded by the validation done before insert (see the
+ * *_MAX constants); longer stored values are truncated on read, never overflowed.
+ * Functions return 0, -ENOENT (no such row), -EEXIST (unique key taken) or -EIO.
+ */
+#ifndef SLIPWAY_STORE_H
+#define SLIPWAY_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define STORE_EMAIL_MAX   254
+#define STORE_NAME_MAX    200
+#define STORE_APPID_MAX   40
+#define STORE_URL_MAX     512
+#define STORE_BRANCH_MAX  255
+#define STORE_SCOPES_MAX  512
+#define STORE_MODE_MAX    40
+
+/* Opens DIR/slipway.db (creating it), applies pending migrations in one transaction, and makes
+ * the path the one every thread's connection uses. Call once per process before other calls.
+ * 0, or -EIO with the reason logged. */
+int store_init(const char *data_dir);
+/* Closes this thread's connection and its statements (also done when the thread exits). */
+void store_thread_release(void);
+/* The schema version after migrations. */
+int store_schema_version(void);
+
+/* Transactions on this thread's connection (BEGIN IMMEDIATE). */
+int store_begin(void);
+int store_commit(void);
+void store_rollback(void);
+
+/* ---- users (users.c) ---- */
+struct store_user {
+    int64_t id;
+    char email[STORE_EMAIL_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+    bool admin;
+    bool active;
+    int64_t created_ms;
+};
+int store_user_insert(const char *email, const char *name, bool admin, int64_t *id);
+int store_user_by_email(const char *email, struct store_user *out);
+int store_user_by_id(int64_t id, struct store_user *out);
+int store_user_each(int (*fn)(const struct store_user *, void *), void *arg);
+
+/* ---- credentials: API keys and tokens (credentials.c) ---- */
+enum store_cred_kind { STORE_CRED_APIKEY, STORE_CRED_TOKEN };
+struct store_cred {
+    int64_t id;
+    int64_t user_id;
+    enum store_cred_kind kind;
+    char lookup[33];   /* public prefix used to find the row */
+    char hash[65];     /* sha256 hex of the whole secret */
+    char scopes[STORE_SCOPES_MAX + 1];
+    bool revoked;
+};
+int store_cred_insert(int64_t user_id, enum store_cred_kind kind, const char *lookup,
+                      const char *hash, const char *scopes);
+int store_cred_by_lookup(const char *lookup, struct store_cred *out);
+/* Revokes the user's credential with that lookup; -ENOENT if none (or already revoked). */
+int store_cred_revoke(int64_t user_id, const char *lookup);
+
+/* ---- apps and environments (apps.c) ---- */
+struct store_app {
+    int64_t id;
+    char app_id[STORE_APPID_MAX + 1];
+    char name[STORE_NAME_MAX + 1];
+    char project_id[37];
+    char url[STORE_URL_MAX + 1];
+    char default_branch[STORE_BRANCH_MAX + 1];
+    int64_t created_ms;
+};
+struct store_env {
+    int64_t id;
+    int64_t app;
+    char mode[STORE_MODE_MAX + 1]; /* "Test", "Acceptance", "Production" */
+    char environment_id[37];
+    bool production;
+    char status[16];
+    char url[STORE_URL_MAX + 1];
+};
+/* Inserts the app (id filled in) with its Test, Acceptance and Production environments. */
+int store_app_insert(struct store_app *app);
+int store_app_by_appid(const char *app_id, struct store_app *out);
+int store_app_by_project_id(const char *project_id, struct store_app *out);
+/* All apps (user_id 0), or those the user is a member of, ordered by AppId. */
+int store_app_each(int64_t user_id, int (*fn)(const struct store_app *, void *), void *arg);
+/* Mode is matched case-insensitively. */
+int store_env_by_mode(int64_t app, const char *mode, struct store_env *out);
+int store_env_each(int64_t app, int (*fn)(const struct store_env *, void *), void *arg);
+
+/* ---- membership and per-environment rights (members.c) ---- */
+/* Per-environment rights, named as Mendix names them; stored as these bits. */
+enum store_right {
+    RIGHT_API = 1 << 0,         /* API Rights */
+    RIGHT_TRANSPORT = 1 << 1,   /* Transport Rights */
+    RIGHT_BACKUPS = 1 << 2,     /* Access to Backups */
+    RIGHT_MONITORING = 1 << 3,  /* Access to Monitoring */
+    RIGHT_ALERTS = 1 << 4,      /* Receive Alerts */
+    RIGHT_PERMISSIONS = 1 << 5, /* Manage Permissions */
+    RIGHT_ALL = (1 << 6) - 1,
+};
+enum store_role { STORE_ROLE_NONE, STORE_ROLE_VIEWER, STORE_ROLE_DEVELOPER, STORE_ROLE_ADMIN };
+/* Adds the member or changes the role. A new member gets the default rights: API Rights on every
+ * non-production environment. */
+int store_member_set(int64_t app, int64_t user, enum store_role role);
+/* The user's role in the app; STORE_ROLE_NONE (and 0) when not a member. */
+int store_member_role(int64_t app, int64_t user, enum store_role *out);
+/* Rights bits (RIGHT_*) of a member on one environment; 0 when none. */
+int store_rights_get(int64_t env, int64_t user, unsigned *out);
+/* OR of the member's rights over all environments of the app. */
+int store_rights_any(int64_t app, int64_t user, unsigned *out);
+/* rights = (rights | set) & ~clear on one environment; -ENOENT when the user is not a member. */
+int store_rights_update(int64_t app, int64_t env, int64_t user, unsigned set, unsigned clear);
+struct store_member {
+    int64_t user_id;
+    char email[STORE_EMAIL_MAX + 1];
+    enum store_role role;
+};
+int store_member_each(int64_t app, int (*fn)(const struct store_member *, void *), void *arg);
+
+/* ---- audit log (audit.c): append-only, hash-chained ---- */
+struct store_audit {
+    int64_t id;
+    int64_t at_ms;
+    const char *actor, *action, *app, *env, *source, *result, *detail; /* app/env/detail may be "" */
+    const char *hash;
+};
+int store_audit_append(const char *actor, const char *action, const char *app, const char *env,
+                       const char *source, const char *result, const char *detail);
+/* Entries with id > after_id, oldest first, at most limit. */
+int store_audit_each(int64_t after_id, int limit, int (*fn)(const struct store_audit *, void *),
+                     void *arg);
+/* Recomputes the hash chain; 0 when intact, -EBADMSG (and *bad_id) at the first broken entry. */
+int store_audit_verify(int64_t *bad_id);
+
+#endif

@@ -1,0 +1,1010 @@
+/* vcs — the apps' bare git repositories through libgit2: create, open (one handle per thread per
+ * path), list branches, walk first-parent history with cached revision numbers, find version tags.
+ * See vcs.h. It does not run git, speak HTTP or log: errors are returned as -errno.
+ */
+#include "vcs/vcs.h"
+
+#include "base/crypto.h"
+#include "base/strbuf.h"
+#include "base/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <git2.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define THREAD_REPOS       16               /* open repositories kept per thread */
+#define NUMBERS_MAX        (2u << 20)       /* revision numbers cached in the whole process */
+#define NUMBERS_MIN_SLOTS  1024             /* first hash table size of a repository */
+#define BRANCH_NAME_MAX    255              /* bytes */
+#define GIT_CACHE_BYTES    (64 << 20)       /* libgit2's object cache, all repositories */
+#define GIT_OPEN_PACKS_MAX 256              /* pack files libgit2 keeps open, all repositories */
+#define VERSION_PARTS_MAX  4                /* "1.2.3" or "1.2.3.4" */
+#define VERSION_DIGITS_MAX 18               /* per part, so a part always fits in int64_t */
+#define REFS_HEADS         "refs/heads/"
+#define REFS_TAGS          "refs/tags/"
+
+/* --- revision numbers: one hash map (commit id -> number) per repository path --------------- */
+
+struct number_slot {
+    unsigned char oid[GIT_OID_RAWSZ];
+    uint32_t number; /* 0: empty slot */
+};
+
+struct number_map {
+    struct number_map *next;
+    char *path;
+    struct number_slot *slots;
+    size_t nr_slots; /* 0 or a power of two; at most 3/4 full */
+    size_t nr_numbers;
+};
+
+/* Maps are created on first open of a path and live until vcs_shutdown(), so a vcs_repo may keep
+ * a pointer to its map; only their tables are cleared. */
+static struct {
+    pthread_mutex_t lock;
+    struct number_map *maps;
+    size_t nr_numbers; /* over all maps; at most NUMBERS_MAX */
+    uint64_t seed;     /* commit ids are chosen by whoever pushes: keep the slot unpredictable */
+} numbers = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t number_hash(const unsigned char *oid)
+{
+    uint64_t h;
+    memcpy(&h, oid, sizeof(h));
+    h ^= numbers.seed;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return (size_t)h;
+}
+
+/* The slot holding `oid`, or the empty slot where it belongs. The table must not be full. */
+static struct number_slot *number_slot(struct number_slot *slots, size_t nr_slots,
+                                       const unsigned char *oid)
+{
+    size_t mask = nr_slots - 1;
+    for (size_t i = number_hash(oid) & mask;; i = (i + 1) & mask) {
+        struct number_slot *s = &slots[i];
+        if (!s->number || !memcmp(s->oid, oid, GIT_OID_RAWSZ))
+            return s;
+    }
+}
+
+/* Caller holds numbers.lock. */
+static void number_map_clear(struct number_map *map)
+{
+    numbers.nr_numbers -= map->nr_numbers;
+    free(map->slots);
+    map->slots = NULL;
+    map->nr_slots = 0;
+    map->nr_numbers = 0;
+}
+
+/* Makes room for `extra` more numbers. Caller holds numbers.lock. False if out of memory. */
+static bool number_map_reserve(struct number_map *map, size_t extra)
+{
+    size_t want = map->nr_numbers + extra;
+    size_t nr_slots = map->nr_slots ? map->nr_slots : NUMBERS_MIN_SLOTS;
+    while (want > nr_slots / 4 * 3)
+        nr_slots *= 2;
+    if (nr_slots == map->nr_slots)
+        return true;
+    struct number_slot *slots = calloc(nr_slots, sizeof(*slots));
+    if (!slots)
+        return false;
+    for (size_t i = 0; i < map->nr_slots; i++) {
+        if (map->slots[i].number)
+            *number_slot(slots, nr_slots, map->slots[i].oid) = map->slots[i];
+    }
+    free(map->slots);
+    map->slots = slots;
+    map->nr_slots = nr_slots;
+    return true;
+}
+
+static bool number_get(struct number_map *map, const git_oid *oid, int64_t *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&numbers.lock);
+    if (map->nr_slots) {
+        struct number_slot *s = number_slot(map->slots, map->nr_slots, oid->id);
+        if (s->number) {
+            *out = s->number;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&numbers.lock);
+    return found;
+}
+
+/* Caches chain[i] -> base + len - i (chain[0] is the newest commit). Best effort: when memory or
+ * the cap runs out, fewer numbers are cached and they are computed again later. */
+static void number_put_chain(struct number_map *map, const git_oid *chain, size_t len, int64_t base)
+{
+    if (base + (int64_t)len > (int64_t)UINT32_MAX)
+        return;
+    size_t nr_put = len < NUMBERS_MAX ? len : NUMBERS_MAX; /* the newest ones are asked most */
+    pthread_mutex_lock(&numbers.lock);
+    if (numbers.nr_numbers + nr_put > NUMBERS_MAX)
+        number_map_clear(map);
+    if (numbers.nr_numbers + nr_put > NUMBERS_MAX) {
+        for (struct number_map *m = numbers.maps; m; m = m->next)
+            number_map_clear(m);
+    }
+    if (number_map_reserve(map, nr_put)) {
+        for (size_t i = 0; i < nr_put; i++) {
+            struct number_slot *s = number_slot(map->slots, map->nr_slots, chain[i].id);
+            if (s->number)
+                continue;
+            memcpy(s->oid, chain[i].id, GIT_OID_RAWSZ);
+            s->number = (uint32_t)(base + (int64_t)(len - i));
+            map->nr_numbers++;
+            numbers.nr_numbers++;
+        }
+    }
+    pthread_mutex_unlock(&numbers.lock);
+}
+
+/* Finds or creates the map of `path`; NULL if out of memory. */
+static struct number_map *number_map_get(const char *path)
+{
+    struct number_map *map;
+    pthread_mutex_lock(&numbers.lock);
+    for (map = numbers.maps; map; map = map->next) {
+        if (!strcmp(map->path, path))
+            goto out;
+    }
+    map = calloc(1, sizeof(*map));
+    if (!map)
+        goto out;
+    map->path = strdup(path);
+    if (!map->path) {
+        free(map);
+        map = NULL;
+        goto out;
+    }
+    map->next = numbers.maps;
+    numbers.maps = map;
+out:
+    pthread_mutex_unlock(&numbers.lock);
+    return map;
+}
+
+static void number_maps_free(void)
+{
+    pthread_mutex_lock(&numbers.lock);
+    while (numbers.maps) {
+        struct number_map *map = numbers.maps;
+        numbers.maps = map->next;
+        free(map->slots);
+        free(map->path);
+        free(map);
+    }
+    numbers.nr_numbers = 0;
+    pthread_mutex_unlock(&numbers.lock);
+}
+
+/* --- per-thread repository handles ----------------------------------------------------------- */
+
+struct vcs_repo {
+    char *path; /* NULL: free slot */
+    git_repository *git;
+    struct number_map *numbers;
+    dev_t dev; /* of the directory when opened: a repository deleted and created again at the */
+    ino_t ino; /* same path must not be read through the old handle's open pack files */
+    uint64_t last_use;
+};
+
+/* Heap-allocated and listed so that vcs_shutdown() can close the handles of threads that are still
+ * alive; a thread that ends closes its own through the key's destructor. */
+struct thread_repos {
+    struct vcs_repo repos[THREAD_REPOS];
+    uint64_t clock;
+    struct thread_repos *next;
+    struct thread_repos **pprev;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    struct thread_repos *list;
+    pthread_key_t key;
+    atomic_bool initialized;
+    atomic_uint_fast64_t generation; /* bumped by vcs_shutdown(): older thread pointers are gone */
+} threads = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static _Thread_local struct thread_repos *this_thread;
+static _Thread_local uint_fast64_t this_thread_generation;
+
+static void repo_close(struct vcs_repo *repo)
+{
+    git_repository_free(repo->git);
+    free(repo->path);
+    memset(repo, 0, sizeof(*repo));
+}
+
+/* Caller holds threads.lock. */
+static void thread_repos_free_locked(struct thread_repos *t)
+{
+    *t->pprev = t->next;
+    if (t->next)
+        t->next->pprev = t->pprev;
+    for (size_t i = 0; i < THREAD_REPOS; i++)
+        repo_close(&t->repos[i]);
+    free(t);
+}
+
+static void thread_repos_destroy(void *p)
+{
+    pthread_mutex_lock(&threads.lock);
+    thread_repos_free_locked(p);
+    pthread_mutex_unlock(&threads.lock);
+}
+
+static struct thread_repos *thread_repos_get(void)
+{
+    uint_fast64_t generation = atomic_load(&threads.generation);
+    if (this_thread && this_thread_generation == generation)
+        return this_thread;
+    struct thread_repos *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    pthread_mutex_lock(&threads.lock);
+    t->next = threads.list;
+    if (t->next)
+        t->next->pprev = &t->next;
+    t->pprev = &threads.list;
+    threads.list = t;
+    pthread_mutex_unlock(&threads.lock);
+    /* Without the key the handles are still closed by vcs_shutdown(). */
+    (void)pthread_setspecific(threads.key, t);
+    this_thread = t;
+    this_thread_generation = generation;
+    return t;
+}
+
+/* --- library setup --------------------------------------------------------------------------- */
+
+int vcs_init(void)
+{
+    if (atomic_load(&threads.initialized))
+        return 0;
+    if (git_libgit2_init() < 0)
+        return -EIO;
+    git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, (ssize_t)GIT_CACHE_BYTES);
+    git_libgit2_opts(GIT_OPT_SET_MWINDOW_FILE_LIMIT, (size_t)GIT_OPEN_PACKS_MAX);
+    int r = pthread_key_create(&threads.key, thread_repos_destroy);
+    if (r) {
+        git_libgit2_shutdown();
+        return -r;
+    }
+    uint64_t seed;
+    if (crypto_random(&seed, sizeof(seed)))
+        seed = (uint64_t)time_mono_ns() ^ ((uint64_t)getpid() << 32);
+    pthread_mutex_lock(&numbers.lock);
+    numbers.seed = seed;
+    pthread_mutex_unlock(&numbers.lock);
+    atomic_store(&threads.initialized, true);
+    return 0;
+}
+
+void vcs_shutdown(void)
+{
+    if (!atomic_load(&threads.initialized))
+        return;
+    pthread_key_delete(threads.key);
+    pthread_mutex_lock(&threads.lock);
+    while (threads.list)
+        thread_repos_free_locked(threads.list);
+    atomic_fetch_add(&threads.generation, 1);
+    pthread_mutex_unlock(&threads.lock);
+    this_thread = NULL;
+    number_maps_free();
+    atomic_store(&threads.initialized, false);
+    git_libgit2_shutdown();
+}
+
+void vcs_thread_release(void)
+{
+    if (!this_thread || this_thread_generation != atomic_load(&threads.generation))
+        return;
+    (void)pthread_setspecific(threads.key, NULL);
+    thread_repos_destroy(this_thread);
+    this_thread = NULL;
+}
+
+/* --- repositories ---------------------------------------------------------------------------- */
+
+int vcs_repo_create(const char *path, const char *default_branch)
+{
+    struct strbuf tmp = STRBUF_INIT;
+    git_repository *git = NULL;
+    bool tmp_made = false;
+    struct stat st;
+    int r;
+
+    if (!vcs_branch_name_valid(default_branch) || !*path)
+        return -EINVAL;
+    if (!lstat(path, &st))
+        return -EEXIST;
+    if (errno != ENOENT)
+        return -errno;
+
+    const char *slash = strrchr(path, '/');
+    if (slash && slash != path) {
+        strbuf_add(&tmp, path, (size_t)(slash - path));
+        if (!strbuf_ok(&tmp)) {
+            r = -ENOMEM;
+            goto out;
+        }
+        r = fs_mkdirs(tmp.buf, 0755);
+        if (r)
+            goto out;
+        strbuf_reset(&tmp);
+    }
+
+    /* Built under a temporary name and renamed into place, so that a crash never leaves a
+     * half-made repository at `path`. */
+    strbuf_addf(&tmp, "%s.tmp-XXXXXX", path);
+    if (!strbuf_ok(&tmp)) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if (!mkdtemp(tmp.buf)) {
+        r = -errno;
+        goto out;
+    }
+    tmp_made = true;
+
+    git_repository_init_options opts;
+    git_repository_init_options_init(&opts, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
+    opts.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH |
+                 GIT_REPOSITORY_INIT_NO_REINIT;
+    opts.initial_head = default_branch;
+    if (git_repository_init_ext(&git, tmp.buf, &opts)) {
+        r = -EIO;
+        goto out;
+    }
+    git_repository_free(git);
+    git = NULL;
+
+    if (renameat2(AT_FDCWD, tmp.buf, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+        r = -errno;
+        goto out;
+    }
+    tmp_made = false;
+    r = 0;
+out:
+    git_repository_free(git);
+    if (tmp_made)
+        fs_remove_tree(tmp.buf);
+    strbuf_release(&tmp);
+    return r;
+}
+
+int vcs_open(const char *path, struct vcs_repo **out)
+{
+    git_repository *git = NULL;
+    struct stat st;
+    int r;
+
+    if (!atomic_load(&threads.initialized))
+        return -EIO;
+    struct thread_repos *t = thread_repos_get();
+    if (!t)
+        return -ENOMEM;
+    if (stat(path, &st) < 0)
+        return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOENT;
+
+    struct vcs_repo *slot = NULL;
+    for (size_t i = 0; i < THREAD_REPOS; i++) {
+        struct vcs_repo *repo = &t->repos[i];
+        if (!repo->path || strcmp(repo->path, path))
+            continue;
+        if (repo->dev == st.st_dev && repo->ino == st.st_ino) {
+            repo->last_use = ++t->clock;
+            *out = repo;
+            return 0;
+        }
+        repo_close(repo); /* replaced on disk */
+    }
+    for (size_t i = 0; i < THREAD_REPOS; i++) {
+        struct vcs_repo *repo = &t->repos[i];
+        if (!slot || !repo->path || repo->last_use < slot->last_use)
+            slot = repo;
+        if (!repo->path)
+            break;
+    }
+
+    int e = git_repository_open_bare(&git, path);
+    if (e) {
+        r = e == GIT_ENOTFOUND ? -ENOENT : -EIO;
+        goto out;
+    }
+    char *path_copy = strdup(path);
+    struct number_map *map = number_map_get(path);
+    if (!path_copy || !map) {
+        free(path_copy);
+        r = -ENOMEM;
+        goto out;
+    }
+    repo_close(slot);
+    slot->path = path_copy;
+    slot->git = git;
+    git = NULL;
+    slot->numbers = map;
+    slot->dev = st.st_dev;
+    slot->ino = st.st_ino;
+    slot->last_use = ++t->clock;
+    *out = slot;
+    r = 0;
+out:
+    git_repository_free(git);
+    return r;
+}
+
+/* --- commits and numbers --------------------------------------------------------------------- */
+
+void vcs_commit_release(struct vcs_commit *c)
+{
+    if (!c)
+        return;
+    free(c->message);
+    free(c->author_name);
+    free(c->author_email);
+    c->message = c->author_name = c->author_email = NULL;
+}
+
+void vcs_branch_release(struct vcs_branch *b)
+{
+    if (!b)
+        return;
+    free(b->name);
+    b->name = NULL;
+    vcs_commit_release(&b->head);
+    free(b->latest_tagged_version);
+    b->latest_tagged_version = NULL;
+}
+
+/* Fills *out with copies of the commit's fields; -ENOMEM leaves nothing to release. */
+static int commit_fill(struct vcs_commit *out, const git_commit *commit, int64_t number)
+{
+    const git_signature *author = git_commit_author(commit);
+    const char *message = git_commit_message(commit);
+
+    memset(out, 0, sizeof(*out));
+    git_oid_tostr(out->id, sizeof(out->id), git_commit_id(commit));
+    out->number = number;
+    out->time_s = git_commit_time(commit);
+    out->message = strdup(message ? message : "");
+    out->author_name = strdup(author && author->name ? author->name : "");
+    out->author_email = strdup(author && author->email ? author->email : "");
+    if (!out->message || !out->author_name || !out->author_email) {
+        vcs_commit_release(out);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* A growable array of commit ids. */
+struct oid_list {
+    git_oid *oids;
+    size_t nr, alloc;
+};
+
+static int oid_list_push(struct oid_list *list, const git_oid *oid)
+{
+    if (list->nr == list->alloc) {
+        size_t alloc = list->alloc ? list->alloc * 2 : 64;
+        git_oid *oids = reallocarray(list->oids, alloc, sizeof(*oids));
+        if (!oids)
+            return -ENOMEM;
+        list->oids = oids;
+        list->alloc = alloc;
+    }
+    list->oids[list->nr++] = *oid;
+    return 0;
+}
+
+/* Puts the first parent of `oid` in *parent; 1 if it is a root commit, 0, or -EIO. */
+static int first_parent(struct vcs_repo *repo, const git_oid *oid, git_oid *parent)
+{
+    git_commit *commit;
+    if (git_commit_lookup(&commit, repo->git, oid))
+        return -EIO;
+    int r = 1;
+    if (git_commit_parentcount(commit)) {
+        *parent = *git_commit_parent_id(commit, 0);
+        r = 0;
+    }
+    git_commit_free(commit);
+    return r;
+}
+
+/* The revision number of commit `oid`: walks first parents until a commit whose number is cached
+ * (or the root), then caches the numbers of the commits walked. */
+static int number_of(struct vcs_repo *repo, const git_oid *oid, int64_t *out)
+{
+    struct oid_list chain = {0};
+    git_oid cur = *oid;
+    int64_t base = 0;
+    int r;
+
+    while (!number_get(repo->numbers, &cur, &base)) {
+        r = oid_list_push(&chain, &cur);
+        if (r)
+            goto out;
+        r = first_parent(repo, &cur, &cur);
+        if (r < 0)
+            goto out;
+        if (r == 1)
+            break;
+    }
+    if (chain.nr)
+        number_put_chain(repo->numbers, chain.oids, chain.nr, base);
+    *out = base + (int64_t)chain.nr;
+    r = 0;
+out:
+    free(chain.oids);
+    return r;
+}
+
+/* --- version tags ---------------------------------------------------------------------------- */
+
+struct tag_candidate {
+    char *name; /* e.g. "1.0.0.12" */
+    int64_t parts[VERSION_PARTS_MAX];
+    git_oid target; /* what the tag ref points at: a commit or a tag object */
+    int state;      /* 0: not resolved yet; 1: commit and number known; -1: not usable */
+    git_oid commit;
+    int64_t number;
+};
+
+/* The version tags of a repository, highest version first; loaded once per call, resolved to
+ * commits lazily, and shared by all branches of a listing. */
+struct tag_set {
+    struct tag_candidate *items;
+    size_t nr, alloc;
+};
+
+/* Parses "1.2.3" or "1.2.3.4" (decimal digits only); a missing fourth part is -1, so that
+ * "1.2.3" < "1.2.3.0". */
+static bool version_parse(const char *s, int64_t parts[VERSION_PARTS_MAX])
+{
+    size_t nr_parts = 0;
+    for (;;) {
+        size_t nr_digits = 0;
+        int64_t v = 0;
+        for (; *s >= '0' && *s <= '9'; s++) {
+            if (++nr_digits > VERSION_DIGITS_MAX)
+                return false;
+            v = v * 10 + (*s - '0');
+        }
+        if (!nr_digits || nr_parts == VERSION_PARTS_MAX)
+            return false;
+        parts[nr_parts++] = v;
+        if (!*s)
+            break;
+        if (*s++ != '.')
+            return false;
+    }
+    if (nr_parts < 3)
+        return false;
+    for (; nr_parts < VERSION_PARTS_MAX; nr_parts++)
+        parts[nr_parts] = -1;
+    return true;
+}
+
+static int tag_candidate_cmp(const void *pa, const void *pb)
+{
+    const struct tag_candidate *a = pa, *b = pb;
+    for (size_t i = 0; i < VERSION_PARTS_MAX; i++) {
+        if (a->parts[i] != b->parts[i])
+            return a->parts[i] > b->parts[i] ? -1 : 1;
+    }
+    return strcmp(a->name, b->name); /* "1.0.01" vs "1.0.1": any fixed order */
+}
+
+static void tag_set_release(struct tag_set *set)
+{
+    for (size_t i = 0; i < set->nr; i++)
+        free(set->items[i].name);
+    free(set->items);
+    memset(set, 0, sizeof(*set));
+}
+
+/* Adds the tag `ref` to the set if its name is a version. */
+static int tag_set_add(struct tag_set *set, git_reference *ref)
+{
+    const char *name = git_reference_name(ref) + strlen(REFS_TAGS);
+    struct tag_candidate t = {0};
+    git_reference *resolved = NULL;
+    int r = 0;
+
+    if (!version_parse(name, t.parts))
+        goto out;
+    if (git_reference_type(ref) == GIT_REFERENCE_SYMBOLIC) {
+        if (git_reference_resolve(&resolved, ref))
+            goto out; /* dangling: not a version of anything */
+        ref = resolved;
+    }
+    t.target = *git_reference_target(ref);
+    if (set->nr == set->alloc) {
+        size_t alloc = set->alloc ? set->alloc * 2 : 16;
+        struct tag_candidate *items = reallocarray(set->items, alloc, sizeof(*items));
+        if (!items) {
+            r = -ENOMEM;
+            goto out;
+        }
+        set->items = items;
+        set->alloc = alloc;
+    }
+    t.name = strdup(name);
+    if (!t.name) {
+        r = -ENOMEM;
+        goto out;
+    }
+    set->items[set->nr++] = t;
+out:
+    git_reference_free(resolved);
+    return r;
+}
+
+static int tag_set_load(struct vcs_repo *repo, struct tag_set *set)
+{
+    git_reference_iterator *it = NULL;
+    git_reference *ref = NULL;
+    int r, e;
+
+    if (git_reference_iterator_glob_new(&it, repo->git, REFS_TAGS "*")) {
+        r = -EIO;
+        goto out;
+    }
+    while (!(e = git_reference_next(&ref, it))) {
+        r = tag_set_add(set, ref);
+        git_reference_free(ref);
+        if (r)
+            goto out;
+    }
+    if (e != GIT_ITEROVER) {
+        r = -EIO;
+        goto out;
+    }
+    if (set->nr > 1)
+        qsort(set->items, set->nr, sizeof(*set->items), tag_candidate_cmp);
+    r = 0;
+out:
+    git_reference_iterator_free(it);
+    if (r)
+        tag_set_release(set);
+    return r;
+}
+
+/* Peels the tag to a commit and numbers it; false if the tag is not usable (e.g. it names a tree
+ * or a missing object): such a tag is simply not a candidate. */
+static bool tag_resolve(struct vcs_repo *repo, struct tag_candidate *t)
+{
+    git_object *obj = NULL, *peeled = NULL;
+
+    if (t->state)
+        return t->state > 0;
+    t->state = -1;
+    if (!git_object_lookup(&obj, repo->git, &t->target, GIT_OBJECT_ANY) &&
+        !git_object_peel(&peeled, obj, GIT_OBJECT_COMMIT)) {
+        t->commit = *git_object_id(peeled);
+        if (!number_of(repo, &t->commit, &t->number))
+            t->state = 1;
+    }
+    git_object_free(peeled);
+    git_object_free(obj);
+    return t->state > 0;
+}
+
+/* The highest version whose commit is on the first-parent history of `head` (a copy in *out, ""
+ * if none). A commit with number n can only be the one at depth head_number - n of that history,
+ * so each candidate costs one comparison, and the history is walked once, only as deep as the
+ * candidates need. */
+static int latest_tagged_version(struct vcs_repo *repo, struct tag_set *tags, const git_oid *head,
+                                 int64_t head_number, char **out)
+{
+    struct oid_list chain = {0};
+    const char *found = "";
+    bool at_root = false;
+    int r;
+
+    for (size_t i = 0; i < tags->nr; i++) {
+        struct tag_candidate *t = &tags->items[i];
+        if (!tag_resolve(repo, t) || t->number > head_number)
+            continue;
+        size_t depth = (size_t)(head_number - t->number);
+        if (!chain.nr) {
+            r = oid_list_push(&chain, head);
+            if (r)
+                goto out;
+        }
+        while (chain.nr <= depth && !at_root) {
+            git_oid parent;
+            r = first_parent(repo, &chain.oids[chain.nr - 1], &parent);
+            if (r < 0)
+                goto out;
+            if (r == 1) {
+                at_root = true;
+                break;
+            }
+            r = oid_list_push(&chain, &parent);
+            if (r)
+                goto out;
+        }
+        if (depth < chain.nr && git_oid_equal(&chain.oids[depth], &t->commit)) {
+            found = t->name;
+            break;
+        }
+    }
+    *out = strdup(found);
+    r = *out ? 0 : -ENOMEM;
+out:
+    free(chain.oids);
+    return r;
+}
+
+/* --- branches -------------------------------------------------------------------------------- */
+
+bool vcs_branch_name_valid(const char *name)
+{
+    int valid = 0;
+    if (!name || !*name || strnlen(name, BRANCH_NAME_MAX + 1) > BRANCH_NAME_MAX)
+        return false;
+    /* Also refuses "HEAD" and a leading '-', like `git branch`. */
+    if (git_branch_name_is_valid(&valid, name))
+        return false;
+    return valid;
+}
+
+/* The commit that branch `name` points at. -ENOENT if there is no such branch. */
+static int branch_resolve(struct vcs_repo *repo, const char *name, git_oid *out)
+{
+    struct strbuf refname = STRBUF_INIT;
+    git_reference *ref = NULL;
+    git_object *commit = NULL;
+    int r, e;
+
+    if (!vcs_branch_name_valid(name))
+        return -ENOENT;
+    strbuf_addf(&refname, REFS_HEADS "%s", name);
+    if (!strbuf_ok(&refname)) {
+        r = -ENOMEM;
+        goto out;
+    }
+    e = git_reference_lookup(&ref, repo->git, refname.buf);
+    if (!e)
+        e = git_reference_peel(&commit, ref, GIT_OBJECT_COMMIT);
+    if (e) {
+        /* Unknown, dangling, or not naming a commit: vcs_branch_each() does not list it either. */
+        r = e == GIT_ENOTFOUND || e == GIT_EINVALIDSPEC || e == GIT_EPEEL ? -ENOENT : -EIO;
+        goto out;
+    }
+    *out = *git_object_id(commit);
+    r = 0;
+out:
+    git_object_free(commit);
+    git_reference_free(ref);
+    strbuf_release(&refname);
+    return r;
+}
+
+/* Fills *out (caller releases) for branch `name` whose head is `head`. */
+static int branch_fill(struct vcs_repo *repo, struct tag_set *tags, const char *name,
+                       const git_oid *head, struct vcs_branch *out)
+{
+    struct vcs_branch b = {0};
+    git_commit *commit = NULL;
+    int64_t number;
+    int r;
+
+    if (git_commit_lookup(&commit, repo->git, head)) {
+        r = -EIO;
+        goto out;
+    }
+    r = number_of(repo, head, &number);
+    if (r)
+        goto out;
+    r = commit_fill(&b.head, commit, number);
+    if (r)
+        goto out;
+    r = latest_tagged_version(repo, tags, head, number, &b.latest_tagged_version);
+    if (r)
+        goto out;
+    b.name = strdup(name);
+    if (!b.name) {
+        r = -ENOMEM;
+        goto out;
+    }
+    *out = b;
+    memset(&b, 0, sizeof(b));
+    r = 0;
+out:
+    vcs_branch_release(&b);
+    git_commit_free(commit);
+    return r;
+}
+
+int vcs_branch_get(struct vcs_repo *repo, const char *name, struct vcs_branch *out)
+{
+    struct tag_set tags = {0};
+    git_oid head;
+    int r;
+
+    r = branch_resolve(repo, name, &head);
+    if (r)
+        goto out;
+    r = tag_set_load(repo, &tags);
+    if (r)
+        goto out;
+    r = branch_fill(repo, &tags, name, &head, out);
+out:
+    tag_set_release(&tags);
+    return r;
+}
+
+struct branch_head {
+    char *name;
+    git_oid head;
+};
+
+static int branch_head_cmp(const void *pa, const void *pb)
+{
+    const struct branch_head *a = pa, *b = pb;
+    return strcmp(a->name, b->name);
+}
+
+int vcs_branch_each(struct vcs_repo *repo, int (*fn)(const struct vcs_branch *, void *), void *arg)
+{
+    struct branch_head *heads = NULL;
+    size_t nr_heads = 0, alloc_heads = 0;
+    struct tag_set tags = {0};
+    git_branch_iterator *it = NULL;
+    git_reference *ref = NULL;
+    git_object *commit = NULL;
+    git_branch_t type;
+    int r, e;
+
+    if (git_branch_iterator_new(&it, repo->git, GIT_BRANCH_LOCAL)) {
+        r = -EIO;
+        goto out;
+    }
+    while (!(e = git_branch_next(&ref, &type, it))) {
+        /* A ref that names no commit (dangling symbolic ref, a tree) is not listed rather than
+         * failing the whole listing. */
+        if (git_reference_peel(&commit, ref, GIT_OBJECT_COMMIT))
+            goto next;
+        if (nr_heads == alloc_heads) {
+            size_t alloc = alloc_heads ? alloc_heads * 2 : 16;
+            struct branch_head *h = reallocarray(heads, alloc, sizeof(*h));
+            if (!h) {
+                r = -ENOMEM;
+                goto out;
+            }
+            heads = h;
+            alloc_heads = alloc;
+        }
+        heads[nr_heads].name = strdup(git_reference_name(ref) + strlen(REFS_HEADS));
+        if (!heads[nr_heads].name) {
+            r = -ENOMEM;
+            goto out;
+        }
+        heads[nr_heads++].head = *git_object_id(commit);
+    next:
+        git_object_free(commit);
+        commit = NULL;
+        git_reference_free(ref);
+        ref = NULL;
+    }
+    if (e != GIT_ITEROVER) {
+        r = -EIO;
+        goto out;
+    }
+    if (nr_heads > 1)
+        qsort(heads, nr_heads, sizeof(*heads), branch_head_cmp);
+
+    r = tag_set_load(repo, &tags);
+    if (r)
+        goto out;
+    for (size_t i = 0; i < nr_heads; i++) {
+        struct vcs_branch b;
+        r = branch_fill(repo, &tags, heads[i].name, &heads[i].head, &b);
+        if (r)
+            goto out;
+        r = fn(&b, arg);
+        vcs_branch_release(&b);
+        if (r)
+            goto out;
+    }
+    r = 0;
+out:
+    git_object_free(commit);
+    git_reference_free(ref);
+    git_branch_iterator_free(it);
+    tag_set_release(&tags);
+    for (size_t i = 0; i < nr_heads; i++)
+        free(heads[i].name);
+    free(heads);
+    return r;
+}
+
+int vcs_branch_count(struct vcs_repo *repo, size_t *out)
+{
+    git_branch_iterator *it = NULL;
+    git_reference *ref;
+    git_branch_t type;
+    size_t nr = 0;
+    int r, e;
+
+    if (git_branch_iterator_new(&it, repo->git, GIT_BRANCH_LOCAL)) {
+        r = -EIO;
+        goto out;
+    }
+    while (!(e = git_branch_next(&ref, &type, it))) {
+        git_reference_free(ref);
+        nr++;
+    }
+    if (e != GIT_ITEROVER) {
+        r = -EIO;
+        goto out;
+    }
+    *out = nr;
+    r = 0;
+out:
+    git_branch_iterator_free(it);
+    return r;
+}
+
+int vcs_revision_each(struct vcs_repo *repo, const char *branch, size_t skip, size_t limit,
+                      int (*fn)(const struct vcs_commit *, void *), void *arg)
+{
+    git_commit *commit = NULL;
+    int64_t head_number = 0;
+    git_oid cur;
+    int r;
+
+    r = branch_resolve(repo, branch, &cur);
+    if (r || !limit)
+        goto out;
+    r = number_of(repo, &cur, &head_number);
+    if (r)
+        goto out;
+    for (size_t index = 0; index < skip || index - skip < limit; index++) {
+        if (git_commit_lookup(&commit, repo->git, &cur)) {
+            r = -EIO;
+            goto out;
+        }
+        if (index >= skip) {
+            struct vcs_commit c;
+            r = commit_fill(&c, commit, head_number - (int64_t)index);
+            if (r)
+                goto out;
+            r = fn(&c, arg);
+            vcs_commit_release(&c);
+            if (r)
+                goto out;
+        }
+        if (!git_commit_parentcount(commit))
+            break;
+        cur = *git_commit_parent_id(commit, 0);
+        git_commit_free(commit);
+        commit = NULL;
+    }
+    r = 0;
+out:
+    git_commit_free(commit);
+    return r;
+}
