@@ -3,10 +3,13 @@
 CC      ?= cc
 VERSION := 0.1.0
 PKGS    := libmicrohttpd jansson sqlite3 libgit2 libcrypto
-CFLAGS  ?= -O2 -g
+CFLAGS  ?= $(if $(DEBUG),-O0 -g3,-O2 -g)
+# pkg-config runs on first use (after the dependency step), once.
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
 CFLAGS  += -DSLIPWAY_VERSION=\"$(VERSION)\" -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 -Wvla -Werror \
-           -fno-strict-aliasing -Isrc $(shell pkg-config --cflags $(PKGS))
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lpthread
+           -fno-strict-aliasing -Isrc $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lpthread
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -15,50 +18,59 @@ DEPFLAGS = -MMD -MP
 
 B       := build
 O       := $(B)/obj$(if $(SANITIZE),-san)
+# The sanitizer build is a separate binary, so both can exist side by side.
+BIN     := $(B)/$(if $(SANITIZE),san/)slipway
+Q       := $(if $(V),,@)
 SRCS    := $(sort $(wildcard src/*/*.c))
 OBJS    := $(SRCS:src/%.c=$(O)/%.o)
 LIBOBJS := $(filter-out $(O)/cli/%,$(OBJS))
 PYTEST  := /usr/bin/python3 -m pytest
 
-# Re-link when the build variant changes (plain <-> sanitizer).
-VARIANT := $(SANITIZE)
-$(shell mkdir -p $(B); [ -f $(B)/.variant ] && [ "$$(cat $(B)/.variant)" = "v$(VARIANT)" ] || echo "v$(VARIANT)" > $(B)/.variant)
-
 .PHONY: all deps run test unit e2e fuzz fuzz-build bench format check-format clean
-all: $(B)/slipway
+all: $(BIN)
 
-deps:
+# The dependency step: installs missing Debian packages once per build directory.
+deps: $(B)/.deps
+$(B)/.deps: scripts/install-deps
+	@mkdir -p $(B)
 	@scripts/install-deps
+	@touch $@
+$(OBJS): | $(B)/.deps
 
 $(O)/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-$(B)/slipway: $(OBJS) $(B)/.variant
-	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+$(BIN): $(OBJS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
 # --- unit tests (Criterion): tests/unit/<module>/test_*.c, each its own binary ---
 UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit$(if $(SANITIZE),-san)/%)
 $(B)/unit$(if $(SANITIZE),-san)/%: tests/unit/%.c $(LIBOBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS) -lcriterion
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS) -lcriterion
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done
 
-e2e: $(B)/slipway
-	$(PYTEST) -q tests/e2e
+e2e: $(BIN)
+	SLIPWAY_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/e2e
 
 # --- fuzzing (clang + libFuzzer) ---
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(B)/fuzz/%)
 FUZZ_TIME ?= 10
 FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
-              -fno-sanitize-recover=all $(shell pkg-config --cflags $(PKGS))
+              -fno-sanitize-recover=all $(PKG_CFLAGS)
 $(B)/fuzz/%: fuzz/%.c $(filter-out src/cli/%,$(SRCS))
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out src/cli/%,$(SRCS)) $(LDLIBS)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out src/cli/%,$(SRCS)) $(LDLIBS)
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus-$$n; \
@@ -67,16 +79,16 @@ fuzz: $(FUZZ_BINS)
 	    || { tail -50 $(B)/fuzz/$$n.log; exit 1; }; \
 	  grep -E '^#[0-9]+.*DONE' $(B)/fuzz/$$n.log | tail -1; done
 
-test: $(B)/slipway
+test: $(BIN)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory e2e
 
-run: $(B)/slipway
+run: $(BIN)
 	@mkdir -p var
-	$(B)/slipway serve --data var --listen 127.0.0.1:8080
+	$(BIN) serve --data var --listen 127.0.0.1:8080
 
-bench: $(B)/slipway
+bench: $(BIN)
 	bench/run
 
 FMT_FILES = $(wildcard src/*/*.[ch] tests/unit/*/*.c fuzz/*.c examples/*/*.c)

@@ -38,9 +38,14 @@ enum api_auth_kinds {
  * or -1 with a 401 answer in res. */
 int api_authenticate(struct http_request *req, struct http_response *res, unsigned kinds,
                      struct auth_principal *p);
+/* Parses a JSON request body leniently: whitespace only or empty is {}; anything but an object
+ * is an error. A new object, or NULL with the reason in err. Never reads past len. */
+json_t *api_parse_body(const char *body, size_t len, char *err, size_t err_len);
 /* Parses the JSON request body leniently: any or no Content-Type, and an empty body as {}.
  * Returns a new object, or NULL with a 400 answer in res. */
 json_t *api_body_object(const struct http_request *req, struct http_response *res);
+/* A commit message as a JSON string, without its trailing newlines. */
+json_t *api_commit_message(const char *msg);
 /* A string member of obj, or NULL when absent or not a string. */
 const char *api_str(json_t *obj, const char *key);
 /* Writes an audit entry for the request (source: its remote address). */

@@ -111,26 +111,43 @@ int api_authenticate(struct http_request *req, struct http_response *res, unsign
     return api_fail(req, res, 401, "UNAUTHORIZED", "invalid credentials");
 }
 
-json_t *api_body_object(const struct http_request *req, struct http_response *res)
+json_t *api_parse_body(const char *body, size_t len, char *err, size_t err_len)
 {
-    const char *p = req->body;
-    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-        p++;
-    if (!*p)
+    size_t i = 0;
+    while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\r' || body[i] == '\n'))
+        i++;
+    if (i == len)
         return json_object();
     json_error_t e;
-    json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
     if (!j) {
-        api_fail(req, res, 400, "INVALID_PARAMETERS", "the request body is not valid JSON: %s",
-                 e.text);
+        snprintf(err, err_len, "the request body is not valid JSON: %s", e.text);
         return NULL;
     }
     if (!json_is_object(j)) {
         json_decref(j);
-        api_fail(req, res, 400, "INVALID_PARAMETERS", "the request body must be a JSON object");
+        snprintf(err, err_len, "the request body must be a JSON object");
         return NULL;
     }
     return j;
+}
+
+json_t *api_body_object(const struct http_request *req, struct http_response *res)
+{
+    char err[256];
+    json_t *j = api_parse_body(req->body, req->body_len, err, sizeof(err));
+    if (!j)
+        api_fail(req, res, 400, "INVALID_PARAMETERS", "%s", err);
+    return j;
+}
+
+json_t *api_commit_message(const char *msg)
+{
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        n--;
+    json_t *j = json_stringn(msg, n);
+    return j ? j : json_string(""); /* not UTF-8: an empty message rather than no answer */
 }
 
 const char *api_str(json_t *obj, const char *key)

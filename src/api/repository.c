@@ -58,8 +58,9 @@ static json_t *commit_json(const struct vcs_commit *c)
 {
     char date[21];
     time_rfc3339(c->time_s, date);
-    return json_pack("{s:s,s:{s:s,s:s},s:s,s:s,s:s,s:[]}", "id", c->id, "author", "name",
-                     c->author_name, "email", c->author_email, "date", date, "message", c->message,
+    return json_pack("{s:s,s:{s:s,s:s},s:s,s:o,s:s,s:[]}", "id", c->id, "author", "name",
+                     c->author_name, "email", c->author_email, "date", date, "message",
+                     api_commit_message(c->message),
                      "mendixVersion", "", "relatedStories");
 }
 

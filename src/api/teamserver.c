@@ -200,8 +200,8 @@ static void branch_get(struct http_request *req, struct http_response *res)
 
 static int add_revision(const struct vcs_commit *c, void *arg)
 {
-    json_t *j = json_pack("{s:I,s:s,s:I,s:s,s:s,s:s}", "Number", (json_int_t)c->number,
-                          "CommitMessage", c->message, "Date", (json_int_t)c->time_s * 1000,
+    json_t *j = json_pack("{s:I,s:o,s:I,s:s,s:s,s:s}", "Number", (json_int_t)c->number,
+                          "CommitMessage", api_commit_message(c->message), "Date", (json_int_t)c->time_s * 1000,
                           "Author", c->author_email, "MendixVersion", "", "Hash", c->id);
     return json_array_append_new(arg, j) ? -ENOMEM : 0;
 }

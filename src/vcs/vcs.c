@@ -23,8 +23,8 @@
 #define NUMBERS_MAX        (2u << 20)       /* revision numbers cached in the whole process */
 #define NUMBERS_MIN_SLOTS  1024             /* first hash table size of a repository */
 #define BRANCH_NAME_MAX    255              /* bytes */
+#define REPO_MAX_AGE_NS    (60 * 1000000000LL) /* then a thread's handle is opened again */
 #define GIT_CACHE_BYTES    (64 << 20)       /* libgit2's object cache, all repositories */
-#define GIT_OPEN_PACKS_MAX 256              /* pack files libgit2 keeps open, all repositories */
 #define VERSION_PARTS_MAX  4                /* "1.2.3" or "1.2.3.4" */
 #define VERSION_DIGITS_MAX 18               /* per part, so a part always fits in int64_t */
 #define REFS_HEADS         "refs/heads/"
@@ -195,12 +195,23 @@ static void number_maps_free(void)
 
 /* --- per-thread repository handles ----------------------------------------------------------- */
 
+/* Identifies a directory: a repository deleted and created again at the same path (the inode
+ * number may well be reused) must not be read through the old handle's open pack files. */
+struct dir_id {
+    uint64_t ino;
+    uint32_t dev_major, dev_minor;
+    int64_t btime_sec; /* 0 if the file system keeps no birth time */
+    uint32_t btime_nsec;
+};
+
 struct vcs_repo {
     char *path; /* NULL: free slot */
     git_repository *git;
     struct number_map *numbers;
-    dev_t dev; /* of the directory when opened: a repository deleted and created again at the */
-    ino_t ino; /* same path must not be read through the old handle's open pack files */
+    struct dir_id dir;
+    /* Reopened after REPO_MAX_AGE_NS: libgit2 never forgets a pack file once seen, so a long-lived
+     * handle would keep the packs deleted by each `git gc` open (fds and disk space). */
+    int64_t opened_ns;
     uint64_t last_use;
 };
 
@@ -223,6 +234,30 @@ static struct {
 
 static _Thread_local struct thread_repos *this_thread;
 static _Thread_local uint_fast64_t this_thread_generation;
+
+/* 0, -ENOENT if there is no directory at `path`, or -errno. */
+static int dir_id_get(const char *path, struct dir_id *out)
+{
+    struct statx stx;
+    if (statx(AT_FDCWD, path, 0, STATX_TYPE | STATX_INO | STATX_BTIME, &stx) < 0)
+        return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
+    if (!S_ISDIR(stx.stx_mode))
+        return -ENOENT;
+    *out = (struct dir_id){.ino = stx.stx_ino,
+                           .dev_major = stx.stx_dev_major,
+                           .dev_minor = stx.stx_dev_minor};
+    if (stx.stx_mask & STATX_BTIME) {
+        out->btime_sec = stx.stx_btime.tv_sec;
+        out->btime_nsec = stx.stx_btime.tv_nsec;
+    }
+    return 0;
+}
+
+static bool dir_id_equal(const struct dir_id *a, const struct dir_id *b)
+{
+    return a->ino == b->ino && a->dev_major == b->dev_major && a->dev_minor == b->dev_minor &&
+           a->btime_sec == b->btime_sec && a->btime_nsec == b->btime_nsec;
+}
 
 static void repo_close(struct vcs_repo *repo)
 {
@@ -280,7 +315,8 @@ int vcs_init(void)
     if (git_libgit2_init() < 0)
         return -EIO;
     git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, (ssize_t)GIT_CACHE_BYTES);
-    git_libgit2_opts(GIT_OPT_SET_MWINDOW_FILE_LIMIT, (size_t)GIT_OPEN_PACKS_MAX);
+    /* No GIT_OPT_SET_MWINDOW_FILE_LIMIT: a pack file libgit2 closed could not be opened again
+     * once `git gc` (run by receive-pack) has deleted it. */
     int r = pthread_key_create(&threads.key, thread_repos_destroy);
     if (r) {
         git_libgit2_shutdown();
@@ -393,7 +429,7 @@ out:
 int vcs_open(const char *path, struct vcs_repo **out)
 {
     git_repository *git = NULL;
-    struct stat st;
+    struct dir_id dir;
     int r;
 
     if (!atomic_load(&threads.initialized))
@@ -401,22 +437,22 @@ int vcs_open(const char *path, struct vcs_repo **out)
     struct thread_repos *t = thread_repos_get();
     if (!t)
         return -ENOMEM;
-    if (stat(path, &st) < 0)
-        return errno == ENOENT || errno == ENOTDIR ? -ENOENT : -errno;
-    if (!S_ISDIR(st.st_mode))
-        return -ENOENT;
+    r = dir_id_get(path, &dir);
+    if (r)
+        return r;
+    int64_t now = time_mono_ns();
 
     struct vcs_repo *slot = NULL;
     for (size_t i = 0; i < THREAD_REPOS; i++) {
         struct vcs_repo *repo = &t->repos[i];
         if (!repo->path || strcmp(repo->path, path))
             continue;
-        if (repo->dev == st.st_dev && repo->ino == st.st_ino) {
+        if (dir_id_equal(&repo->dir, &dir) && now - repo->opened_ns < REPO_MAX_AGE_NS) {
             repo->last_use = ++t->clock;
             *out = repo;
             return 0;
         }
-        repo_close(repo); /* replaced on disk */
+        repo_close(repo); /* replaced on disk, or old */
     }
     for (size_t i = 0; i < THREAD_REPOS; i++) {
         struct vcs_repo *repo = &t->repos[i];
@@ -443,8 +479,8 @@ int vcs_open(const char *path, struct vcs_repo **out)
     slot->git = git;
     git = NULL;
     slot->numbers = map;
-    slot->dev = st.st_dev;
-    slot->ino = st.st_ino;
+    slot->dir = dir;
+    slot->opened_ns = now;
     slot->last_use = ++t->clock;
     *out = slot;
     r = 0;
@@ -763,6 +799,9 @@ bool vcs_branch_name_valid(const char *name)
 {
     int valid = 0;
     if (!name || !*name || strnlen(name, BRANCH_NAME_MAX + 1) > BRANCH_NAME_MAX)
+        return false;
+    /* git refuses DEL like the other control characters; libgit2 lets it through. */
+    if (strchr(name, 0x7f))
         return false;
     /* Also refuses "HEAD" and a leading '-', like `git branch`. */
     if (git_branch_name_is_valid(&valid, name))

@@ -471,6 +471,7 @@ Test(vcs, branches_sorted_with_slashes)
 
     /* The same list when the refs are packed. */
     sh("git -C %s pack-refs --all", bare);
+    bs.stop_after = 0;
     cr_assert_eq(vcs_branch_each(repo, collect_branch, &bs), 0);
     cr_assert_eq(bs.nr, 5);
     for (size_t i = 0; i < bs.nr; i++)
@@ -632,11 +633,11 @@ Test(vcs, unknown_branch)
 Test(vcs, branch_name_validity)
 {
     const char *valid[] = {"main", "feature/x", "release-1.0", "a/b/c", "x.y", "caf\xc3\xa9",
-                           "trunk", "v1@2"};
+                           "trunk", "v1@2", "@"};
     const char *invalid[] = {"",    "HEAD", "-x",   "a..b", "a b", "a~b",    "a^b",
                              "a:b", "a?b",  "a*b",  "a[b",  "a\\b", "/a",    "a/",
-                             "a//b", ".a",  "a/.b", "a.lock", "a@{b", "@",   "a.",
-                             "a\tb", "a\x7f" "b"};
+                             "a//b", ".a",  "a/.b", "a.lock", "a@{b", "a.",
+                             "a\tb", "a\x7f" "b", "a/b.lock/c", "a\x01"};
     for (size_t i = 0; i < sizeof(valid) / sizeof(*valid); i++)
         cr_assert(vcs_branch_name_valid(valid[i]), "'%s' should be valid", valid[i]);
     for (size_t i = 0; i < sizeof(invalid) / sizeof(*invalid); i++)
@@ -706,6 +707,7 @@ struct thread_result {
     char *path;
     struct vcs_repo *repo;
     int64_t number;
+    bool release;
     int r;
 };
 
@@ -721,7 +723,7 @@ static void *thread_main(void *arg)
         vcs_branch_release(&b);
     }
     /* Half the threads release explicitly; the others rely on the thread-exit destructor. */
-    if ((uintptr_t)res & 1)
+    if (res->release)
         vcs_thread_release();
     return NULL;
 }
@@ -739,7 +741,7 @@ Test(vcs, threads_have_their_own_handles)
     pthread_t tids[NR];
     struct thread_result res[NR];
     for (int i = 0; i < NR; i++) {
-        res[i] = (struct thread_result){.path = bare};
+        res[i] = (struct thread_result){.path = bare, .release = i % 2};
         cr_assert_eq(pthread_create(&tids[i], NULL, thread_main, &res[i]), 0);
     }
     for (int i = 0; i < NR; i++) {
