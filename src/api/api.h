@@ -26,4 +26,8 @@ const struct http_route *api_routes(size_t *nr);
 void api_error_body(const struct http_request *req, struct http_response *res, int status,
                     const char *code, const char *message);
 
+/* To give to http_server_start as `completed`: audits every mutating request (POST, PUT,
+ * PATCH, DELETE) that its handler did not audit itself — refused ones included. */
+void api_request_completed(const struct http_request *req, int status);
+
 #endif

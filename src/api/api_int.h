@@ -48,8 +48,8 @@ json_t *api_body_object(const struct http_request *req, struct http_response *re
 json_t *api_commit_message(const char *msg);
 /* A string member of obj, or NULL when absent or not a string. */
 const char *api_str(json_t *obj, const char *key);
-/* Writes an audit entry for the request (source: its remote address). */
-void api_audit(const struct http_request *req, const char *actor, const char *action,
+/* Writes an audit entry for the request (source: its remote address) and marks it recorded. */
+void api_audit(struct http_request *req, const char *actor, const char *action,
                const char *app, const char *env, int status, const char *detail);
 
 /* Finds the app by AppId: 0, or -1 with 400 INVALID_APPID / 404 APP_NOT_FOUND answered. */

@@ -155,13 +155,28 @@ const char *api_str(json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
-void api_audit(const struct http_request *req, const char *actor, const char *action,
+void api_request_completed(const struct http_request *req, int status)
+{
+    if (req->recorded || !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD") ||
+        !strcmp(req->method, "OPTIONS"))
+        return;
+    char action[300];
+    snprintf(action, sizeof(action), "%s %.256s", req->method, req->raw_path);
+    char result[32];
+    snprintf(result, sizeof(result), "%s %d", status < 400 ? "ok" : "error", status);
+    if (store_audit_append(req->user[0] ? req->user : "anonymous", action, "", "",
+                           req->remote_addr, result, ""))
+        log_error("cannot write the audit log entry for '%s'", action);
+}
+
+void api_audit(struct http_request *req, const char *actor, const char *action,
                const char *app, const char *env, int status, const char *detail)
 {
     char result[32];
     snprintf(result, sizeof(result), "%s %d", status < 400 ? "ok" : "error", status);
     if (store_audit_append(actor, action, app, env, req->remote_addr, result, detail))
         log_error("cannot write the audit log entry for '%s'", action);
+    req->recorded = true;
 }
 
 int api_init(const struct api_config *cfg)

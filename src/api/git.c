@@ -194,6 +194,9 @@ static void serve_git(struct http_request *req, struct http_response *res)
         return;
     }
     free(service);
+    /* reads are not audited; a push is, by cgi_free or below (or by api_request_completed) */
+    bool post_push = push && strcmp(req->method, "POST") == 0;
+    req->recorded = !post_push;
 
     struct auth_principal p;
     const char *authz = http_header(req, "Authorization");
@@ -216,7 +219,7 @@ static void serve_git(struct http_request *req, struct http_response *res)
         goto out;
     }
     if (role == STORE_ROLE_NONE || (push && role < STORE_ROLE_DEVELOPER)) {
-        if (push && strcmp(req->method, "POST") == 0)
+        if (post_push)
             api_audit(req, p.user.email, "git push", app.app_id, "", 403, "");
         api_fail(req, res, 403, "NO_ACCESS",
                  push ? "pushing to '%s' needs the developer role"
@@ -288,7 +291,8 @@ static void serve_git(struct http_request *req, struct http_response *res)
         api_fail(req, res, 500, "INTERNAL_ERROR", "out of memory");
         goto out;
     }
-    *c = (struct cgi){.pid = pid, .out_fd = pipefd[0], .push = push && !strcmp(req->method, "POST")};
+    *c = (struct cgi){.pid = pid, .out_fd = pipefd[0], .push = post_push};
+    req->recorded = true;
     snprintf(c->actor, sizeof(c->actor), "%s", p.user.email);
     snprintf(c->app, sizeof(c->app), "%s", app.app_id);
     snprintf(c->source, sizeof(c->source), "%s", req->remote_addr);

@@ -40,10 +40,8 @@ static int admin_only(struct http_request *req, struct http_response *res,
 {
     if (api_authenticate(req, res, API_AUTH_APIKEY | API_AUTH_TOKEN, p))
         return -1;
-    if (!p->user.admin) {
-        api_audit(req, p->user.email, "admin api", "", "", 403, req->raw_path);
+    if (!p->user.admin)
         return api_fail(req, res, 403, "NO_ACCESS", "this needs an administrator");
-    }
     a->name = p->user.email;
     a->source = req->remote_addr;
     return 0;
@@ -57,6 +55,13 @@ static int need(const struct http_request *req, struct http_response *res, json_
     if (!*out)
         return api_fail(req, res, 400, "INVALID_PARAMETERS", "'%s' is required (a string)", key);
     return 0;
+}
+
+/* Marks the request as audited by the admin operation it ran; returns the operation's result. */
+static int ran(struct http_request *req, int r)
+{
+    req->recorded = true;
+    return r;
 }
 
 static void answer_error(const struct http_request *req, struct http_response *res,
@@ -97,7 +102,7 @@ static void users_add(struct http_request *req, struct http_response *res)
         return;
     if (!need(req, res, body, "email", &email) && !need(req, res, body, "name", &name)) {
         bool is_admin = json_is_true(json_object_get(body, "admin"));
-        if (admin_user_add(&a, email, name, is_admin, &u, &err))
+        if (ran(req, admin_user_add(&a, email, name, is_admin, &u, &err)))
             answer_error(req, res, &err);
         else
             api_json(res, 201, user_json(&u));
@@ -115,8 +120,8 @@ static void secret_add(struct http_request *req, struct http_response *res, bool
     if (admin_only(req, res, &p, &a) || !(body = api_body_object(req, res)))
         return;
     const char *scopes = api_str(body, "scopes");
-    int r = token ? admin_token_add(&a, req->params[0], scopes ? scopes : "", &secret, &err)
-                  : admin_apikey_add(&a, req->params[0], &secret, &err);
+    int r = token ? ran(req, admin_token_add(&a, req->params[0], scopes ? scopes : "", &secret, &err))
+                  : ran(req, admin_apikey_add(&a, req->params[0], &secret, &err));
     if (r) {
         answer_error(req, res, &err);
     } else {
@@ -145,7 +150,7 @@ static void secret_revoke(struct http_request *req, struct http_response *res, b
     struct admin_error err;
     if (admin_only(req, res, &p, &a))
         return;
-    if (admin_secret_revoke(&a, req->params[0], token, req->params[1], &err))
+    if (ran(req, admin_secret_revoke(&a, req->params[0], token, req->params[1], &err)))
         answer_error(req, res, &err);
     else
         api_json(res, 200, json_object());
@@ -199,7 +204,7 @@ static void apps_add(struct http_request *req, struct http_response *res)
     if (admin_only(req, res, &p, &a) || !(body = api_body_object(req, res)))
         return;
     if (!need(req, res, body, "AppId", &app_id) && !need(req, res, body, "Name", &name)) {
-        if (admin_app_add(&a, app_id, name, &app, &err))
+        if (ran(req, admin_app_add(&a, app_id, name, &app, &err)))
             answer_error(req, res, &err);
         else
             api_json(res, 201, app_json(&app));
@@ -217,7 +222,7 @@ static void members_add(struct http_request *req, struct http_response *res)
     if (admin_only(req, res, &p, &a) || !(body = api_body_object(req, res)))
         return;
     if (!need(req, res, body, "email", &email) && !need(req, res, body, "role", &role)) {
-        if (admin_member_add(&a, req->params[0], email, role, &err))
+        if (ran(req, admin_member_add(&a, req->params[0], email, role, &err)))
             answer_error(req, res, &err);
         else
             api_json(res, 200, json_pack("{s:s,s:s}", "email", email, "role", role));
@@ -282,7 +287,7 @@ static void rights_change(struct http_request *req, struct http_response *res, b
         return;
     if (!need(req, res, body, "email", &email) && !need(req, res, body, "env", &env) &&
         !need(req, res, body, "rights", &rights)) {
-        if (admin_rights_change(&a, req->params[0], email, env, rights, revoke, &err))
+        if (ran(req, admin_rights_change(&a, req->params[0], email, env, rights, revoke, &err)))
             answer_error(req, res, &err);
         else
             api_json(res, 200, json_object());

@@ -231,6 +231,7 @@ int cli_serve(int argc, char **argv)
         .max_spool = (uint64_t)o.max_push,
         .spool_dir = spool,
         .error = api_error_body,
+        .completed = api_request_completed,
         .routes = routes,
         .nr_routes = nr_routes,
     };

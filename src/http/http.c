@@ -381,11 +381,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
     (void)conn;
+    struct http_server *s = cls;
     struct http_request *req = *con_cls;
     if (!req)
         return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->answered)
+        req->status = 499; /* the client went away before an answer */
+    if (s->cfg.completed)
+        s->cfg.completed(req, req->status);
     double ms = (double)(time_mono_ns() - req->started_ns) / 1e6;
     log_info("%s %s %d %.2fms user=%s%s", req->method, req->raw_path, req->status, ms,
              req->user[0] ? req->user : "-",

@@ -36,6 +36,7 @@ struct http_request {
     uint64_t body_size;   /* HTTP_ROUTE_SPOOL: bytes in body_fd */
     char remote_addr[64];
     char user[256];       /* who made the request, for the log line; set by the handler */
+    bool recorded;        /* set by a handler that recorded the request (e.g. audited it) */
     void *route_ctx;
     struct MHD_Connection *conn;
     /* private */
@@ -85,6 +86,8 @@ struct http_config {
     uint64_t max_spool;         /* limit for spooled bodies */
     const char *spool_dir;      /* where spooled bodies live (unnamed O_TMPFILE files) */
     http_error_fn error;
+    /* Called once per request after its answer, with the final status (optional). */
+    void (*completed)(const struct http_request *req, int status);
     const struct http_route *routes;
     size_t nr_routes;
 };
