@@ -19,9 +19,9 @@
 
 static char *root; /* temp dir of the test */
 static char *bare; /* root/repo.git */
-static char *work; /* root/work, a clone with "main" */
+static char *work; /* root/work: a work tree whose commits are pushed to bare */
 
-static char *fmt_alloc(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static char *fmt_alloc(const char *fmt, va_list ap)
 {
     char *s = NULL;
     cr_assert_geq(vasprintf(&s, fmt, ap), 0);
@@ -123,7 +123,7 @@ static struct vcs_repo *create_and_open(void)
 
 /* --- collecting callbacks --- */
 
-#define MAX_SEEN 64
+#define MAX_SEEN 256
 
 struct revisions {
     size_t nr;
@@ -612,6 +612,101 @@ Test(vcs, tags_only_before_head)
     free(tag);
 }
 
+/* A handle keeps its tag set while refs/tags and packed-refs are unchanged: make their times old
+ * (so that they are trusted), then change tags in each way git does. */
+static void age_tag_refs(void)
+{
+    sh("touch -d '1 hour ago' %s/refs/tags; [ ! -e %s/packed-refs ] || "
+       "touch -d '1 hour ago' %s/packed-refs",
+       bare, bare, bare);
+}
+
+Test(vcs, tag_changes_are_seen_by_the_same_handle)
+{
+    struct vcs_repo *repo = create_and_open();
+    commit("c1");
+    sh(GIT "-C %s tag 1.0.0", work);
+    commit("c2");
+    commit("c3");
+    push("main");
+    sh("git -C %s push -q %s --tags 2>/dev/null", work, bare);
+    age_tag_refs();
+    char *tag = latest_tag(repo, "main");
+    cr_assert_str_eq(tag, "1.0.0");
+    free(tag);
+    tag = latest_tag(repo, "main"); /* from the cache */
+    cr_assert_str_eq(tag, "1.0.0");
+    free(tag);
+
+    /* A new loose tag. */
+    sh(GIT "-C %s tag 1.0.1 main~1", work);
+    sh("git -C %s push -q %s --tags 2>/dev/null", work, bare);
+    tag = latest_tag(repo, "main");
+    cr_assert_str_eq(tag, "1.0.1");
+    free(tag);
+
+    /* Tags moved into packed-refs, then one deleted from there. */
+    sh("git -C %s pack-refs --all", bare);
+    age_tag_refs();
+    tag = latest_tag(repo, "main");
+    cr_assert_str_eq(tag, "1.0.1");
+    free(tag);
+    sh("git -C %s tag -d 1.0.1 >/dev/null", bare);
+    tag = latest_tag(repo, "main");
+    cr_assert_str_eq(tag, "1.0.0");
+    free(tag);
+
+    /* A tag moved by a forced push. */
+    age_tag_refs();
+    sh(GIT "-C %s tag -f 1.0.0 main >/dev/null", work);
+    sh("git -C %s push -q -f %s refs/tags/1.0.0 2>/dev/null", work, bare);
+    struct vcs_branch b;
+    cr_assert_eq(vcs_branch_get(repo, "main", &b), 0);
+    cr_assert_str_eq(b.latest_tagged_version, "1.0.0");
+    vcs_branch_release(&b);
+    push("+main~1:refs/heads/older");
+    tag = latest_tag(repo, "older");
+    cr_assert_str_eq(tag, "", "1.0.0 now names a commit after older's head");
+    free(tag);
+}
+
+/* More branches than the answers a handle keeps: listing twice gives the same. */
+Test(vcs, many_branches_with_tags)
+{
+    struct vcs_repo *repo = create_and_open();
+    enum { NR = 150 };
+    /* c0..c149 on main, a tag 1.0.0.<i> on every tenth, branch b<i> at main~i. */
+    sh("cd %s && awk 'BEGIN { n = %d; for (i = 0; i < n; i++) {"
+       "  printf \"commit refs/heads/main\\nmark :%%d\\ncommitter T <t@example.com> %%d +0000\\n"
+       "data <<EOF\\nc%%d\\nEOF\\n\\n\", i + 1, 1700000000 + i, i;"
+       "  if (i %% 10 == 0) printf \"reset refs/tags/1.0.0.%%d\\nfrom :%%d\\n\\n\", i, i + 1;"
+       "  printf \"reset refs/heads/b%%03d\\nfrom :%%d\\n\\n\", n - 1 - i, i + 1 } }' | "
+       "git fast-import --quiet",
+       work, NR);
+    sh("git -C %s push -q %s --all 2>/dev/null && git -C %s push -q %s --tags 2>/dev/null", work,
+       bare, work, bare);
+
+    for (int round = 0; round < 2; round++) {
+        struct branches bs = {0};
+        cr_assert_eq(vcs_branch_each(repo, collect_branch, &bs), 0);
+        cr_assert_eq(bs.nr, NR + 1);
+        for (int i = 0; i < NR; i++) {
+            /* b<i> is main~i: commit c<NR-1-i>, number NR-i; its tag is the nearest multiple of
+             * ten at or below c<NR-1-i>. */
+            char *want_name = str("b%03d", i);
+            char *want_tag = str("1.0.0.%d", (NR - 1 - i) / 10 * 10);
+            cr_assert_str_eq(bs.name[i], want_name);
+            cr_assert_eq(bs.number[i], NR - i);
+            cr_assert_str_eq(bs.tag[i], want_tag, "round %d, %s", round, want_name);
+            free(want_name);
+            free(want_tag);
+        }
+        cr_assert_str_eq(bs.name[NR], "main");
+        cr_assert_str_eq(bs.tag[NR], "1.0.0.140");
+        branches_release(&bs);
+    }
+}
+
 Test(vcs, unknown_branch)
 {
     struct vcs_repo *repo = create_and_open();
@@ -632,12 +727,12 @@ Test(vcs, unknown_branch)
 
 Test(vcs, branch_name_validity)
 {
-    const char *valid[] = {"main", "feature/x", "release-1.0", "a/b/c", "x.y", "caf\xc3\xa9",
-                           "trunk", "v1@2", "@"};
-    const char *invalid[] = {"",    "HEAD", "-x",   "a..b", "a b", "a~b",    "a^b",
-                             "a:b", "a?b",  "a*b",  "a[b",  "a\\b", "/a",    "a/",
-                             "a//b", ".a",  "a/.b", "a.lock", "a@{b", "a.",
-                             "a\tb", "a\x7f" "b", "a/b.lock/c", "a\x01"};
+    const char *valid[] = {"main",        "feature/x", "release-1.0", "a/b/c", "x.y",
+                           "caf\xc3\xa9", "trunk",     "v1@2",        "@"};
+    const char *invalid[] = {"",     "HEAD", "-x",   "a..b",   "a b",        "a~b",
+                             "a^b",  "a:b",  "a?b",  "a*b",    "a[b",        "a\\b",
+                             "/a",   "a/",   "a//b", ".a",     "a/.b",       "a.lock",
+                             "a@{b", "a.",   "a\tb", "a\x7fz", "a/b.lock/c", "a\x01"};
     for (size_t i = 0; i < sizeof(valid) / sizeof(*valid); i++)
         cr_assert(vcs_branch_name_valid(valid[i]), "'%s' should be valid", valid[i]);
     for (size_t i = 0; i < sizeof(invalid) / sizeof(*invalid); i++)
@@ -664,7 +759,8 @@ Test(vcs, repository_replaced_at_same_path)
 
     cr_assert_eq(fs_remove_tree(bare), 0);
     cr_assert_eq(vcs_repo_create(bare, "main"), 0);
-    repo = open_bare();
+    struct vcs_repo *again = open_bare();
+    cr_assert_eq(again, repo, "opened again in the same slot");
     cr_assert_eq(vcs_branch_get(repo, "main", &(struct vcs_branch){0}), -ENOENT);
     sh(GIT "-C %s checkout -q --orphan fresh", work);
     commit("n1");
@@ -681,12 +777,15 @@ Test(vcs, many_repositories)
 {
     commit("c1");
     commit("c2");
-    enum { NR = 40 };
+    enum { NR = 24 };
     char *paths[NR];
     for (int i = 0; i < NR; i++) {
         paths[i] = str("%s/r%d.git", root, i);
         cr_assert_eq(vcs_repo_create(paths[i], "main"), 0);
-        sh("git -C %s push -q %s main 2>/dev/null", work, paths[i]);
+        if (i == 0)
+            sh("git -C %s push -q %s main 2>/dev/null", work, paths[i]);
+        else
+            sh("cp -R %s/objects %s/refs %s/", paths[0], paths[0], paths[i]);
     }
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < NR; i++) {
