@@ -75,7 +75,8 @@ fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus-$$n; \
 	  echo "== $$n ($(FUZZ_TIME)s)"; \
-	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=0 $(B)/fuzz/corpus-$$n fuzz/corpus/$$n 2>$(B)/fuzz/$$n.log \
+	  mkdir -p fuzz/artifacts; \
+	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=0 -artifact_prefix=fuzz/artifacts/ $(B)/fuzz/corpus-$$n fuzz/corpus/$$n 2>$(B)/fuzz/$$n.log \
 	    || { tail -50 $(B)/fuzz/$$n.log; exit 1; }; \
 	  grep -E '^#[0-9]+.*DONE' $(B)/fuzz/$$n.log | tail -1; done
 

@@ -190,6 +190,8 @@ int auth_rights_parse(const char *list, unsigned *out, const char **bad)
         if (!found)
             goto fail;
         p = *end ? end + 1 : end;
+        if (*end && !*p) /* a trailing comma: an empty last item */
+            goto fail;
     }
     *out = bits;
     return 0;

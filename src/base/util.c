@@ -43,10 +43,16 @@ int64_t time_mono_ns(void)
 
 void time_rfc3339(int64_t epoch_s, char out[21])
 {
+    /* RFC 3339 has four-digit years: clamp to 0001-01-01 .. 9999-12-31 (commit times come from
+     * users and can be anything) */
+    if (epoch_s < -62135596800)
+        epoch_s = -62135596800;
+    if (epoch_s > 253402300799)
+        epoch_s = 253402300799;
     time_t t = (time_t)epoch_s;
     struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!gmtime_r(&t, &tm) || strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        strcpy(out, "1970-01-01T00:00:00Z");
 }
 
 bool str_has_prefix(const char *s, const char *prefix)
@@ -61,13 +67,15 @@ bool str_ieq(const char *a, const char *b)
 
 int fs_write_atomic(const char *path, const void *data, size_t len, unsigned mode)
 {
-    char tmp[4096];
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return -ENAMETOOLONG;
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%s.tmp.%ld", path, (long)getpid()) < 0)
+        return -ENOMEM;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    if (fd < 0)
-        return -errno;
+    if (fd < 0) {
+        int e = -errno;
+        free(tmp);
+        return e;
+    }
     int r = 0;
     const char *p = data;
     while (len) {
@@ -89,27 +97,33 @@ int fs_write_atomic(const char *path, const void *data, size_t len, unsigned mod
         r = -errno;
     if (r)
         unlink(tmp);
+    free(tmp);
     return r;
 }
 
 int fs_mkdirs(const char *path, unsigned mode)
 {
-    char buf[4096];
-    size_t len = strlen(path);
-    if (len >= sizeof(buf))
-        return -ENAMETOOLONG;
-    memcpy(buf, path, len + 1);
-    for (char *p = buf + 1; *p; p++) {
+    if (!*path)
+        return -EINVAL;
+    char *buf = strdup(path);
+    if (!buf)
+        return -ENOMEM;
+    int r = 0;
+    for (char *p = buf + 1; *p && !r; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
         if (mkdir(buf, mode) < 0 && errno != EEXIST)
-            return -errno;
+            r = -errno;
         *p = '/';
     }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
+    struct stat st;
+    if (!r && mkdir(buf, mode) < 0 && errno != EEXIST)
+        r = -errno;
+    if (!r && (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode)))
+        r = errno == ENOENT ? -ENOENT : -ENOTDIR;
+    free(buf);
+    return r;
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)

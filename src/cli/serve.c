@@ -84,14 +84,15 @@ static int parse_listen(const char *s, struct serve_opts *o)
 /* DIR/secret: 32 random bytes, created 0600 on first start (signed URLs, later issues). */
 static int ensure_secret(const char *dir)
 {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/secret", dir);
-    if (access(path, F_OK) == 0)
-        return 0;
+    char *path = NULL;
     unsigned char key[32];
-    if (crypto_random(key, sizeof(key)))
-        return -EIO;
-    return fs_write_atomic(path, key, sizeof(key), 0600);
+    int r = 0;
+    if (asprintf(&path, "%s/secret", dir) < 0)
+        return -ENOMEM;
+    if (access(path, F_OK) != 0)
+        r = crypto_random(key, sizeof(key)) ? -EIO : fs_write_atomic(path, key, sizeof(key), 0600);
+    free(path);
+    return r;
 }
 
 static int count_user(const struct store_user *u, void *arg)
@@ -134,13 +135,15 @@ static int prepare_dirs(const char *dir)
 {
     const char *subs[] = {"", "/repos", "/tmp"};
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s%s", dir, subs[i]);
+        char *path = NULL;
+        if (asprintf(&path, "%s%s", dir, subs[i]) < 0)
+            return -ENOMEM;
         int r = fs_mkdirs(path, 0700);
-        if (r) {
-            log_error("cannot create '%s': %s", path, strerror(-r));
+        if (r)
+            log_error("cannot create the directory '%s': %s", path, strerror(-r));
+        free(path);
+        if (r)
             return r;
-        }
     }
     return 0;
 }
@@ -210,10 +213,12 @@ int cli_serve(int argc, char **argv)
 
     int rc = 1;
     struct http_server *server = NULL;
-    char spool[4096];
-    snprintf(spool, sizeof(spool), "%s/tmp", o.data);
+    char *spool = NULL;
+    if (asprintf(&spool, "%s/tmp", o.data) < 0)
+        return 1;
     if (prepare_dirs(o.data) || ensure_secret(o.data) || store_init(o.data) || vcs_init()) {
         log_error("cannot prepare the data directory '%s'", o.data);
+        free(spool);
         return 1;
     }
     admin_set_data_dir(o.data);
@@ -260,5 +265,6 @@ out:
     api_shutdown();
     vcs_shutdown();
     store_thread_release();
+    free(spool);
     return rc;
 }

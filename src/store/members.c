@@ -121,7 +121,16 @@ int store_rights_update(int64_t app, int64_t env, int64_t user, unsigned set, un
         return r;
     if (role == STORE_ROLE_NONE)
         return -ENOENT;
-    sqlite3_stmt *st = store_stmt("INSERT INTO env_rights(env, user, rights) VALUES (?, ?, ?) "
+    sqlite3_stmt *st = store_stmt("SELECT 1 FROM environments WHERE id = ? AND app = ?");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, env);
+    sqlite3_bind_int64(st, 2, app);
+    r = store_row(st, sqlite3_step(st));
+    sqlite3_reset(st);
+    if (r)
+        return r == -ENOENT ? -EINVAL : r;
+    st = store_stmt("INSERT INTO env_rights(env, user, rights) VALUES (?, ?, ?) "
                                   "ON CONFLICT (env, user) DO UPDATE SET "
                                   "rights = (rights | ?3) & ~?4");
     if (!st)

@@ -4,7 +4,8 @@
  *
  * Strings in the structs below are bounded by the validation done before insert (see the
  * *_MAX constants); longer stored values are truncated on read, never overflowed.
- * Functions return 0, -ENOENT (no such row), -EEXIST (unique key taken) or -EIO.
+ * Functions return 0, -ENOENT (no such row), -EEXIST (unique key taken), -EINVAL (a reference to
+ * a row that does not exist, or a value the schema refuses) or -EIO.
  */
 #ifndef SLIPWAY_STORE_H
 #define SLIPWAY_STORE_H
@@ -115,7 +116,8 @@ int store_member_role(int64_t app, int64_t user, enum store_role *out);
 int store_rights_get(int64_t env, int64_t user, unsigned *out);
 /* OR of the member's rights over all environments of the app. */
 int store_rights_any(int64_t app, int64_t user, unsigned *out);
-/* rights = (rights | set) & ~clear on one environment; -ENOENT when the user is not a member. */
+/* rights = (rights | set) & ~clear on one environment; -ENOENT when the user is not a member,
+ * -EINVAL when the environment is not the app's. */
 int store_rights_update(int64_t app, int64_t env, int64_t user, unsigned set, unsigned clear);
 struct store_member {
     int64_t user_id;
