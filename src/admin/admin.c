@@ -10,6 +10,7 @@
 #include "auth/auth.h"
 #include "base/crypto.h"
 #include "base/log.h"
+#include "base/strbuf.h"
 #include "vcs/vcs.h"
 
 static char *data_dir;
@@ -28,6 +29,16 @@ char *admin_repo_path(const char *app_id)
     return p;
 }
 
+/* True when s is valid UTF-8. */
+static bool utf8_valid(const char *s)
+{
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_add_utf8_lossy(&sb, s);
+    bool same = strbuf_ok(&sb) && strcmp(sb.buf, s) == 0;
+    strbuf_release(&sb);
+    return same;
+}
+
 bool admin_app_id_valid(const char *id)
 {
     size_t n = strlen(id);
@@ -40,7 +51,8 @@ bool admin_email_valid(const char *email)
 {
     size_t n = strlen(email);
     const char *at = strchr(email, '@');
-    if (n < 3 || n > STORE_EMAIL_MAX || !at || at == email || !at[1] || strchr(at + 1, '@'))
+    if (n < 3 || n > STORE_EMAIL_MAX || !at || at == email || !at[1] || strchr(at + 1, '@') ||
+        !utf8_valid(email))
         return false;
     for (const char *p = email; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == 0x7f || strchr("\"(),:;<>[\\]", *p))
@@ -51,7 +63,7 @@ bool admin_email_valid(const char *email)
 static bool name_valid(const char *name)
 {
     size_t n = strlen(name);
-    if (n < 1 || n > STORE_NAME_MAX)
+    if (n < 1 || n > STORE_NAME_MAX || !utf8_valid(name))
         return false;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
         if (*p < ' ' || *p == 0x7f)
@@ -114,8 +126,7 @@ int admin_user_add(const struct admin_actor *a, const char *email, const char *n
 {
     int r;
     if (!admin_email_valid(email))
-        r = fail(err, 400, "INVALID_PARAMETERS", "'%.*s' is not a valid email address", 254,
-                 email);
+        r = fail(err, 400, "INVALID_PARAMETERS", "'%.*s' is not a valid email address", 254, email);
     else if (!name_valid(name))
         r = fail(err, 400, "INVALID_PARAMETERS",
                  "the name must be 1-200 characters without control characters");
@@ -246,8 +257,7 @@ int admin_member_add(const struct admin_actor *a, const char *app_id, const char
 }
 
 int admin_rights_change(const struct admin_actor *a, const char *app_id, const char *email,
-                        const char *mode, const char *rights, bool revoke,
-                        struct admin_error *err)
+                        const char *mode, const char *rights, bool revoke, struct admin_error *err)
 {
     struct store_app app;
     struct store_user u;

@@ -49,7 +49,6 @@ int admin_member_add(const struct admin_actor *a, const char *app_id, const char
                      const char *role, struct admin_error *err);
 /* Grants (revoke=false) or revokes rights ("api,transport,...") on the environment `mode`. */
 int admin_rights_change(const struct admin_actor *a, const char *app_id, const char *email,
-                        const char *mode, const char *rights, bool revoke,
-                        struct admin_error *err);
+                        const char *mode, const char *rights, bool revoke, struct admin_error *err);
 
 #endif

@@ -23,7 +23,8 @@ extern const size_t api_git_nr_routes;
 int api_git_init(void);
 void api_git_shutdown(void);
 
-/* Answers with the error body of the request's surface. Always returns -1 (for `return api_fail`). */
+/* Answers with the error body of the request's surface. Always returns -1 (for `return api_fail`).
+ */
 __attribute__((format(printf, 5, 6))) int api_fail(const struct http_request *req,
                                                    struct http_response *res, int status,
                                                    const char *code, const char *fmt, ...);
@@ -44,13 +45,16 @@ json_t *api_parse_body(const char *body, size_t len, char *err, size_t err_len);
 /* Parses the JSON request body leniently: any or no Content-Type, and an empty body as {}.
  * Returns a new object, or NULL with a 400 answer in res. */
 json_t *api_body_object(const struct http_request *req, struct http_response *res);
-/* A commit message as a JSON string, without its trailing newlines. */
+/* Text from a repository (names, emails, messages: any bytes) as a JSON string; bytes that are
+ * not UTF-8 become U+FFFD. NULL only when out of memory. */
+json_t *api_text(const char *s);
+/* A commit message as api_text, without its trailing newlines. */
 json_t *api_commit_message(const char *msg);
 /* A string member of obj, or NULL when absent or not a string. */
 const char *api_str(json_t *obj, const char *key);
 /* Writes an audit entry for the request (source: its remote address) and marks it recorded. */
-void api_audit(struct http_request *req, const char *actor, const char *action,
-               const char *app, const char *env, int status, const char *detail);
+void api_audit(struct http_request *req, const char *actor, const char *action, const char *app,
+               const char *env, int status, const char *detail);
 
 /* Finds the app by AppId: 0, or -1 with 400 INVALID_APPID / 404 APP_NOT_FOUND answered. */
 int api_app_find(const struct http_request *req, struct http_response *res, const char *app_id,

@@ -141,13 +141,24 @@ json_t *api_body_object(const struct http_request *req, struct http_response *re
     return j;
 }
 
+json_t *api_text(const char *s)
+{
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_add_utf8_lossy(&sb, s);
+    json_t *j = strbuf_ok(&sb) ? json_stringn(sb.buf, sb.len) : NULL;
+    strbuf_release(&sb);
+    return j;
+}
+
 json_t *api_commit_message(const char *msg)
 {
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-        n--;
-    json_t *j = json_stringn(msg, n);
-    return j ? j : json_string(""); /* not UTF-8: an empty message rather than no answer */
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_add_utf8_lossy(&sb, msg);
+    while (sb.len && (sb.buf[sb.len - 1] == '\n' || sb.buf[sb.len - 1] == '\r'))
+        sb.buf[--sb.len] = '\0';
+    json_t *j = strbuf_ok(&sb) ? json_stringn(sb.buf, sb.len) : NULL;
+    strbuf_release(&sb);
+    return j;
 }
 
 const char *api_str(json_t *obj, const char *key)
@@ -164,13 +175,13 @@ void api_request_completed(const struct http_request *req, int status)
     snprintf(action, sizeof(action), "%s %.256s", req->method, req->raw_path);
     char result[32];
     snprintf(result, sizeof(result), "%s %d", status < 400 ? "ok" : "error", status);
-    if (store_audit_append(req->user[0] ? req->user : "anonymous", action, "", "",
-                           req->remote_addr, result, ""))
+    if (store_audit_append(req->user[0] ? req->user : "anonymous", action, "", "", req->remote_addr,
+                           result, ""))
         log_error("cannot write the audit log entry for '%s'", action);
 }
 
-void api_audit(struct http_request *req, const char *actor, const char *action,
-               const char *app, const char *env, int status, const char *detail)
+void api_audit(struct http_request *req, const char *actor, const char *action, const char *app,
+               const char *env, int status, const char *detail)
 {
     char result[32];
     snprintf(result, sizeof(result), "%s %d", status < 400 ? "ok" : "error", status);
@@ -182,7 +193,7 @@ void api_audit(struct http_request *req, const char *actor, const char *action,
 int api_init(const struct api_config *cfg)
 {
     api_cfg.data_dir = strdup(cfg->data_dir);
-    api_cfg.public_url = strdup(cfg->public_url ? cfg->public_url : "");
+    api_set_public_url(cfg->public_url ? cfg->public_url : "");
     if (!api_cfg.data_dir || !api_cfg.public_url)
         return -ENOMEM;
     const struct {

@@ -308,7 +308,8 @@ static void serve_git(struct http_request *req, struct http_response *res)
     res->status = 200;
     hdr.buf[header_len - 1] = '\0';
     char *save = NULL;
-    for (char *line = strtok_r(hdr.buf, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
+    for (char *line = strtok_r(hdr.buf, "\r\n", &save); line;
+         line = strtok_r(NULL, "\r\n", &save)) {
         char *colon = strchr(line, ':');
         if (!colon)
             continue;

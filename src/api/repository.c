@@ -15,7 +15,7 @@
 #include "base/util.h"
 
 #define PAGE_DEFAULT 20
-#define PAGE_MAX 100
+#define PAGE_MAX     100
 
 static int repo_access(struct http_request *req, struct http_response *res, struct store_app *app)
 {
@@ -24,15 +24,15 @@ static int repo_access(struct http_request *req, struct http_response *res, stru
     unsigned rights;
     if (api_authenticate(req, res, API_AUTH_TOKEN, &p))
         return -1;
-    if (!p.user.admin && !auth_scope_has(p.scopes, AUTH_SCOPE_REPO_READ))
+    if (!auth_scope_has(p.scopes,
+                        AUTH_SCOPE_REPO_READ)) /* admins' tokens too: scopes bound tokens */
         return api_fail(req, res, 403, "NO_ACCESS", "the token lacks the scope '%s'",
                         AUTH_SCOPE_REPO_READ);
     int r = strlen(req->params[0]) == CRYPTO_UUID_LEN - 1
                 ? store_app_by_project_id(req->params[0], app)
                 : -ENOENT;
     if (r == -ENOENT)
-        return api_fail(req, res, 404, "APP_NOT_FOUND", "no app with id '%.60s'",
-                        req->params[0]);
+        return api_fail(req, res, 404, "APP_NOT_FOUND", "no app with id '%.60s'", req->params[0]);
     if (r || auth_app_access(&p.user, app, &role, &rights))
         return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the app");
     if (role == STORE_ROLE_NONE)
@@ -50,7 +50,8 @@ static void info(struct http_request *req, struct http_response *res)
         api_fail(req, res, 500, "INTERNAL_ERROR", "out of memory");
         return;
     }
-    api_json(res, 200, json_pack("{s:s,s:s,s:s}", "appId", app.project_id, "type", "git", "url", url));
+    api_json(res, 200,
+             json_pack("{s:s,s:s,s:s}", "appId", app.project_id, "type", "git", "url", url));
     free(url);
 }
 
@@ -58,10 +59,10 @@ static json_t *commit_json(const struct vcs_commit *c)
 {
     char date[21];
     time_rfc3339(c->time_s, date);
-    return json_pack("{s:s,s:{s:s,s:s},s:s,s:o,s:s,s:[]}", "id", c->id, "author", "name",
-                     c->author_name, "email", c->author_email, "date", date, "message",
-                     api_commit_message(c->message),
-                     "mendixVersion", "", "relatedStories");
+    return json_pack("{s:s,s:{s:o,s:o},s:s,s:o,s:s,s:[]}", "id", c->id, "author", "name",
+                     api_text(c->author_name), "email", api_text(c->author_email), "date", date,
+                     "message", api_commit_message(c->message), "mendixVersion", "",
+                     "relatedStories");
 }
 
 static json_t *cursor(size_t offset)
@@ -128,7 +129,8 @@ static int add_branch(const struct vcs_branch *b, void *arg)
     size_t i = bp->index++;
     if (i < bp->offset || i >= bp->offset + bp->limit)
         return 0;
-    json_t *j = json_pack("{s:s,s:o}", "name", b->name, "latestCommit", commit_json(&b->head));
+    json_t *j =
+        json_pack("{s:o,s:o}", "name", api_text(b->name), "latestCommit", commit_json(&b->head));
     return json_array_append_new(bp->items, j) ? -ENOMEM : 0;
 }
 
@@ -169,7 +171,9 @@ static void branch(struct http_request *req, struct http_response *res)
     struct vcs_branch b = {0};
     if (repo_access(req, res, &app) || find_branch(req, res, &app, &repo, &b))
         return;
-    api_json(res, 200, json_pack("{s:s,s:o}", "name", b.name, "latestCommit", commit_json(&b.head)));
+    api_json(
+        res, 200,
+        json_pack("{s:o,s:o}", "name", api_text(b.name), "latestCommit", commit_json(&b.head)));
     vcs_branch_release(&b);
 }
 

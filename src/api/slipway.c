@@ -12,7 +12,7 @@
 #include "base/util.h"
 
 #define AUDIT_PAGE_DEFAULT 100
-#define AUDIT_PAGE_MAX 1000
+#define AUDIT_PAGE_MAX     1000
 
 static void healthz(struct http_request *req, struct http_response *res)
 {
@@ -22,8 +22,8 @@ static void healthz(struct http_request *req, struct http_response *res)
 
 static json_t *user_json(const struct store_user *u)
 {
-    return json_pack("{s:s,s:s,s:b,s:b,s:I}", "email", u->email, "name", u->name, "admin",
-                     u->admin, "active", u->active, "created", (json_int_t)u->created_ms);
+    return json_pack("{s:s,s:s,s:b,s:b,s:I}", "email", u->email, "name", u->name, "admin", u->admin,
+                     "active", u->active, "created", (json_int_t)u->created_ms);
 }
 
 static void me(struct http_request *req, struct http_response *res)
@@ -35,8 +35,8 @@ static void me(struct http_request *req, struct http_response *res)
 }
 
 /* Authenticates an admin user; fills the actor. -1 with 401/403 answered otherwise. */
-static int admin_only(struct http_request *req, struct http_response *res,
-                      struct auth_principal *p, struct admin_actor *a)
+static int admin_only(struct http_request *req, struct http_response *res, struct auth_principal *p,
+                      struct admin_actor *a)
 {
     if (api_authenticate(req, res, API_AUTH_APIKEY | API_AUTH_TOKEN, p))
         return -1;
@@ -120,14 +120,16 @@ static void secret_add(struct http_request *req, struct http_response *res, bool
     if (admin_only(req, res, &p, &a) || !(body = api_body_object(req, res)))
         return;
     const char *scopes = api_str(body, "scopes");
-    int r = token ? ran(req, admin_token_add(&a, req->params[0], scopes ? scopes : "", &secret, &err))
-                  : ran(req, admin_apikey_add(&a, req->params[0], &secret, &err));
+    int r = token
+                ? ran(req, admin_token_add(&a, req->params[0], scopes ? scopes : "", &secret, &err))
+                : ran(req, admin_apikey_add(&a, req->params[0], &secret, &err));
     if (r) {
         answer_error(req, res, &err);
     } else {
         const char *id = secret + (token ? 4 : 0);
-        api_json(res, 201, json_pack("{s:s,s:s%}", token ? "token" : "apikey", secret, "id", id,
-                                     (size_t)AUTH_ID_LEN));
+        api_json(res, 201,
+                 json_pack("{s:s,s:s%}", token ? "token" : "apikey", secret, "id", id,
+                           (size_t)AUTH_ID_LEN));
     }
     free(secret);
     json_decref(body);
@@ -168,9 +170,9 @@ static void token_revoke(struct http_request *req, struct http_response *res)
 
 static json_t *app_json(const struct store_app *a)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "AppId", a->app_id, "Name", a->name,
-                     "ProjectId", a->project_id, "Url", a->url, "DefaultBranch",
-                     a->default_branch, "Created", (json_int_t)a->created_ms);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "AppId", a->app_id, "Name", a->name, "ProjectId",
+                     a->project_id, "Url", a->url, "DefaultBranch", a->default_branch, "Created",
+                     (json_int_t)a->created_ms);
 }
 
 static int add_app(const struct store_app *a, void *arg)
@@ -240,9 +242,9 @@ static int add_member(const struct store_member *m, void *arg)
     struct member_list *ml = arg;
     json_t *rights = json_object();
     /* rights per environment, named as Mendix names them */
-    static const char *const names[] = {"API Rights", "Transport Rights", "Access to Backups",
-                                        "Access to Monitoring", "Receive Alerts",
-                                        "Manage Permissions"};
+    static const char *const names[] = {"API Rights",        "Transport Rights",
+                                        "Access to Backups", "Access to Monitoring",
+                                        "Receive Alerts",    "Manage Permissions"};
     for (const char *const *mode = (const char *const[]){"Test", "Acceptance", "Production", NULL};
          *mode; mode++) {
         struct store_env env;
@@ -309,8 +311,8 @@ static int add_audit(const struct store_audit *e, void *arg)
 {
     json_t *j = json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "id", (json_int_t)e->id,
                           "at", (json_int_t)e->at_ms, "actor", e->actor, "action", e->action, "app",
-                          e->app, "env", e->env, "source", e->source, "result", e->result,
-                          "detail", e->detail, "hash", e->hash);
+                          e->app, "env", e->env, "source", e->source, "result", e->result, "detail",
+                          e->detail, "hash", e->hash);
     return json_array_append_new(arg, j) ? -ENOMEM : 0;
 }
 
@@ -327,8 +329,10 @@ static void audit_list(struct http_request *req, struct http_response *res)
     free(s_after);
     free(s_limit);
     if (bad) {
-        api_fail(req, res, 400, "INVALID_PARAMETERS", "'after' must be an entry id and 'limit' "
-                                                      "1 to %d", AUDIT_PAGE_MAX);
+        api_fail(req, res, 400, "INVALID_PARAMETERS",
+                 "'after' must be an entry id and 'limit' "
+                 "1 to %d",
+                 AUDIT_PAGE_MAX);
         return;
     }
     json_t *arr = json_array();

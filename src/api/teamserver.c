@@ -10,7 +10,7 @@
 #include "base/util.h"
 
 #define REVISIONS_DEFAULT 20
-#define REVISIONS_MAX 1000
+#define REVISIONS_MAX     1000
 
 int api_app_find(const struct http_request *req, struct http_response *res, const char *app_id,
                  struct store_app *app)
@@ -104,11 +104,11 @@ static void app_get(struct http_request *req, struct http_response *res)
 static json_t *branch_json(const struct store_app *app, const struct vcs_branch *b)
 {
     bool is_default = strcmp(b->name, app->default_branch) == 0;
-    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "Name", b->name, "DisplayName",
-                     is_default ? "Main line" : b->name, "LatestRevisionNumber",
-                     (json_int_t)b->head.number, "LatestRevisionMendixVersion", "",
-                     "LatestTaggedVersion", b->latest_tagged_version, "LatestRevisionHash",
-                     b->head.id);
+    return json_pack("{s:o,s:o,s:I,s:s,s:s,s:s}", "Name", api_text(b->name), "DisplayName",
+                     is_default ? json_string("Main line") : api_text(b->name),
+                     "LatestRevisionNumber", (json_int_t)b->head.number,
+                     "LatestRevisionMendixVersion", "", "LatestTaggedVersion",
+                     b->latest_tagged_version, "LatestRevisionHash", b->head.id);
 }
 
 struct branch_list {
@@ -153,14 +153,14 @@ static int branch_lookup(const struct http_request *req, const struct store_app 
 
 /* As branch_lookup; -1 with 404 BRANCH_NOT_FOUND (or 500) answered. */
 static int branch_find(struct http_request *req, struct http_response *res,
-                       const struct store_app *app, struct vcs_repo *repo, size_t first,
-                       size_t end, struct vcs_branch *b)
+                       const struct store_app *app, struct vcs_repo *repo, size_t first, size_t end,
+                       struct vcs_branch *b)
 {
     struct strbuf name = STRBUF_INIT;
     int r = branch_lookup(req, app, repo, first, end, &name, b);
     if (r == -ENOENT)
-        api_fail(req, res, 404, "BRANCH_NOT_FOUND", "app '%s' has no branch '%.255s'",
-                 app->app_id, name.buf);
+        api_fail(req, res, 404, "BRANCH_NOT_FOUND", "app '%s' has no branch '%.255s'", app->app_id,
+                 name.buf);
     else if (r)
         api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the branch");
     strbuf_release(&name);
@@ -200,9 +200,10 @@ static void branch_get(struct http_request *req, struct http_response *res)
 
 static int add_revision(const struct vcs_commit *c, void *arg)
 {
-    json_t *j = json_pack("{s:I,s:o,s:I,s:s,s:s,s:s}", "Number", (json_int_t)c->number,
-                          "CommitMessage", api_commit_message(c->message), "Date", (json_int_t)c->time_s * 1000,
-                          "Author", c->author_email, "MendixVersion", "", "Hash", c->id);
+    json_t *j =
+        json_pack("{s:I,s:o,s:I,s:o,s:s,s:s}", "Number", (json_int_t)c->number, "CommitMessage",
+                  api_commit_message(c->message), "Date", (json_int_t)c->time_s * 1000, "Author",
+                  api_text(c->author_email), "MendixVersion", "", "Hash", c->id);
     return json_array_append_new(arg, j) ? -ENOMEM : 0;
 }
 

@@ -166,9 +166,9 @@ static const struct {
     const char *name;
     unsigned bit;
 } right_names[] = {
-    {"api", RIGHT_API},           {"transport", RIGHT_TRANSPORT},
-    {"backups", RIGHT_BACKUPS},   {"monitoring", RIGHT_MONITORING},
-    {"alerts", RIGHT_ALERTS},     {"permissions", RIGHT_PERMISSIONS},
+    {"api", RIGHT_API},         {"transport", RIGHT_TRANSPORT},
+    {"backups", RIGHT_BACKUPS}, {"monitoring", RIGHT_MONITORING},
+    {"alerts", RIGHT_ALERTS},   {"permissions", RIGHT_PERMISSIONS},
 };
 
 int auth_rights_parse(const char *list, unsigned *out, const char **bad)
@@ -216,15 +216,19 @@ int auth_role_parse(const char *name, enum store_role *out)
 const char *auth_role_name(enum store_role role)
 {
     switch (role) {
-    case STORE_ROLE_VIEWER: return "viewer";
-    case STORE_ROLE_DEVELOPER: return "developer";
-    case STORE_ROLE_ADMIN: return "admin";
-    default: return "none";
+    case STORE_ROLE_VIEWER:
+        return "viewer";
+    case STORE_ROLE_DEVELOPER:
+        return "developer";
+    case STORE_ROLE_ADMIN:
+        return "admin";
+    default:
+        return "none";
     }
 }
 
-int auth_app_access(const struct store_user *u, const struct store_app *app,
-                    enum store_role *role, unsigned *rights)
+int auth_app_access(const struct store_user *u, const struct store_app *app, enum store_role *role,
+                    unsigned *rights)
 {
     if (u->admin) {
         *role = STORE_ROLE_ADMIN;

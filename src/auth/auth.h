@@ -51,8 +51,8 @@ const char *auth_role_name(enum store_role role);
 
 /* The user's role in the app and the OR of their rights over its environments; admins get
  * STORE_ROLE_ADMIN and RIGHT_ALL. 0 or -EIO. */
-int auth_app_access(const struct store_user *u, const struct store_app *app,
-                    enum store_role *role, unsigned *rights);
+int auth_app_access(const struct store_user *u, const struct store_app *app, enum store_role *role,
+                    unsigned *rights);
 /* The user's rights on one environment (RIGHT_ALL for admins; 0 for non-members). */
 int auth_env_rights(const struct store_user *u, const struct store_app *app,
                     const struct store_env *env, unsigned *rights);

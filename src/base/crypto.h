@@ -7,9 +7,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CRYPTO_SHA256_LEN  32
-#define CRYPTO_SHA256_HEX  65 /* 64 hex digits + NUL */
-#define CRYPTO_UUID_LEN    37 /* 8-4-4-4-12 + NUL */
+#define CRYPTO_SHA256_LEN 32
+#define CRYPTO_SHA256_HEX 65 /* 64 hex digits + NUL */
+#define CRYPTO_UUID_LEN   37 /* 8-4-4-4-12 + NUL */
 
 /* Fills buf with n cryptographically secure random bytes; 0, or -EIO. */
 int crypto_random(void *buf, size_t n);

@@ -125,11 +125,21 @@ void strbuf_add_json_str(struct strbuf *sb, const char *s)
         if (!*p)
             break;
         switch (*p) {
-        case '"': strbuf_adds(sb, "\\\""); break;
-        case '\\': strbuf_adds(sb, "\\\\"); break;
-        case '\n': strbuf_adds(sb, "\\n"); break;
-        case '\r': strbuf_adds(sb, "\\r"); break;
-        case '\t': strbuf_adds(sb, "\\t"); break;
+        case '"':
+            strbuf_adds(sb, "\\\"");
+            break;
+        case '\\':
+            strbuf_adds(sb, "\\\\");
+            break;
+        case '\n':
+            strbuf_adds(sb, "\\n");
+            break;
+        case '\r':
+            strbuf_adds(sb, "\\r");
+            break;
+        case '\t':
+            strbuf_adds(sb, "\\t");
+            break;
         default: {
             char esc[7] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15], 0};
             strbuf_adds(sb, esc);
@@ -137,4 +147,38 @@ void strbuf_add_json_str(struct strbuf *sb, const char *s)
         }
     }
     strbuf_addch(sb, '"');
+}
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *p)
+{
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        unsigned lo = p[0] == 0xe0 ? 0xa0 : 0x80, hi = p[0] == 0xed ? 0x9f : 0xbf;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        unsigned lo = p[0] == 0xf0 ? 0x90 : 0x80, hi = p[0] == 0xf4 ? 0x8f : 0xbf;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
+void strbuf_add_utf8_lossy(struct strbuf *sb, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        const unsigned char *run = p;
+        size_t n;
+        while (*p && (n = utf8_seq(p)) > 0)
+            p += n; /* utf8_seq stops at the NUL: continuation checks fail on it */
+        strbuf_add(sb, run, (size_t)(p - run));
+        if (*p) {
+            strbuf_adds(sb, "\xef\xbf\xbd");
+            p++;
+        }
+    }
 }

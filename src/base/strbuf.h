@@ -20,7 +20,10 @@ struct strbuf {
 };
 
 extern char strbuf_empty[];
-#define STRBUF_INIT {.buf = strbuf_empty}
+#define STRBUF_INIT                                                                                \
+    {                                                                                              \
+        .buf = strbuf_empty                                                                        \
+    }
 
 void strbuf_init(struct strbuf *sb, size_t cap);
 /* Frees the contents; the strbuf is empty and usable again (the cap is kept). */
@@ -34,6 +37,8 @@ void strbuf_addch(struct strbuf *sb, char c);
 __attribute__((format(printf, 2, 3))) void strbuf_addf(struct strbuf *sb, const char *fmt, ...);
 /* Appends s as the contents of a JSON string, with its quotes. */
 void strbuf_add_json_str(struct strbuf *sb, const char *s);
+/* Appends s as UTF-8, each byte that is not part of a valid sequence replaced by U+FFFD. */
+void strbuf_add_utf8_lossy(struct strbuf *sb, const char *s);
 void strbuf_reset(struct strbuf *sb);
 static inline bool strbuf_ok(const struct strbuf *sb)
 {

@@ -58,28 +58,54 @@ struct args {
 static int parse(int argc, char **argv, struct args *a)
 {
     static const struct option longopts[] = {
-        {"email", required_argument, NULL, 'e'},  {"name", required_argument, NULL, 'n'},
-        {"id", required_argument, NULL, 'i'},     {"scopes", required_argument, NULL, 's'},
-        {"app", required_argument, NULL, 'a'},    {"env", required_argument, NULL, 'v'},
-        {"rights", required_argument, NULL, 'r'}, {"role", required_argument, NULL, 'o'},
-        {"admin", no_argument, NULL, 'A'},        {"help", no_argument, NULL, 'h'},
+        {"email", required_argument, NULL, 'e'},
+        {"name", required_argument, NULL, 'n'},
+        {"id", required_argument, NULL, 'i'},
+        {"scopes", required_argument, NULL, 's'},
+        {"app", required_argument, NULL, 'a'},
+        {"env", required_argument, NULL, 'v'},
+        {"rights", required_argument, NULL, 'r'},
+        {"role", required_argument, NULL, 'o'},
+        {"admin", no_argument, NULL, 'A'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'e': a->email = optarg; break;
-        case 'n': a->name = optarg; break;
-        case 'i': a->id = optarg; break;
-        case 's': a->scopes = optarg; break;
-        case 'a': a->app = optarg; break;
-        case 'v': a->env = optarg; break;
-        case 'r': a->rights = optarg; break;
-        case 'o': a->role = optarg; break;
-        case 'A': a->admin = 1; break;
-        case 'h': fputs(usage, stdout); exit(0);
-        default: return -1;
+        case 'e':
+            a->email = optarg;
+            break;
+        case 'n':
+            a->name = optarg;
+            break;
+        case 'i':
+            a->id = optarg;
+            break;
+        case 's':
+            a->scopes = optarg;
+            break;
+        case 'a':
+            a->app = optarg;
+            break;
+        case 'v':
+            a->env = optarg;
+            break;
+        case 'r':
+            a->rights = optarg;
+            break;
+        case 'o':
+            a->role = optarg;
+            break;
+        case 'A':
+            a->admin = 1;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            exit(0);
+        default:
+            return -1;
         }
     }
     return optind == argc ? 0 : -1;
@@ -236,8 +262,7 @@ int cli_admin(int argc, char **argv)
     }
     const char *noun = argv[i++];
     const char *verb = NULL;
-    if (strcmp(noun, "grant") != 0 && strcmp(noun, "revoke") != 0 && i < argc &&
-        argv[i][0] != '-')
+    if (strcmp(noun, "grant") != 0 && strcmp(noun, "revoke") != 0 && i < argc && argv[i][0] != '-')
         verb = argv[i++];
     struct args a = {0};
     /* getopt wants argv[0]: reuse the word before the options */
@@ -247,8 +272,9 @@ int cli_admin(int argc, char **argv)
     }
 
     if (access(data, F_OK) != 0) {
-        fprintf(stderr, "slipway admin: no data directory '%s' (start 'slipway serve --data %s' "
-                        "once, or create it)\n",
+        fprintf(stderr,
+                "slipway admin: no data directory '%s' (start 'slipway serve --data %s' "
+                "once, or create it)\n",
                 data, data);
         return 1;
     }

@@ -150,14 +150,21 @@ static int prepare_dirs(const char *dir)
 
 int cli_serve(int argc, char **argv)
 {
-    struct serve_opts o = {.threads = 4, .max_body = 1 << 20, .max_push = 2LL << 30,
-                           .admin_email = "admin@localhost", .port = 8080};
+    struct serve_opts o = {.threads = 4,
+                           .max_body = 1 << 20,
+                           .max_push = 2LL << 30,
+                           .admin_email = "admin@localhost",
+                           .port = 8080};
     strcpy(o.host, "127.0.0.1");
     static const struct option longopts[] = {
-        {"data", required_argument, NULL, 'd'},       {"listen", required_argument, NULL, 'l'},
-        {"public-url", required_argument, NULL, 'u'}, {"threads", required_argument, NULL, 't'},
-        {"max-body", required_argument, NULL, 'b'},   {"max-push", required_argument, NULL, 'p'},
-        {"admin-email", required_argument, NULL, 'a'}, {"help", no_argument, NULL, 'h'},
+        {"data", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, 'l'},
+        {"public-url", required_argument, NULL, 'u'},
+        {"threads", required_argument, NULL, 't'},
+        {"max-body", required_argument, NULL, 'b'},
+        {"max-push", required_argument, NULL, 'p'},
+        {"admin-email", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -165,14 +172,18 @@ int cli_serve(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'd': o.data = optarg; break;
+        case 'd':
+            o.data = optarg;
+            break;
         case 'l':
             if (parse_listen(optarg, &o)) {
                 fprintf(stderr, "slipway serve: --listen wants HOST:PORT, not '%s'\n", optarg);
                 return 2;
             }
             break;
-        case 'u': o.public_url = optarg; break;
+        case 'u':
+            o.public_url = optarg;
+            break;
         case 't':
             if (parse_i64(optarg, 1, 256, &v)) {
                 fprintf(stderr, "slipway serve: --threads wants 1 to 256\n");
@@ -189,9 +200,15 @@ int cli_serve(int argc, char **argv)
             }
             *(c == 'b' ? &o.max_body : &o.max_push) = v;
             break;
-        case 'a': o.admin_email = optarg; break;
-        case 'h': fputs(usage, stdout); return 0;
-        default: fputs(usage, stderr); return 2;
+        case 'a':
+            o.admin_email = optarg;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
         }
     }
     if (!o.data || optind != argc) {

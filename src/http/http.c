@@ -146,18 +146,21 @@ static bool route_matches_path(const struct compiled_route *cr, struct http_requ
     return true;
 }
 
-/* Finds the route; *path_known tells whether any route has this path (for 405 vs 404). */
+/* Finds the route. When none matches, `allow` lists the methods the path has (empty: 404). */
 static const struct http_route *route_find(struct http_server *s, struct http_request *req,
-                                           bool *path_known)
+                                           struct strbuf *allow)
 {
     const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
-    *path_known = false;
     for (size_t i = 0; i < s->nr_routes; i++) {
         if (!route_matches_path(&s->routes[i], req))
             continue;
-        *path_known = true;
         if (strcmp(s->routes[i].route->method, method) == 0)
             return s->routes[i].route;
+        if (allow->len)
+            strbuf_adds(allow, ", ");
+        strbuf_adds(allow, s->routes[i].route->method);
+        if (strcmp(s->routes[i].route->method, "GET") == 0)
+            strbuf_adds(allow, ", HEAD");
     }
     memset(req->params, 0, sizeof(req->params));
     return NULL;
@@ -217,16 +220,24 @@ static enum MHD_Result send_response(struct http_request *req, struct http_respo
     return ret;
 }
 
-static enum MHD_Result send_error(struct http_server *s, struct http_request *req, int status,
-                                  const char *code, const char *message)
+static enum MHD_Result send_error_allow(struct http_server *s, struct http_request *req, int status,
+                                        const char *code, const char *message, const char *allow)
 {
     struct http_response *res = calloc(1, sizeof(*res));
     if (!res)
         return MHD_NO;
     strbuf_init(&res->body, 0);
     s->cfg.error(req, res, status, code, message);
+    if (allow)
+        http_res_header(res, "Allow", allow);
     res->status = status;
     return send_response(req, res);
+}
+
+static enum MHD_Result send_error(struct http_server *s, struct http_request *req, int status,
+                                  const char *code, const char *message)
+{
+    return send_error_allow(s, req, status, code, message, NULL);
 }
 
 /* ---- libmicrohttpd callbacks ------------------------------------------------------------- */
@@ -288,9 +299,8 @@ static int spool_write(int fd, const char *data, size_t len)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct http_server *s = cls;
@@ -303,12 +313,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = req;
         if (url_path_parse(url, &req->path) < 0)
             return send_error(s, req, 400, "INVALID_PARAMETERS", "the request path is malformed");
-        bool known;
-        req->route = route_find(s, req, &known);
-        if (!req->route)
-            return known ? send_error(s, req, 405, "METHOD_NOT_ALLOWED",
-                                      "this method is not allowed on this path")
-                         : send_error(s, req, 404, "NOT_FOUND", "no such endpoint");
+        struct strbuf allow = STRBUF_INIT;
+        req->route = route_find(s, req, &allow);
+        if (!req->route) {
+            enum MHD_Result ret =
+                allow.len ? send_error_allow(s, req, 405, "METHOD_NOT_ALLOWED",
+                                             "this method is not allowed on this path", allow.buf)
+                          : send_error(s, req, 404, "NOT_FOUND", "no such endpoint");
+            strbuf_release(&allow);
+            return ret;
+        }
         req->route_ctx = req->route->ctx;
         bool spool = req->route->flags & HTTP_ROUTE_SPOOL;
         uint64_t limit = spool ? s->cfg.max_spool : s->cfg.max_body;
@@ -451,11 +465,10 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
 
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, s, MHD_OPTION_SOCK_ADDR, &ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 1),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped,
-        s, MHD_OPTION_END);
+        on_mhd_log, s, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(cfg->threads ? cfg->threads : 1), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, s, MHD_OPTION_END);
     if (!s->daemon) {
         r = -EADDRNOTAVAIL;
         goto fail;

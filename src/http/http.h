@@ -25,18 +25,18 @@ enum http_route_flags {
 };
 
 struct http_request {
-    const char *method;   /* "GET", "POST", ... ("HEAD" is routed as "GET") */
-    const char *raw_path; /* as sent, without the query string */
-    struct url_path path; /* decoded segments */
+    const char *method;                   /* "GET", "POST", ... ("HEAD" is routed as "GET") */
+    const char *raw_path;                 /* as sent, without the query string */
+    struct url_path path;                 /* decoded segments */
     const char *params[URL_MAX_SEGMENTS]; /* values of the route's ":name" segments, in order */
-    size_t tail_index;    /* HTTP_ROUTE_TAIL: index in path.seg of the first tail segment */
-    const char *body;     /* buffered body, NUL-terminated ("" when none) */
+    size_t tail_index; /* HTTP_ROUTE_TAIL: index in path.seg of the first tail segment */
+    const char *body;  /* buffered body, NUL-terminated ("" when none) */
     size_t body_len;
-    int body_fd;          /* HTTP_ROUTE_SPOOL: the body in a temp file at offset 0; else -1 */
-    uint64_t body_size;   /* HTTP_ROUTE_SPOOL: bytes in body_fd */
+    int body_fd;        /* HTTP_ROUTE_SPOOL: the body in a temp file at offset 0; else -1 */
+    uint64_t body_size; /* HTTP_ROUTE_SPOOL: bytes in body_fd */
     char remote_addr[64];
-    char user[256];       /* who made the request, for the log line; set by the handler */
-    bool recorded;        /* set by a handler that recorded the request (e.g. audited it) */
+    char user[256]; /* who made the request, for the log line; set by the handler */
+    bool recorded;  /* set by a handler that recorded the request (e.g. audited it) */
     void *route_ctx;
     struct MHD_Connection *conn;
     /* private */
@@ -66,8 +66,9 @@ struct http_response {
 typedef void (*http_handler_fn)(struct http_request *req, struct http_response *res);
 
 struct http_route {
-    const char *method;  /* "GET", "POST", "PUT", "PATCH", "DELETE" */
-    const char *pattern; /* "/api/1/apps/:app/branches/:branch"; a trailing "*" with HTTP_ROUTE_TAIL */
+    const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char
+        *pattern; /* "/api/1/apps/:app/branches/:branch"; a trailing "*" with HTTP_ROUTE_TAIL */
     http_handler_fn fn;
     unsigned flags;
     void *ctx;
@@ -75,16 +76,16 @@ struct http_route {
 
 /* Fills `res` with the error body of the API surface that `req` belongs to. The server calls it
  * for the errors it answers itself (404, 405, 413, 400, 500); code is e.g. "NOT_FOUND". */
-typedef void (*http_error_fn)(const struct http_request *req, struct http_response *res,
-                              int status, const char *code, const char *message);
+typedef void (*http_error_fn)(const struct http_request *req, struct http_response *res, int status,
+                              const char *code, const char *message);
 
 struct http_config {
-    const char *host;           /* numeric IPv4 or IPv6 address, or "localhost" */
-    unsigned port;              /* 0: any free port */
-    unsigned threads;           /* worker threads */
-    size_t max_body;            /* limit for buffered bodies */
-    uint64_t max_spool;         /* limit for spooled bodies */
-    const char *spool_dir;      /* where spooled bodies live (unnamed O_TMPFILE files) */
+    const char *host;      /* numeric IPv4 or IPv6 address, or "localhost" */
+    unsigned port;         /* 0: any free port */
+    unsigned threads;      /* worker threads */
+    size_t max_body;       /* limit for buffered bodies */
+    uint64_t max_spool;    /* limit for spooled bodies */
+    const char *spool_dir; /* where spooled bodies live (unnamed O_TMPFILE files) */
     http_error_fn error;
     /* Called once per request after its answer, with the final status (optional). */
     void (*completed)(const struct http_request *req, int status);

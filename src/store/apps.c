@@ -55,7 +55,8 @@ int store_app_insert(struct store_app *app)
     if ((r = store_exec_stmt(st)))
         goto fail;
     app->id = sqlite3_last_insert_rowid(store_conn());
-    if ((r = env_insert(app->id, "Test", false, 1)) || (r = env_insert(app->id, "Acceptance", false, 2)) ||
+    if ((r = env_insert(app->id, "Test", false, 1)) ||
+        (r = env_insert(app->id, "Acceptance", false, 2)) ||
         (r = env_insert(app->id, "Production", true, 3)))
         goto fail;
     return store_commit();
@@ -93,10 +94,10 @@ int store_app_by_project_id(const char *project_id, struct store_app *out)
 
 int store_app_each(int64_t user_id, int (*fn)(const struct store_app *, void *), void *arg)
 {
-    sqlite3_stmt *st =
-        user_id ? store_stmt("SELECT " APP_COLS " FROM apps WHERE id IN "
-                             "(SELECT app FROM members WHERE user = ?) ORDER BY app_id")
-                : store_stmt("SELECT " APP_COLS " FROM apps ORDER BY app_id");
+    sqlite3_stmt *st = user_id
+                           ? store_stmt("SELECT " APP_COLS " FROM apps WHERE id IN "
+                                        "(SELECT app FROM members WHERE user = ?) ORDER BY app_id")
+                           : store_stmt("SELECT " APP_COLS " FROM apps ORDER BY app_id");
     if (!st)
         return -EIO;
     if (user_id)
@@ -128,7 +129,8 @@ static void env_read(sqlite3_stmt *st, struct store_env *e)
 
 int store_env_by_mode(int64_t app, const char *mode, struct store_env *out)
 {
-    sqlite3_stmt *st = store_stmt("SELECT " ENV_COLS " FROM environments WHERE app = ? AND mode = ?");
+    sqlite3_stmt *st =
+        store_stmt("SELECT " ENV_COLS " FROM environments WHERE app = ? AND mode = ?");
     if (!st)
         return -EIO;
     sqlite3_bind_int64(st, 1, app);

@@ -24,8 +24,8 @@ static void entry_hash(const char *prev, int64_t at_ms, const char *const fields
 int store_audit_append(const char *actor, const char *action, const char *app, const char *env,
                        const char *source, const char *result, const char *detail)
 {
-    const char *fields[7] = {actor, action, app ? app : "", env ? env : "", source, result,
-                             detail ? detail : ""};
+    const char *fields[7] = {actor,  action, app ? app : "",      env ? env : "",
+                             source, result, detail ? detail : ""};
     int r = store_begin();
     if (r)
         return r;
@@ -61,15 +61,15 @@ fail:
 }
 
 #define AUDIT_SELECT                                                                               \
-    "SELECT id, at_ms, actor, action, app, env, source, result, detail, hash, prev_hash "        \
+    "SELECT id, at_ms, actor, action, app, env, source, result, detail, hash, prev_hash "          \
     "FROM audit WHERE id > ? ORDER BY id LIMIT ?"
 
 static void audit_read(sqlite3_stmt *st, struct store_audit *a)
 {
     a->id = sqlite3_column_int64(st, 0);
     a->at_ms = sqlite3_column_int64(st, 1);
-    const char **f[] = {&a->actor, &a->action, &a->app, &a->env, &a->source, &a->result,
-                        &a->detail, &a->hash};
+    const char **f[] = {&a->actor,  &a->action, &a->app,    &a->env,
+                        &a->source, &a->result, &a->detail, &a->hash};
     for (int i = 0; i < 8; i++) {
         const unsigned char *t = sqlite3_column_text(st, 2 + i);
         *f[i] = t ? (const char *)t : "";

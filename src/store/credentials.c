@@ -33,8 +33,8 @@ int store_cred_by_lookup(const char *lookup, struct store_cred *out)
         out->id = sqlite3_column_int64(st, 0);
         out->user_id = sqlite3_column_int64(st, 1);
         const unsigned char *kind = sqlite3_column_text(st, 2);
-        out->kind = kind && strcmp((const char *)kind, "token") == 0 ? STORE_CRED_TOKEN
-                                                                      : STORE_CRED_APIKEY;
+        out->kind =
+            kind && strcmp((const char *)kind, "token") == 0 ? STORE_CRED_TOKEN : STORE_CRED_APIKEY;
         store_col_text(st, 3, out->lookup, sizeof(out->lookup));
         store_col_text(st, 4, out->hash, sizeof(out->hash));
         store_col_text(st, 5, out->scopes, sizeof(out->scopes));

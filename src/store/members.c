@@ -7,10 +7,14 @@
 static const char *role_name(enum store_role role)
 {
     switch (role) {
-    case STORE_ROLE_VIEWER: return "viewer";
-    case STORE_ROLE_DEVELOPER: return "developer";
-    case STORE_ROLE_ADMIN: return "admin";
-    default: return NULL;
+    case STORE_ROLE_VIEWER:
+        return "viewer";
+    case STORE_ROLE_DEVELOPER:
+        return "developer";
+    case STORE_ROLE_ADMIN:
+        return "admin";
+    default:
+        return NULL;
     }
 }
 
@@ -131,8 +135,8 @@ int store_rights_update(int64_t app, int64_t env, int64_t user, unsigned set, un
     if (r)
         return r == -ENOENT ? -EINVAL : r;
     st = store_stmt("INSERT INTO env_rights(env, user, rights) VALUES (?, ?, ?) "
-                                  "ON CONFLICT (env, user) DO UPDATE SET "
-                                  "rights = (rights | ?3) & ~?4");
+                    "ON CONFLICT (env, user) DO UPDATE SET "
+                    "rights = (rights | ?3) & ~?4");
     if (!st)
         return -EIO;
     sqlite3_bind_int64(st, 1, env);

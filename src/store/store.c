@@ -209,7 +209,7 @@ int store_exec_stmt(sqlite3_stmt *st)
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         if ((rc & 0xff) == SQLITE_CONSTRAINT) {
             r = (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) ? -EEXIST
-                                                                                         : -EINVAL;
+                                                                                       : -EINVAL;
         } else {
             log_error("store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
             r = -EIO;

@@ -13,13 +13,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define STORE_EMAIL_MAX   254
-#define STORE_NAME_MAX    200
-#define STORE_APPID_MAX   40
-#define STORE_URL_MAX     512
-#define STORE_BRANCH_MAX  255
-#define STORE_SCOPES_MAX  512
-#define STORE_MODE_MAX    40
+#define STORE_EMAIL_MAX  254
+#define STORE_NAME_MAX   200
+#define STORE_APPID_MAX  40
+#define STORE_URL_MAX    512
+#define STORE_BRANCH_MAX 255
+#define STORE_SCOPES_MAX 512
+#define STORE_MODE_MAX   40
 
 /* Opens DIR/slipway.db (creating it), applies pending migrations in one transaction, and makes
  * the path the one every thread's connection uses. Call once per process before other calls.
@@ -55,8 +55,8 @@ struct store_cred {
     int64_t id;
     int64_t user_id;
     enum store_cred_kind kind;
-    char lookup[33];   /* public prefix used to find the row */
-    char hash[65];     /* sha256 hex of the whole secret */
+    char lookup[33]; /* public prefix used to find the row */
+    char hash[65];   /* sha256 hex of the whole secret */
     char scopes[STORE_SCOPES_MAX + 1];
     bool revoked;
 };
@@ -130,7 +130,8 @@ int store_member_each(int64_t app, int (*fn)(const struct store_member *, void *
 struct store_audit {
     int64_t id;
     int64_t at_ms;
-    const char *actor, *action, *app, *env, *source, *result, *detail; /* app/env/detail may be "" */
+    const char *actor, *action, *app, *env, *source, *result,
+        *detail; /* app/env/detail may be "" */
     const char *hash;
 };
 int store_audit_append(const char *actor, const char *action, const char *app, const char *env,

@@ -22,15 +22,15 @@ struct vcs_repo; /* opaque; owned by the per-thread cache */
 
 struct vcs_commit {
     char id[VCS_OID_HEX];
-    int64_t number;      /* first-parent count, see above */
-    int64_t time_s;      /* committer time, epoch seconds */
-    char *message;       /* full message (malloc'd) */
-    char *author_name;   /* malloc'd */
-    char *author_email;  /* malloc'd */
+    int64_t number;     /* first-parent count, see above */
+    int64_t time_s;     /* committer time, epoch seconds */
+    char *message;      /* full message (malloc'd) */
+    char *author_name;  /* malloc'd */
+    char *author_email; /* malloc'd */
 };
 
 struct vcs_branch {
-    char *name;                 /* short name, e.g. "main" or "feature/x" (malloc'd) */
+    char *name; /* short name, e.g. "main" or "feature/x" (malloc'd) */
     struct vcs_commit head;
     char *latest_tagged_version; /* highest version tag on the first-parent history, or "" */
 };
