@@ -1,5 +1,6 @@
-/* crypto — random bytes, SHA-256, HMAC-SHA-256, constant-time comparison, UUIDs and secrets,
- * all on OpenSSL. Output buffers are sized by the caller with the constants below.
+/* crypto — random bytes, SHA-256, HMAC-SHA-256, constant-time comparison, UUIDs and base64,
+ * all on libsodium (small, and cheap to start). Output buffers are sized by the caller with the
+ * constants below. Thread-safe once crypto_init() has run (crypto_random runs it).
  */
 #ifndef SLIPWAY_BASE_CRYPTO_H
 #define SLIPWAY_BASE_CRYPTO_H
@@ -11,6 +12,8 @@
 #define CRYPTO_SHA256_HEX 65 /* 64 hex digits + NUL */
 #define CRYPTO_UUID_LEN   37 /* 8-4-4-4-12 + NUL */
 
+/* Initializes libsodium (idempotent); 0, or -EIO. */
+int crypto_init(void);
 /* Fills buf with n cryptographically secure random bytes; 0, or -EIO. */
 int crypto_random(void *buf, size_t n);
 void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_SHA256_LEN]);

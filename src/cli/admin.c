@@ -12,6 +12,7 @@
 
 #include "admin/admin.h"
 #include "auth/auth.h"
+#include "base/crypto.h"
 #include "base/log.h"
 #include "cli/cli.h"
 #include "store/store.h"
@@ -278,7 +279,7 @@ int cli_admin(int argc, char **argv)
                 data, data);
         return 1;
     }
-    if (store_init(data) || vcs_init()) {
+    if (crypto_init() || store_init(data) || vcs_init()) {
         fprintf(stderr, "slipway admin: cannot open the data directory '%s'\n", data);
         return 1;
     }

@@ -11,7 +11,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <limits.h>
-#include <openssl/evp.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,7 +223,8 @@ static char *basic(const char *user, const char *password)
     cr_assert(n >= 0 && (size_t)n < sizeof(plain));
     char *out = malloc(4 * (((size_t)n + 2) / 3) + 1);
     cr_assert_not_null(out);
-    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)plain, n);
+    sodium_bin2base64(out, 4 * (((size_t)n + 2) / 3) + 1, (const unsigned char *)plain, (size_t)n,
+                      sodium_base64_VARIANT_ORIGINAL);
     return out;
 }
 
@@ -231,7 +232,7 @@ static char *basic_raw(const void *plain, size_t n)
 {
     char *out = malloc(4 * ((n + 2) / 3) + 1);
     cr_assert_not_null(out);
-    EVP_EncodeBlock((unsigned char *)out, plain, (int)n);
+    sodium_bin2base64(out, 4 * ((n + 2) / 3) + 1, plain, n, sodium_base64_VARIANT_ORIGINAL);
     return out;
 }
 
