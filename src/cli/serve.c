@@ -233,7 +233,7 @@ int cli_serve(int argc, char **argv)
     char *spool = NULL;
     if (asprintf(&spool, "%s/tmp", o.data) < 0)
         return 1;
-    if (crypto_init() || prepare_dirs(o.data) || ensure_secret(o.data) || store_init(o.data) || vcs_init()) {
+    if (crypto_init() || prepare_dirs(o.data) || ensure_secret(o.data) || store_init(o.data)) {
         log_error("cannot prepare the data directory '%s'", o.data);
         free(spool);
         return 1;

@@ -373,10 +373,22 @@ static struct thread_repos *thread_repos_get(void)
 
 /* --- library setup --------------------------------------------------------------------------- */
 
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int init_locked(void);
+
 int vcs_init(void)
 {
     if (atomic_load(&threads.initialized))
         return 0;
+    pthread_mutex_lock(&init_lock);
+    int r = atomic_load(&threads.initialized) ? 0 : init_locked();
+    pthread_mutex_unlock(&init_lock);
+    return r;
+}
+
+static int init_locked(void)
+{
     if (git_libgit2_init() < 0)
         return -EIO;
     git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, (ssize_t)GIT_CACHE_BYTES);
@@ -402,8 +414,11 @@ int vcs_init(void)
 
 void vcs_shutdown(void)
 {
-    if (!atomic_load(&threads.initialized))
+    pthread_mutex_lock(&init_lock);
+    if (!atomic_load(&threads.initialized)) {
+        pthread_mutex_unlock(&init_lock);
         return;
+    }
     pthread_key_delete(threads.key);
     pthread_mutex_lock(&threads.lock);
     while (threads.list)
@@ -414,6 +429,7 @@ void vcs_shutdown(void)
     number_maps_free();
     atomic_store(&threads.initialized, false);
     git_libgit2_shutdown();
+    pthread_mutex_unlock(&init_lock);
 }
 
 void vcs_thread_release(void)
@@ -437,6 +453,8 @@ int vcs_repo_create(const char *path, const char *default_branch)
 
     if (!vcs_branch_name_valid(default_branch) || !*path)
         return -EINVAL;
+    if (vcs_init())
+        return -EIO;
     if (!lstat(path, &st))
         return -EEXIST;
     if (errno != ENOENT)
@@ -500,7 +518,7 @@ int vcs_open(const char *path, struct vcs_repo **out)
     struct file_stamp dir;
     int r;
 
-    if (!atomic_load(&threads.initialized))
+    if (vcs_init())
         return -EIO;
     struct thread_repos *t = thread_repos_get();
     if (!t)

@@ -39,7 +39,9 @@ struct vcs_branch {
 void vcs_commit_release(struct vcs_commit *c);
 void vcs_branch_release(struct vcs_branch *b);
 
-/* Process-wide setup and teardown (libgit2 init/shutdown, caches). */
+/* Process-wide setup and teardown (libgit2 init/shutdown, caches). vcs_open and
+ * vcs_repo_create call vcs_init on first use, so an idle server does not pay for libgit2's
+ * start-up (OpenSSL through libssh2). Thread-safe. */
 int vcs_init(void);
 void vcs_shutdown(void);
 /* Closes this thread's cached repositories (call before a worker thread ends; optional). */
