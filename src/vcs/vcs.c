@@ -936,7 +936,7 @@ out:
 bool vcs_branch_name_valid(const char *name)
 {
     int valid = 0;
-    if (!name || !*name || strnlen(name, BRANCH_NAME_MAX + 1) > BRANCH_NAME_MAX)
+    if (!name || !*name || strnlen(name, BRANCH_NAME_MAX + 1) > BRANCH_NAME_MAX || vcs_init())
         return false;
     /* git refuses DEL like the other control characters; libgit2 lets it through. */
     if (strchr(name, 0x7f))
