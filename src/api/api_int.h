@@ -62,8 +62,11 @@ int api_app_find(const struct http_request *req, struct http_response *res, cons
 /* Opens the app's repository (this thread's cached handle). 0, or -1 with a 500 answered. */
 int api_repo_open(const struct http_request *req, struct http_response *res,
                   const struct store_app *app, struct vcs_repo **repo);
-/* Resolves a branch name as clients send it: the name itself, "trunk" for the default branch,
- * or "branches/<name>". 0 and *out filled (caller releases), -ENOENT, or -EIO. */
+/* The git branch a client's name means: the name itself, the default branch for "trunk", or
+ * <name> for "branches/<name>". 0 and *git_name (pointing into `name` or `app`), -ENOENT, -EIO. */
+int api_branch_name(struct vcs_repo *repo, const struct store_app *app, const char *name,
+                    const char **git_name);
+/* api_branch_name, then the branch itself. 0 and *out filled (caller releases), -ENOENT, -EIO. */
 int api_branch_resolve(struct vcs_repo *repo, const struct store_app *app, const char *name,
                        struct vcs_branch *out);
 

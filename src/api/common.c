@@ -57,25 +57,18 @@ int api_fail(const struct http_request *req, struct http_response *res, int stat
     return -1;
 }
 
+static int dump_to_strbuf(const char *buf, size_t len, void *data)
+{
+    strbuf_add(data, buf, len);
+    return 0;
+}
+
 void api_json(struct http_response *res, int status, json_t *json)
 {
     res->status = status;
     strbuf_reset(&res->body);
-    if (!json) {
+    if (!json || json_dump_callback(json, dump_to_strbuf, &res->body, JSON_COMPACT) != 0)
         res->body.failed = true;
-        return;
-    }
-    size_t n = json_dumpb(json, NULL, 0, JSON_COMPACT);
-    if (n == 0) {
-        res->body.failed = true;
-    } else {
-        char *buf = malloc(n);
-        if (buf && json_dumpb(json, buf, n, JSON_COMPACT) == n)
-            strbuf_add(&res->body, buf, n);
-        else
-            res->body.failed = true;
-        free(buf);
-    }
     json_decref(json);
 }
 

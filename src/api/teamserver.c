@@ -36,19 +36,29 @@ int api_repo_open(const struct http_request *req, struct http_response *res,
     return 0;
 }
 
+int api_branch_name(struct vcs_repo *repo, const struct store_app *app, const char *name,
+                    const char **git_name)
+{
+    int r = vcs_branch_exists(repo, name);
+    if (r != -ENOENT) {
+        *git_name = name;
+        return r;
+    }
+    if (strcmp(name, "trunk") == 0)
+        *git_name = app->default_branch;
+    else if (str_has_prefix(name, "branches/"))
+        *git_name = name + 9;
+    else
+        return -ENOENT;
+    return vcs_branch_exists(repo, *git_name);
+}
+
 int api_branch_resolve(struct vcs_repo *repo, const struct store_app *app, const char *name,
                        struct vcs_branch *out)
 {
-    if (vcs_branch_name_valid(name)) {
-        int r = vcs_branch_get(repo, name, out);
-        if (r != -ENOENT)
-            return r;
-    }
-    if (strcmp(name, "trunk") == 0)
-        return vcs_branch_get(repo, app->default_branch, out);
-    if (str_has_prefix(name, "branches/") && vcs_branch_name_valid(name + 9))
-        return vcs_branch_get(repo, name + 9, out);
-    return -ENOENT;
+    const char *git_name;
+    int r = api_branch_name(repo, app, name, &git_name);
+    return r ? r : vcs_branch_get(repo, git_name, out);
 }
 
 /* Authenticates and finds the app; requires membership with API Rights somewhere in the app. */
@@ -139,16 +149,23 @@ static void branches_list(struct http_request *req, struct http_response *res)
 
 /* The branch name spelled by path segments [first, end) joined with '/': clients send
  * "branches%2Fx" in one segment, and some send "branches/x" unencoded. */
-static int branch_lookup(const struct http_request *req, const struct store_app *app,
-                         struct vcs_repo *repo, size_t first, size_t end, struct strbuf *name,
-                         struct vcs_branch *b)
+static int join_segments(const struct http_request *req, size_t first, size_t end,
+                         struct strbuf *name)
 {
     for (size_t i = first; i < end; i++) {
         if (i > first)
             strbuf_addch(name, '/');
         strbuf_adds(name, req->path.seg[i]);
     }
-    return strbuf_ok(name) ? api_branch_resolve(repo, app, name->buf, b) : -ENOMEM;
+    return strbuf_ok(name) ? 0 : -ENOMEM;
+}
+
+static int branch_lookup(const struct http_request *req, const struct store_app *app,
+                         struct vcs_repo *repo, size_t first, size_t end, struct strbuf *name,
+                         struct vcs_branch *b)
+{
+    int r = join_segments(req, first, end, name);
+    return r ? r : api_branch_resolve(repo, app, name->buf, b);
 }
 
 /* As branch_lookup; -1 with 404 BRANCH_NOT_FOUND (or 500) answered. */
@@ -182,15 +199,14 @@ static void branch_get(struct http_request *req, struct http_response *res)
     if (end - first > 1 && strcmp(req->path.seg[end - 1], "revisions") == 0) {
         /* ".../<Name>/revisions", unless a branch is itself named "<Name>/revisions" */
         struct strbuf name = STRBUF_INIT;
-        int r = branch_lookup(req, &app, repo, first, end, &name, &b);
+        const char *git_name;
+        int r = join_segments(req, first, end, &name);
+        bool is_branch = !r && !api_branch_name(repo, &app, name.buf, &git_name);
         strbuf_release(&name);
-        if (r) {
+        if (!is_branch) {
             revisions_list(req, res, &app, repo, end - 1);
             return;
         }
-        api_json(res, 200, branch_json(&app, &b));
-        vcs_branch_release(&b);
-        return;
     }
     if (branch_find(req, res, &app, repo, first, end, &b))
         return;
@@ -198,13 +214,22 @@ static void branch_get(struct http_request *req, struct http_response *res)
     vcs_branch_release(&b);
 }
 
+/* Revisions are the API's busiest answer: they are written straight into the answer's buffer,
+ * since building a jansson object per value cost more than the rest of the request. */
 static int add_revision(const struct vcs_commit *c, void *arg)
 {
-    json_t *j =
-        json_pack("{s:I,s:o,s:I,s:o,s:s,s:s}", "Number", (json_int_t)c->number, "CommitMessage",
-                  api_commit_message(c->message), "Date", (json_int_t)c->time_s * 1000, "Author",
-                  api_text(c->author_email), "MendixVersion", "", "Hash", c->id);
-    return json_array_append_new(arg, j) ? -ENOMEM : 0;
+    struct strbuf *sb = arg;
+    size_t msg_len = strlen(c->message);
+    while (msg_len && (c->message[msg_len - 1] == '\n' || c->message[msg_len - 1] == '\r'))
+        msg_len--;
+    if (sb->len > 1)
+        strbuf_addch(sb, ',');
+    strbuf_addf(sb, "{\"Number\":%lld,\"CommitMessage\":", (long long)c->number);
+    strbuf_add_json_strn(sb, c->message, msg_len);
+    strbuf_addf(sb, ",\"Date\":%lld,\"Author\":", (long long)c->time_s * 1000);
+    strbuf_add_json_str(sb, c->author_email);
+    strbuf_addf(sb, ",\"MendixVersion\":\"\",\"Hash\":\"%s\"}", c->id);
+    return strbuf_ok(sb) ? 0 : -ENOMEM;
 }
 
 /* Reads an optional non-negative integer query parameter. -1 with a 400 answered if malformed. */
@@ -226,20 +251,29 @@ static int query_num(struct http_request *req, struct http_response *res, const 
 static void revisions_list(struct http_request *req, struct http_response *res,
                            const struct store_app *app, struct vcs_repo *repo, size_t end)
 {
-    struct vcs_branch b = {0};
     int64_t limit = REVISIONS_DEFAULT, offset = 0;
     if (query_num(req, res, "limit", 1, REVISIONS_MAX, &limit) ||
-        query_num(req, res, "offset", 0, INT32_MAX, &offset) ||
-        branch_find(req, res, app, repo, req->tail_index, end, &b))
+        query_num(req, res, "offset", 0, INT32_MAX, &offset))
         return;
-    json_t *arr = json_array();
-    if (vcs_revision_each(repo, b.name, (size_t)offset, (size_t)limit, add_revision, arr)) {
-        json_decref(arr);
-        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the revisions");
-    } else {
-        api_json(res, 200, arr);
+    struct strbuf name = STRBUF_INIT;
+    const char *git_name;
+    int r = join_segments(req, req->tail_index, end, &name);
+    if (!r)
+        r = api_branch_name(repo, app, name.buf, &git_name);
+    if (!r) {
+        strbuf_reset(&res->body);
+        strbuf_addch(&res->body, '[');
+        r = vcs_revision_each(repo, git_name, (size_t)offset, (size_t)limit, add_revision,
+                              &res->body);
+        strbuf_addch(&res->body, ']');
+        res->status = 200;
     }
-    vcs_branch_release(&b);
+    if (r == -ENOENT)
+        api_fail(req, res, 404, "BRANCH_NOT_FOUND", "app '%s' has no branch '%.255s'", app->app_id,
+                 name.buf);
+    else if (r)
+        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the revisions");
+    strbuf_release(&name);
 }
 
 const struct http_route api_teamserver_routes[] = {

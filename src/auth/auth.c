@@ -72,14 +72,12 @@ static int check_secret(const char *secret, enum store_cred_kind kind, struct au
     if (!secret || strlen(secret) > 256 || !secret_id(secret, kind, lookup))
         return -EACCES;
     struct store_cred c;
-    if (store_cred_by_lookup(lookup, &c))
+    if (store_cred_user_by_lookup(lookup, &c, &out->user))
         return -EACCES;
     char hash[CRYPTO_SHA256_HEX];
     crypto_sha256_hex(secret, strlen(secret), hash);
     bool match = crypto_equal(hash, strlen(hash), c.hash, strlen(c.hash));
-    if (!match || c.revoked || c.kind != kind)
-        return -EACCES;
-    if (store_user_by_id(c.user_id, &out->user) || !out->user.active)
+    if (!match || c.revoked || c.kind != kind || !out->user.active)
         return -EACCES;
     out->via = kind;
     memcpy(out->scopes, c.scopes, sizeof(out->scopes));
@@ -235,13 +233,7 @@ int auth_app_access(const struct store_user *u, const struct store_app *app, enu
         *rights = RIGHT_ALL;
         return 0;
     }
-    int r = store_member_role(app->id, u->id, role);
-    if (r)
-        return r;
-    *rights = 0;
-    if (*role == STORE_ROLE_NONE)
-        return 0;
-    return store_rights_any(app->id, u->id, rights);
+    return store_member_access(app->id, u->id, role, rights);
 }
 
 int auth_env_rights(const struct store_user *u, const struct store_app *app,

@@ -99,5 +99,6 @@ long crypto_base64_decode(const char *in, size_t len, unsigned char *out, size_t
 {
     bool padded = len && in[len - 1] == '=';
     return decode(in, len, out, cap,
-                  padded ? sodium_base64_VARIANT_ORIGINAL : sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+                  padded ? sodium_base64_VARIANT_ORIGINAL
+                         : sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
 }

@@ -113,17 +113,52 @@ void strbuf_addf(struct strbuf *sb, const char *fmt, ...)
     sb->len += (size_t)n;
 }
 
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *p)
+{
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        unsigned lo = p[0] == 0xe0 ? 0xa0 : 0x80, hi = p[0] == 0xed ? 0x9f : 0xbf;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        unsigned lo = p[0] == 0xf0 ? 0x90 : 0x80, hi = p[0] == 0xf4 ? 0x8f : 0xbf;
+        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
 void strbuf_add_json_str(struct strbuf *sb, const char *s)
+{
+    strbuf_add_json_strn(sb, s, strlen(s));
+}
+
+void strbuf_add_json_strn(struct strbuf *sb, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     strbuf_addch(sb, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
         const unsigned char *run = p;
-        while (*p >= 0x20 && *p != '"' && *p != '\\' && *p != 0x7f)
+        while (p < end && *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
             p++;
         strbuf_add(sb, run, (size_t)(p - run));
-        if (!*p)
+        if (p == end)
             break;
+        if (*p >= 0x80) {
+            size_t n = utf8_seq(p);
+            if (n > (size_t)(end - p))
+                n = 0;
+            if (n)
+                strbuf_add(sb, p, n);
+            else
+                strbuf_adds(sb, "\xef\xbf\xbd"); /* not UTF-8: U+FFFD */
+            p += n ? n : 1;
+            continue;
+        }
         switch (*p) {
         case '"':
             strbuf_adds(sb, "\\\"");
@@ -145,26 +180,9 @@ void strbuf_add_json_str(struct strbuf *sb, const char *s)
             strbuf_adds(sb, esc);
         }
         }
+        p++;
     }
     strbuf_addch(sb, '"');
-}
-
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *p)
-{
-    if (p[0] < 0x80)
-        return 1;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        return (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        unsigned lo = p[0] == 0xe0 ? 0xa0 : 0x80, hi = p[0] == 0xed ? 0x9f : 0xbf;
-        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
-    }
-    if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        unsigned lo = p[0] == 0xf0 ? 0x90 : 0x80, hi = p[0] == 0xf4 ? 0x8f : 0xbf;
-        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4 : 0;
-    }
-    return 0;
 }
 
 void strbuf_add_utf8_lossy(struct strbuf *sb, const char *s)

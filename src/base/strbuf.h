@@ -35,8 +35,11 @@ void strbuf_add(struct strbuf *sb, const void *data, size_t len);
 void strbuf_adds(struct strbuf *sb, const char *s);
 void strbuf_addch(struct strbuf *sb, char c);
 __attribute__((format(printf, 2, 3))) void strbuf_addf(struct strbuf *sb, const char *fmt, ...);
-/* Appends s as the contents of a JSON string, with its quotes. */
+/* Appends s as a JSON string, with its quotes; bytes that are not UTF-8 become U+FFFD, so the
+ * result is always valid JSON. */
 void strbuf_add_json_str(struct strbuf *sb, const char *s);
+/* The same for s[0..len); s must stay NUL-terminated at or after len (it may be read there). */
+void strbuf_add_json_strn(struct strbuf *sb, const char *s, size_t len);
 /* Appends s as UTF-8, each byte that is not part of a valid sequence replaced by U+FFFD. */
 void strbuf_add_utf8_lossy(struct strbuf *sb, const char *s);
 void strbuf_reset(struct strbuf *sb);

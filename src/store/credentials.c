@@ -21,24 +21,45 @@ int store_cred_insert(int64_t user_id, enum store_cred_kind kind, const char *lo
     return store_exec_stmt(st);
 }
 
+static void cred_read(sqlite3_stmt *st, struct store_cred *out)
+{
+    out->id = sqlite3_column_int64(st, 0);
+    out->user_id = sqlite3_column_int64(st, 1);
+    const unsigned char *kind = sqlite3_column_text(st, 2);
+    out->kind =
+        kind && strcmp((const char *)kind, "token") == 0 ? STORE_CRED_TOKEN : STORE_CRED_APIKEY;
+    store_col_text(st, 3, out->lookup, sizeof(out->lookup));
+    store_col_text(st, 4, out->hash, sizeof(out->hash));
+    store_col_text(st, 5, out->scopes, sizeof(out->scopes));
+    out->revoked = sqlite3_column_int(st, 6) != 0;
+}
+
+#define CRED_COLS "c.id, c.user_id, c.kind, c.lookup, c.hash, c.scopes, c.revoked_ms IS NOT NULL"
+
 int store_cred_by_lookup(const char *lookup, struct store_cred *out)
 {
-    sqlite3_stmt *st = store_stmt("SELECT id, user_id, kind, lookup, hash, scopes, "
-                                  "revoked_ms IS NOT NULL FROM credentials WHERE lookup = ?");
+    sqlite3_stmt *st = store_stmt("SELECT " CRED_COLS " FROM credentials c WHERE lookup = ?");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, lookup, -1, SQLITE_STATIC);
+    int r = store_row(st, sqlite3_step(st));
+    if (!r)
+        cred_read(st, out);
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_cred_user_by_lookup(const char *lookup, struct store_cred *cred, struct store_user *user)
+{
+    sqlite3_stmt *st = store_stmt("SELECT " CRED_COLS ", " STORE_USER_COLS_U " FROM credentials c "
+                                  "JOIN users u ON u.id = c.user_id WHERE c.lookup = ?");
     if (!st)
         return -EIO;
     sqlite3_bind_text(st, 1, lookup, -1, SQLITE_STATIC);
     int r = store_row(st, sqlite3_step(st));
     if (!r) {
-        out->id = sqlite3_column_int64(st, 0);
-        out->user_id = sqlite3_column_int64(st, 1);
-        const unsigned char *kind = sqlite3_column_text(st, 2);
-        out->kind =
-            kind && strcmp((const char *)kind, "token") == 0 ? STORE_CRED_TOKEN : STORE_CRED_APIKEY;
-        store_col_text(st, 3, out->lookup, sizeof(out->lookup));
-        store_col_text(st, 4, out->hash, sizeof(out->hash));
-        store_col_text(st, 5, out->scopes, sizeof(out->scopes));
-        out->revoked = sqlite3_column_int(st, 6) != 0;
+        cred_read(st, cred);
+        store_user_read(st, 7, user);
     }
     sqlite3_reset(st);
     return r;

@@ -103,13 +103,15 @@ int store_rights_get(int64_t env, int64_t user, unsigned *out)
     return rights_query(st, out);
 }
 
+/* Bitwise OR over a member's rights rows: SQLite has no such aggregate; MAX per bit does it. */
+#define RIGHTS_OR                                                                                  \
+    "(MAX(rights & 1) | MAX(rights & 2) | MAX(rights & 4) | MAX(rights & 8) | "                    \
+    "MAX(rights & 16) | MAX(rights & 32))"
+
 int store_rights_any(int64_t app, int64_t user, unsigned *out)
 {
-    /* bitwise OR over rows: SQLite has no aggregate for it, but six bits fit a small sum */
-    sqlite3_stmt *st = store_stmt(
-        "SELECT (MAX(rights & 1) | MAX(rights & 2) | MAX(rights & 4) | MAX(rights & 8) | "
-        "MAX(rights & 16) | MAX(rights & 32)) FROM env_rights r JOIN environments e "
-        "ON e.id = r.env WHERE e.app = ? AND r.user = ?");
+    sqlite3_stmt *st = store_stmt("SELECT " RIGHTS_OR " FROM env_rights r JOIN environments e "
+                                  "ON e.id = r.env WHERE e.app = ? AND r.user = ?");
     if (!st)
         return -EIO;
     sqlite3_bind_int64(st, 1, app);
@@ -165,4 +167,21 @@ int store_member_each(int64_t app, int (*fn)(const struct store_member *, void *
         r = -EIO;
     sqlite3_reset(st);
     return r;
+}
+
+int store_member_access(int64_t app, int64_t user, enum store_role *role, unsigned *rights)
+{
+    sqlite3_stmt *st =
+        store_stmt("SELECT m.role, (SELECT " RIGHTS_OR " FROM env_rights r JOIN environments e "
+                   "ON e.id = r.env WHERE e.app = m.app AND r.user = m.user) "
+                   "FROM members m WHERE m.app = ? AND m.user = ?");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, app);
+    sqlite3_bind_int64(st, 2, user);
+    int r = store_row(st, sqlite3_step(st));
+    *role = r ? STORE_ROLE_NONE : role_parse(sqlite3_column_text(st, 0));
+    *rights = r ? 0 : (unsigned)sqlite3_column_int(st, 1);
+    sqlite3_reset(st);
+    return r == -ENOENT ? 0 : r;
 }

@@ -63,6 +63,8 @@ struct store_cred {
 int store_cred_insert(int64_t user_id, enum store_cred_kind kind, const char *lookup,
                       const char *hash, const char *scopes);
 int store_cred_by_lookup(const char *lookup, struct store_cred *out);
+/* The credential and its user in one query (the per-request path). */
+int store_cred_user_by_lookup(const char *lookup, struct store_cred *cred, struct store_user *user);
 /* Revokes the user's credential with that lookup; -ENOENT if none (or already revoked). */
 int store_cred_revoke(int64_t user_id, const char *lookup);
 
@@ -116,6 +118,8 @@ int store_member_role(int64_t app, int64_t user, enum store_role *out);
 int store_rights_get(int64_t env, int64_t user, unsigned *out);
 /* OR of the member's rights over all environments of the app. */
 int store_rights_any(int64_t app, int64_t user, unsigned *out);
+/* Role and store_rights_any in one query; STORE_ROLE_NONE and 0 for a non-member. */
+int store_member_access(int64_t app, int64_t user, enum store_role *role, unsigned *rights);
 /* rights = (rights | set) & ~clear on one environment; -ENOENT when the user is not a member,
  * -EINVAL when the environment is not the app's. */
 int store_rights_update(int64_t app, int64_t env, int64_t user, unsigned set, unsigned clear);

@@ -18,5 +18,9 @@ int store_exec_stmt(sqlite3_stmt *st);
 /* Maps the result of sqlite3_step on a single-row query: SQLITE_ROW -> 0, DONE -> -ENOENT. */
 int store_row(sqlite3_stmt *st, int rc);
 sqlite3 *store_conn(void);
+/* The users columns, prefixed with "u.", in the order store_user_read() reads them. */
+#define STORE_USER_COLS_U "u.id, u.email, u.name, u.is_admin, u.active, u.created_ms"
+/* Reads a user from the row's columns starting at `col`. */
+void store_user_read(sqlite3_stmt *st, int col, struct store_user *u);
 
 #endif

@@ -6,14 +6,19 @@
 
 #define USER_COLS "id, email, name, is_admin, active, created_ms"
 
+void store_user_read(sqlite3_stmt *st, int col, struct store_user *u)
+{
+    u->id = sqlite3_column_int64(st, col);
+    store_col_text(st, col + 1, u->email, sizeof(u->email));
+    store_col_text(st, col + 2, u->name, sizeof(u->name));
+    u->admin = sqlite3_column_int(st, col + 3) != 0;
+    u->active = sqlite3_column_int(st, col + 4) != 0;
+    u->created_ms = sqlite3_column_int64(st, col + 5);
+}
+
 static void user_read(sqlite3_stmt *st, struct store_user *u)
 {
-    u->id = sqlite3_column_int64(st, 0);
-    store_col_text(st, 1, u->email, sizeof(u->email));
-    store_col_text(st, 2, u->name, sizeof(u->name));
-    u->admin = sqlite3_column_int(st, 3) != 0;
-    u->active = sqlite3_column_int(st, 4) != 0;
-    u->created_ms = sqlite3_column_int64(st, 5);
+    store_user_read(st, 0, u);
 }
 
 int store_user_insert(const char *email, const char *name, bool admin, int64_t *id)

@@ -1016,6 +1016,12 @@ out:
     return r;
 }
 
+int vcs_branch_exists(struct vcs_repo *repo, const char *name)
+{
+    git_oid head;
+    return branch_resolve(repo, name, &head);
+}
+
 int vcs_branch_get(struct vcs_repo *repo, const char *name, struct vcs_branch *out)
 {
     git_oid head;

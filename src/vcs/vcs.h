@@ -58,6 +58,9 @@ int vcs_open(const char *path, struct vcs_repo **out);
 int vcs_branch_each(struct vcs_repo *repo, int (*fn)(const struct vcs_branch *, void *), void *arg);
 /* Looks up one branch by short name; fills *out (caller releases). 0, -ENOENT, -EIO. */
 int vcs_branch_get(struct vcs_repo *repo, const char *name, struct vcs_branch *out);
+/* Whether branch `name` exists and points at a commit (a cheap check: no commit is read).
+ * 0, -ENOENT, or -EIO. */
+int vcs_branch_exists(struct vcs_repo *repo, const char *name);
 /* Walks the first-parent history of `branch` newest first, skipping `skip` commits and giving at
  * most `limit`; fn gets each commit (valid only during the call). 0, -ENOENT (no branch), -EIO,
  * or fn's non-zero return. */
