@@ -63,9 +63,10 @@ int api_app_find(const struct http_request *req, struct http_response *res, cons
 int api_repo_open(const struct http_request *req, struct http_response *res,
                   const struct store_app *app, struct vcs_repo **repo);
 /* The git branch a client's name means: the name itself, the default branch for "trunk", or
- * <name> for "branches/<name>". 0 and *git_name (pointing into `name` or `app`), -ENOENT, -EIO. */
+ * <name> for "branches/<name>". 0 and *git_name (pointing into `name` or `app`) and, when
+ * head_id is not NULL, the branch's head commit id; or -ENOENT, -EIO. */
 int api_branch_name(struct vcs_repo *repo, const struct store_app *app, const char *name,
-                    const char **git_name);
+                    const char **git_name, char head_id[VCS_OID_HEX]);
 /* api_branch_name, then the branch itself. 0 and *out filled (caller releases), -ENOENT, -EIO. */
 int api_branch_resolve(struct vcs_repo *repo, const struct store_app *app, const char *name,
                        struct vcs_branch *out);

@@ -37,9 +37,9 @@ int api_repo_open(const struct http_request *req, struct http_response *res,
 }
 
 int api_branch_name(struct vcs_repo *repo, const struct store_app *app, const char *name,
-                    const char **git_name)
+                    const char **git_name, char head_id[VCS_OID_HEX])
 {
-    int r = vcs_branch_exists(repo, name);
+    int r = vcs_branch_exists(repo, name, head_id);
     if (r != -ENOENT) {
         *git_name = name;
         return r;
@@ -50,14 +50,14 @@ int api_branch_name(struct vcs_repo *repo, const struct store_app *app, const ch
         *git_name = name + 9;
     else
         return -ENOENT;
-    return vcs_branch_exists(repo, *git_name);
+    return vcs_branch_exists(repo, *git_name, head_id);
 }
 
 int api_branch_resolve(struct vcs_repo *repo, const struct store_app *app, const char *name,
                        struct vcs_branch *out)
 {
     const char *git_name;
-    int r = api_branch_name(repo, app, name, &git_name);
+    int r = api_branch_name(repo, app, name, &git_name, NULL);
     return r ? r : vcs_branch_get(repo, git_name, out);
 }
 
@@ -67,11 +67,14 @@ static int app_access(struct http_request *req, struct http_response *res, struc
     struct auth_principal p;
     enum store_role role;
     unsigned rights;
-    if (api_authenticate(req, res, API_AUTH_APIKEY | API_AUTH_TOKEN, &p) ||
-        api_app_find(req, res, req->params[0], app))
+    store_read_begin();
+    int r = api_authenticate(req, res, API_AUTH_APIKEY | API_AUTH_TOKEN, &p) ||
+            api_app_find(req, res, req->params[0], app) ||
+            (auth_app_access(&p.user, app, &role, &rights) &&
+             api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the rights"));
+    store_read_end();
+    if (r)
         return -1;
-    if (auth_app_access(&p.user, app, &role, &rights))
-        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the rights");
     if (role == STORE_ROLE_NONE || !(rights & RIGHT_API))
         return api_fail(req, res, 403, "NO_ACCESS", "you have no API Rights on app '%s'",
                         app->app_id);
@@ -185,7 +188,30 @@ static int branch_find(struct http_request *req, struct http_response *res,
 }
 
 static void revisions_list(struct http_request *req, struct http_response *res,
-                           const struct store_app *app, struct vcs_repo *repo, size_t end);
+                           const struct store_app *app, struct vcs_repo *repo, const char *name,
+                           int resolved, const char *head_id);
+
+/* Answers ".../<Name>/revisions" (path segments [first, end) with "revisions" last) and returns
+ * true, unless the whole path names a branch. git refuses a branch "<Name>/revisions" while
+ * "<Name>" exists (and the reverse), so the order of the lookups does not change the meaning. */
+static bool revisions_of(struct http_request *req, struct http_response *res,
+                         const struct store_app *app, struct vcs_repo *repo, size_t first,
+                         size_t end)
+{
+    struct strbuf name = STRBUF_INIT, full = STRBUF_INIT;
+    const char *git_name, *full_git_name;
+    char head_id[VCS_OID_HEX] = "";
+    int r = join_segments(req, first, end - 1, &name);
+    if (!r)
+        r = api_branch_name(repo, app, name.buf, &git_name, head_id);
+    bool answered = r != -ENOENT || join_segments(req, first, end, &full) ||
+                    api_branch_name(repo, app, full.buf, &full_git_name, NULL) != 0;
+    if (answered)
+        revisions_list(req, res, app, repo, name.buf, r, head_id);
+    strbuf_release(&name);
+    strbuf_release(&full);
+    return answered;
+}
 
 /* GET /api/1/apps/<AppId>/branches/<Name>[/revisions]: <Name> may span several segments. */
 static void branch_get(struct http_request *req, struct http_response *res)
@@ -196,18 +222,9 @@ static void branch_get(struct http_request *req, struct http_response *res)
     size_t first = req->tail_index, end = req->path.nr_seg;
     if (app_access(req, res, &app) || api_repo_open(req, res, &app, &repo))
         return;
-    if (end - first > 1 && strcmp(req->path.seg[end - 1], "revisions") == 0) {
-        /* ".../<Name>/revisions", unless a branch is itself named "<Name>/revisions" */
-        struct strbuf name = STRBUF_INIT;
-        const char *git_name;
-        int r = join_segments(req, first, end, &name);
-        bool is_branch = !r && !api_branch_name(repo, &app, name.buf, &git_name);
-        strbuf_release(&name);
-        if (!is_branch) {
-            revisions_list(req, res, &app, repo, end - 1);
-            return;
-        }
-    }
+    if (end - first > 1 && strcmp(req->path.seg[end - 1], "revisions") == 0 &&
+        revisions_of(req, res, &app, repo, first, end))
+        return;
     if (branch_find(req, res, &app, repo, first, end, &b))
         return;
     api_json(res, 200, branch_json(&app, &b));
@@ -248,32 +265,29 @@ static int query_num(struct http_request *req, struct http_response *res, const 
     return 0;
 }
 
+/* Answers the revisions of a branch the caller resolved: r is api_branch_name's result for the
+ * client's `name`, and head_id the branch's head. */
 static void revisions_list(struct http_request *req, struct http_response *res,
-                           const struct store_app *app, struct vcs_repo *repo, size_t end)
+                           const struct store_app *app, struct vcs_repo *repo, const char *name,
+                           int r, const char *head_id)
 {
     int64_t limit = REVISIONS_DEFAULT, offset = 0;
     if (query_num(req, res, "limit", 1, REVISIONS_MAX, &limit) ||
         query_num(req, res, "offset", 0, INT32_MAX, &offset))
         return;
-    struct strbuf name = STRBUF_INIT;
-    const char *git_name;
-    int r = join_segments(req, req->tail_index, end, &name);
-    if (!r)
-        r = api_branch_name(repo, app, name.buf, &git_name);
     if (!r) {
         strbuf_reset(&res->body);
         strbuf_addch(&res->body, '[');
-        r = vcs_revision_each(repo, git_name, (size_t)offset, (size_t)limit, add_revision,
-                              &res->body);
+        r = vcs_history_each(repo, head_id, (size_t)offset, (size_t)limit, add_revision,
+                             &res->body);
         strbuf_addch(&res->body, ']');
         res->status = 200;
     }
     if (r == -ENOENT)
         api_fail(req, res, 404, "BRANCH_NOT_FOUND", "app '%s' has no branch '%.255s'", app->app_id,
-                 name.buf);
+                 name);
     else if (r)
         api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the revisions");
-    strbuf_release(&name);
 }
 
 const struct http_route api_teamserver_routes[] = {

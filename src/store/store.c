@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,6 +228,27 @@ int store_row(sqlite3_stmt *st, int rc)
         return -ENOENT;
     log_error("store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
     return -EIO;
+}
+
+static _Thread_local bool reading;
+
+void store_read_begin(void)
+{
+    sqlite3 *db = store_conn();
+    if (db && sqlite3_get_autocommit(db) && !reading) {
+        sqlite3_stmt *st = store_stmt("BEGIN DEFERRED");
+        reading = st && sqlite3_step(st) == SQLITE_DONE;
+    }
+}
+
+void store_read_end(void)
+{
+    if (!reading)
+        return;
+    reading = false;
+    sqlite3_stmt *st = store_stmt("COMMIT");
+    if (!st || sqlite3_step(st) != SQLITE_DONE)
+        store_rollback();
 }
 
 int store_begin(void)

@@ -30,6 +30,10 @@ void store_thread_release(void);
 /* The schema version after migrations. */
 int store_schema_version(void);
 
+/* A read transaction (BEGIN DEFERRED ... COMMIT): several reads see one snapshot and take the
+ * database's locks once instead of once each. No-ops inside another transaction. */
+void store_read_begin(void);
+void store_read_end(void);
 /* Transactions on this thread's connection (BEGIN IMMEDIATE). */
 int store_begin(void);
 int store_commit(void);

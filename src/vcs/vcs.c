@@ -1016,10 +1016,13 @@ out:
     return r;
 }
 
-int vcs_branch_exists(struct vcs_repo *repo, const char *name)
+int vcs_branch_exists(struct vcs_repo *repo, const char *name, char head_id[VCS_OID_HEX])
 {
     git_oid head;
-    return branch_resolve(repo, name, &head);
+    int r = branch_resolve(repo, name, &head);
+    if (!r && head_id)
+        git_oid_tostr(head_id, VCS_OID_HEX, &head);
+    return r;
 }
 
 int vcs_branch_get(struct vcs_repo *repo, const char *name, struct vcs_branch *out)
@@ -1144,16 +1147,36 @@ out:
     return r;
 }
 
+static int history_each(struct vcs_repo *repo, const git_oid *head, size_t skip, size_t limit,
+                        int (*fn)(const struct vcs_commit *, void *), void *arg);
+
 int vcs_revision_each(struct vcs_repo *repo, const char *branch, size_t skip, size_t limit,
                       int (*fn)(const struct vcs_commit *, void *), void *arg)
 {
+    git_oid head;
+    int r = branch_resolve(repo, branch, &head);
+    return r ? r : history_each(repo, &head, skip, limit, fn, arg);
+}
+
+int vcs_history_each(struct vcs_repo *repo, const char *head_id, size_t skip, size_t limit,
+                     int (*fn)(const struct vcs_commit *, void *), void *arg)
+{
+    git_oid head;
+    if (git_oid_fromstrn(&head, head_id, strnlen(head_id, VCS_OID_HEX)) ||
+        strnlen(head_id, VCS_OID_HEX) != VCS_OID_HEX - 1)
+        return -EINVAL;
+    return history_each(repo, &head, skip, limit, fn, arg);
+}
+
+static int history_each(struct vcs_repo *repo, const git_oid *head, size_t skip, size_t limit,
+                        int (*fn)(const struct vcs_commit *, void *), void *arg)
+{
     git_commit *commit = NULL;
     int64_t head_number = 0;
-    git_oid cur;
-    int r;
+    git_oid cur = *head;
+    int r = 0;
 
-    r = branch_resolve(repo, branch, &cur);
-    if (r || !limit)
+    if (!limit)
         goto out;
     r = number_of(repo, &cur, &head_number);
     if (r)

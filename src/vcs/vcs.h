@@ -58,14 +58,18 @@ int vcs_open(const char *path, struct vcs_repo **out);
 int vcs_branch_each(struct vcs_repo *repo, int (*fn)(const struct vcs_branch *, void *), void *arg);
 /* Looks up one branch by short name; fills *out (caller releases). 0, -ENOENT, -EIO. */
 int vcs_branch_get(struct vcs_repo *repo, const char *name, struct vcs_branch *out);
-/* Whether branch `name` exists and points at a commit (a cheap check: no commit is read).
- * 0, -ENOENT, or -EIO. */
-int vcs_branch_exists(struct vcs_repo *repo, const char *name);
+/* Whether branch `name` exists and points at a commit (a cheap check: no commit is read); when
+ * head_id is not NULL it receives the commit id. 0, -ENOENT, or -EIO. */
+int vcs_branch_exists(struct vcs_repo *repo, const char *name, char head_id[VCS_OID_HEX]);
 /* Walks the first-parent history of `branch` newest first, skipping `skip` commits and giving at
  * most `limit`; fn gets each commit (valid only during the call). 0, -ENOENT (no branch), -EIO,
  * or fn's non-zero return. */
 int vcs_revision_each(struct vcs_repo *repo, const char *branch, size_t skip, size_t limit,
                       int (*fn)(const struct vcs_commit *, void *), void *arg);
+/* As vcs_revision_each, from the commit `head_id` (40 hex digits) instead of a branch's head;
+ * -EINVAL for a malformed id, -EIO if the commit is missing. */
+int vcs_history_each(struct vcs_repo *repo, const char *head_id, size_t skip, size_t limit,
+                     int (*fn)(const struct vcs_commit *, void *), void *arg);
 /* Number of branches. */
 int vcs_branch_count(struct vcs_repo *repo, size_t *out);
 
