@@ -201,28 +201,16 @@ fail:
 
 int auth_role_parse(const char *name, enum store_role *out)
 {
-    static const char *const names[] = {"viewer", "developer", "admin"};
-    for (int i = 0; i < 3; i++) {
-        if (strcasecmp(name, names[i]) == 0) {
-            *out = (enum store_role)(STORE_ROLE_VIEWER + i);
-            return 0;
-        }
-    }
-    return -EINVAL;
+    enum store_role role = store_role_parse(name);
+    if (role == STORE_ROLE_NONE)
+        return -EINVAL;
+    *out = role;
+    return 0;
 }
 
 const char *auth_role_name(enum store_role role)
 {
-    switch (role) {
-    case STORE_ROLE_VIEWER:
-        return "viewer";
-    case STORE_ROLE_DEVELOPER:
-        return "developer";
-    case STORE_ROLE_ADMIN:
-        return "admin";
-    default:
-        return "none";
-    }
+    return store_role_name(role);
 }
 
 int auth_app_access(const struct store_user *u, const struct store_app *app, enum store_role *role,

@@ -1,41 +1,36 @@
 /* store: app membership and per-environment rights. */
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 #include "store/store_int.h"
 
-static const char *role_name(enum store_role role)
+/* Role names as stored, indexed by enum store_role. */
+static const char *const role_names[] = {"none", "viewer", "developer", "admin"};
+
+const char *store_role_name(enum store_role role)
 {
-    switch (role) {
-    case STORE_ROLE_VIEWER:
-        return "viewer";
-    case STORE_ROLE_DEVELOPER:
-        return "developer";
-    case STORE_ROLE_ADMIN:
-        return "admin";
-    default:
-        return NULL;
-    }
+    return (unsigned)role < sizeof(role_names) / sizeof(role_names[0]) ? role_names[role] : "none";
+}
+
+enum store_role store_role_parse(const char *name)
+{
+    for (int i = STORE_ROLE_VIEWER; i <= STORE_ROLE_ADMIN; i++)
+        if (name && strcasecmp(name, role_names[i]) == 0)
+            return (enum store_role)i;
+    return STORE_ROLE_NONE;
 }
 
 static enum store_role role_parse(const unsigned char *s)
 {
-    if (!s)
-        return STORE_ROLE_NONE;
-    if (strcmp((const char *)s, "viewer") == 0)
-        return STORE_ROLE_VIEWER;
-    if (strcmp((const char *)s, "developer") == 0)
-        return STORE_ROLE_DEVELOPER;
-    if (strcmp((const char *)s, "admin") == 0)
-        return STORE_ROLE_ADMIN;
-    return STORE_ROLE_NONE;
+    return store_role_parse((const char *)s);
 }
 
 int store_member_set(int64_t app, int64_t user, enum store_role role)
 {
-    const char *name = role_name(role);
-    if (!name)
+    if (role < STORE_ROLE_VIEWER || role > STORE_ROLE_ADMIN)
         return -EINVAL;
+    const char *name = store_role_name(role);
     int r = store_begin();
     if (r)
         return r;
@@ -69,15 +64,8 @@ fail:
 
 int store_member_role(int64_t app, int64_t user, enum store_role *out)
 {
-    sqlite3_stmt *st = store_stmt("SELECT role FROM members WHERE app = ? AND user = ?");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_int64(st, 1, app);
-    sqlite3_bind_int64(st, 2, user);
-    int r = store_row(st, sqlite3_step(st));
-    *out = r ? STORE_ROLE_NONE : role_parse(sqlite3_column_text(st, 0));
-    sqlite3_reset(st);
-    return r == -ENOENT ? 0 : r;
+    unsigned rights;
+    return store_member_access(app, user, out, &rights);
 }
 
 static int rights_query(sqlite3_stmt *st, unsigned *out)

@@ -113,6 +113,10 @@ enum store_right {
     RIGHT_ALL = (1 << 6) - 1,
 };
 enum store_role { STORE_ROLE_NONE, STORE_ROLE_VIEWER, STORE_ROLE_DEVELOPER, STORE_ROLE_ADMIN };
+/* "viewer", "developer", "admin" ("none" for STORE_ROLE_NONE); parsing ignores case and gives
+ * STORE_ROLE_NONE for anything else. */
+const char *store_role_name(enum store_role role);
+enum store_role store_role_parse(const char *name);
 /* Adds the member or changes the role. A new member gets the default rights: API Rights on every
  * non-production environment. */
 int store_member_set(int64_t app, int64_t user, enum store_role role);
