@@ -878,3 +878,30 @@ Test(vcs, long_history_incremental)
     push("+main~250:main");
     cr_assert_eq(head_number(repo, "main"), 251);
 }
+
+Test(vcs, history_from_a_head_id)
+{
+    struct vcs_repo *repo = create_and_open();
+    commit("one");
+    commit("two");
+    commit("three");
+    push("main");
+    char head[VCS_OID_HEX];
+    cr_assert_eq(vcs_branch_exists(repo, "main", head), 0);
+    char *want = rev("main");
+    cr_assert_str_eq(head, want);
+    free(want);
+    cr_assert_eq(vcs_branch_exists(repo, "nope", head), -ENOENT);
+    cr_assert_eq(vcs_branch_exists(repo, "main", NULL), 0);
+
+    struct revisions revs = {0};
+    cr_assert_eq(vcs_history_each(repo, head, 1, 5, collect_revision, &revs), 0);
+    cr_assert_eq(revs.nr, 2);
+    cr_assert_eq(revs.number[0], 2);
+    cr_assert_eq(revs.number[1], 1);
+    revisions_release(&revs);
+    cr_assert_eq(vcs_history_each(repo, "zz", 0, 5, collect_revision, &revs), -EINVAL);
+    cr_assert_eq(vcs_history_each(repo, "0123456789012345678901234567890123456789", 0, 5,
+                                  collect_revision, &revs),
+                 -EIO);
+}
