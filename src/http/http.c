@@ -323,6 +323,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             strbuf_release(&allow);
             return ret;
         }
+        strbuf_release(&allow); /* other methods of the path were listed before this one */
         req->route_ctx = req->route->ctx;
         bool spool = req->route->flags & HTTP_ROUTE_SPOOL;
         uint64_t limit = spool ? s->cfg.max_spool : s->cfg.max_body;
