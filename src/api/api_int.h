@@ -21,6 +21,9 @@ extern const size_t api_slipway_nr_routes;
 extern const struct http_route api_git_routes[];
 extern const size_t api_git_nr_routes;
 int api_git_init(void);
+extern const struct http_route api_build_routes[];
+extern const size_t api_build_nr_routes;
+int api_build_init(void);
 void api_git_shutdown(void);
 
 /* Answers with the error body of the request's surface. Always returns -1 (for `return api_fail`).
@@ -56,6 +59,11 @@ const char *api_str(json_t *obj, const char *key);
 void api_audit(struct http_request *req, const char *actor, const char *action, const char *app,
                const char *env, int status, const char *detail);
 
+/* Authenticates (API key or token), finds the app of the first route parameter and requires
+ * membership with API Rights on at least one of its environments (admins have every right).
+ * 0 (and *who filled when not NULL), or -1 with 401/400/404/403 answered. */
+int api_app_access(struct http_request *req, struct http_response *res, struct store_app *app,
+                   struct auth_principal *who);
 /* Finds the app by AppId: 0, or -1 with 400 INVALID_APPID / 404 APP_NOT_FOUND answered. */
 int api_app_find(const struct http_request *req, struct http_response *res, const char *app_id,
                  struct store_app *app);

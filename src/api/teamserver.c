@@ -61,8 +61,8 @@ int api_branch_resolve(struct vcs_repo *repo, const struct store_app *app, const
     return r ? r : vcs_branch_get(repo, git_name, out);
 }
 
-/* Authenticates and finds the app; requires membership with API Rights somewhere in the app. */
-static int app_access(struct http_request *req, struct http_response *res, struct store_app *app)
+int api_app_access(struct http_request *req, struct http_response *res, struct store_app *app,
+                   struct auth_principal *who)
 {
     struct auth_principal p;
     enum store_role role;
@@ -75,6 +75,8 @@ static int app_access(struct http_request *req, struct http_response *res, struc
     store_read_end();
     if (r)
         return -1;
+    if (who)
+        *who = p;
     if (role == STORE_ROLE_NONE || !(rights & RIGHT_API))
         return api_fail(req, res, 403, "NO_ACCESS", "you have no API Rights on app '%s'",
                         app->app_id);
@@ -109,7 +111,7 @@ static void apps_list(struct http_request *req, struct http_response *res)
 static void app_get(struct http_request *req, struct http_response *res)
 {
     struct store_app app;
-    if (app_access(req, res, &app))
+    if (api_app_access(req, res, &app, NULL))
         return;
     api_json(res, 200, app_json(&app));
 }
@@ -139,7 +141,7 @@ static void branches_list(struct http_request *req, struct http_response *res)
 {
     struct store_app app;
     struct vcs_repo *repo;
-    if (app_access(req, res, &app) || api_repo_open(req, res, &app, &repo))
+    if (api_app_access(req, res, &app, NULL) || api_repo_open(req, res, &app, &repo))
         return;
     struct branch_list bl = {&app, json_array()};
     if (vcs_branch_each(repo, add_branch, &bl)) {
@@ -220,7 +222,7 @@ static void branch_get(struct http_request *req, struct http_response *res)
     struct vcs_repo *repo;
     struct vcs_branch b = {0};
     size_t first = req->tail_index, end = req->path.nr_seg;
-    if (app_access(req, res, &app) || api_repo_open(req, res, &app, &repo))
+    if (api_app_access(req, res, &app, NULL) || api_repo_open(req, res, &app, &repo))
         return;
     if (end - first > 1 && strcmp(req->path.seg[end - 1], "revisions") == 0 &&
         revisions_of(req, res, &app, repo, first, end))

@@ -8,11 +8,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 int proc_spawn(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd,
                int err_fd, pid_t *pid)
+{
+    return proc_spawn_at(NULL, path, argv, envp, in_fd, out_fd, err_fd, pid);
+}
+
+int proc_pidfd(pid_t pid)
+{
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+int proc_spawn_at(const char *cwd, const char *path, char *const argv[], char *const envp[],
+                  int in_fd, int out_fd, int err_fd, pid_t *pid)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -30,6 +43,8 @@ int proc_spawn(const char *path, char *const argv[], char *const envp[], int in_
         else
             r = posix_spawn_file_actions_adddup2(&fa, fds[i], i);
     }
+    if (!r && cwd)
+        r = posix_spawn_file_actions_addchdir_np(&fa, cwd);
     sigset_t none, all;
     sigemptyset(&none);
     sigfillset(&all);

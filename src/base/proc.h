@@ -13,6 +13,11 @@
  * (-1: /dev/null). 0 and *pid, or -errno (e.g. -ENOENT when path cannot be executed). */
 int proc_spawn(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd,
                int err_fd, pid_t *pid);
+/* As proc_spawn, with the child's working directory set to cwd (NULL: unchanged). */
+int proc_spawn_at(const char *cwd, const char *path, char *const argv[], char *const envp[],
+                  int in_fd, int out_fd, int err_fd, pid_t *pid);
+/* A pidfd for the child (readable once it has exited), or -errno. */
+int proc_pidfd(pid_t pid);
 /* Waits for the child; returns its exit status (0-255), 128+signal if killed, or -errno. */
 int proc_wait(pid_t pid);
 /* Sends SIGKILL to the child's process group, then waits for the child. Returns as proc_wait. */

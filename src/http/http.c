@@ -106,6 +106,9 @@ static void response_release(struct http_response *res)
     if (res->stream_free)
         res->stream_free(res->stream_arg);
     res->stream_free = NULL;
+    if (res->file_fd > 0)
+        close(res->file_fd);
+    res->file_fd = 0;
 }
 
 /* ---- routing ----------------------------------------------------------------------------- */
@@ -191,7 +194,12 @@ static void stream_done(void *cls)
 static enum MHD_Result send_response(struct http_request *req, struct http_response *res)
 {
     struct MHD_Response *r;
-    if (res->stream_read) {
+    if (res->file_fd > 0) {
+        r = MHD_create_response_from_fd64(res->file_size, res->file_fd);
+        if (!r)
+            close(res->file_fd);
+        res->file_fd = 0; /* libmicrohttpd closes it */
+    } else if (res->stream_read) {
         r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_reader, res,
                                               stream_done);
         if (!r) {

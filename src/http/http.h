@@ -56,6 +56,9 @@ struct http_response {
     size_t nr_headers;
     char *header_name[HTTP_MAX_HEADERS];
     char *header_value[HTTP_MAX_HEADERS];
+    /* A file body: the answer owns file_fd (> 0) and sends file_size bytes from offset 0. */
+    int file_fd;
+    uint64_t file_size;
     /* A streamed body (chunked): read() returns bytes, 0 at the end, -1 on error. free() is
      * called exactly once when the response is done or abandoned. */
     ssize_t (*stream_read)(void *arg, char *buf, size_t max);

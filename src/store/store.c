@@ -74,6 +74,30 @@ static const char *const migrations[] = {
     "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
     "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
     "  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+    /* 2: packages (built or uploaded) and upload jobs; the packages table is the build queue */
+    "CREATE TABLE packages("
+    "  id INTEGER PRIMARY KEY,"
+    "  package_id TEXT NOT NULL UNIQUE,"
+    "  app INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,"
+    "  source TEXT NOT NULL CHECK (source IN ('build', 'upload')),"
+    "  name TEXT NOT NULL,"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  version TEXT NOT NULL,"
+    "  branch TEXT NOT NULL DEFAULT '',"
+    "  revision TEXT NOT NULL DEFAULT '',"
+    "  revision_number INTEGER NOT NULL DEFAULT 0,"
+    "  creator TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('Queued', 'Building', 'Succeeded', 'Failed')),"
+    "  reason TEXT NOT NULL DEFAULT '',"
+    "  size INTEGER NOT NULL DEFAULT 0,"
+    "  sha256 TEXT NOT NULL DEFAULT '',"
+    "  started_ms INTEGER,"
+    "  finished_ms INTEGER,"
+    "  cancel INTEGER NOT NULL DEFAULT 0) STRICT;"
+    "CREATE INDEX packages_app ON packages(app, id);"
+    "CREATE INDEX packages_status ON packages(status, id);"
+    "ALTER TABLE environments ADD COLUMN package TEXT REFERENCES packages(package_id);",
 };
 #define NR_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

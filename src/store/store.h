@@ -138,6 +138,55 @@ struct store_member {
 };
 int store_member_each(int64_t app, int (*fn)(const struct store_member *, void *), void *arg);
 
+/* ---- packages (packages.c): built or uploaded; the rows are the build queue ---- */
+enum store_pkg_status { PKG_QUEUED, PKG_BUILDING, PKG_SUCCEEDED, PKG_FAILED };
+#define STORE_VERSION_MAX 64
+#define STORE_REASON_MAX  512
+#define STORE_DESC_MAX    1000
+struct store_package {
+    int64_t id;
+    char package_id[37];
+    int64_t app;
+    char app_id[STORE_APPID_MAX + 1];
+    bool upload; /* source: 'upload' or 'build' */
+    char name[STORE_NAME_MAX + 1];
+    char description[STORE_DESC_MAX + 1];
+    char version[STORE_VERSION_MAX + 1];
+    char branch[STORE_BRANCH_MAX + 1];
+    char revision[41];
+    int64_t revision_number;
+    char creator[STORE_NAME_MAX + 1];
+    int64_t created_ms;
+    enum store_pkg_status status;
+    char reason[STORE_REASON_MAX + 1];
+    int64_t size;
+    char sha256[65];
+    bool cancel;
+};
+const char *store_pkg_status_name(enum store_pkg_status s);
+/* Inserts a package (its package_id, app, source, names, version, ... filled by the caller);
+ * fills p->id. */
+int store_package_insert(struct store_package *p);
+int store_package_get(const char *package_id, struct store_package *out);
+/* The app's packages, newest first. */
+int store_package_each(int64_t app, int (*fn)(const struct store_package *, void *), void *arg);
+/* Takes the oldest Queued build: sets it Building (started now) and fills *out. -ENOENT if none. */
+int store_package_claim(struct store_package *out);
+/* Ends a build: Succeeded (with size and sha256) or Failed (with a reason). */
+int store_package_finish(int64_t id, enum store_pkg_status status, const char *reason, int64_t size,
+                         const char *sha256);
+/* Asks for a build to stop; -ENOENT if no such package, -EALREADY if it has ended. */
+int store_package_cancel(const char *package_id);
+/* Whether cancel was asked for. */
+bool store_package_cancelled(int64_t id);
+/* After a crash: every Building row becomes Failed with `reason`; the number of rows. */
+int store_package_fail_unfinished(const char *reason);
+int store_package_delete(int64_t id);
+/* Whether an environment holds the package (deployed or transported to it). */
+bool store_package_in_use(const char *package_id);
+/* Makes an environment hold a package (NULL: none). */
+int store_env_set_package(int64_t env, const char *package_id);
+
 /* ---- audit log (audit.c): append-only, hash-chained ---- */
 struct store_audit {
     int64_t id;

@@ -1214,3 +1214,121 @@ out:
     git_commit_free(commit);
     return r;
 }
+
+/* --- builds: revisions, files, export, tags --------------------------------------------------- */
+
+int vcs_revision_find(struct vcs_repo *repo, const char *branch, const char *revision,
+                      struct vcs_commit *out)
+{
+    git_oid head, cur;
+    git_commit *commit = NULL;
+    int64_t head_number, number, want;
+    int r = branch_resolve(repo, branch, &head);
+    if (r)
+        return r;
+    if ((r = number_of(repo, &head, &head_number)))
+        return r;
+    size_t len = strlen(revision);
+    if (len && len <= 10 && strspn(revision, "0123456789") == len) {
+        /* a revision Number on the branch's first-parent history */
+        if (parse_i64(revision, 1, head_number, &want))
+            return -ENOENT;
+        cur = head;
+        for (number = head_number; number > want; number--) {
+            r = first_parent(repo, &cur, &cur);
+            if (r)
+                return r < 0 ? r : -EIO;
+        }
+    } else {
+        /* a commit hash, short (at least 4 hex digits) or full, on the branch's history */
+        git_object *obj = NULL;
+        if (len < 4 || len > 40 || strspn(revision, "0123456789abcdefABCDEF") != len)
+            return -ENOENT;
+        if (git_oid_fromstrn(&cur, revision, len) ||
+            git_object_lookup_prefix(&obj, repo->git, &cur, len, GIT_OBJECT_COMMIT))
+            return -ENOENT;
+        cur = *git_object_id(obj);
+        git_object_free(obj);
+        if (!git_oid_equal(&cur, &head) && git_graph_descendant_of(repo->git, &head, &cur) != 1)
+            return -ENOENT;
+        if ((r = number_of(repo, &cur, &number)))
+            return r;
+    }
+    if (git_commit_lookup(&commit, repo->git, &cur))
+        return -EIO;
+    r = commit_fill(out, commit, number);
+    git_commit_free(commit);
+    return r;
+}
+
+int vcs_file_read(struct vcs_repo *repo, const char *commit_id, const char *path, size_t max,
+                  struct strbuf *out)
+{
+    git_oid oid;
+    git_commit *commit = NULL;
+    git_tree *tree = NULL;
+    git_tree_entry *entry = NULL;
+    git_blob *blob = NULL;
+    int r = -EIO;
+    if (git_oid_fromstr(&oid, commit_id))
+        return -EINVAL;
+    if (git_commit_lookup(&commit, repo->git, &oid) || git_commit_tree(&tree, commit))
+        goto out;
+    if (git_tree_entry_bypath(&entry, tree, path)) {
+        r = -ENOENT;
+        goto out;
+    }
+    if (git_tree_entry_type(entry) != GIT_OBJECT_BLOB) {
+        r = -EISDIR;
+        goto out;
+    }
+    if (git_blob_lookup(&blob, repo->git, git_tree_entry_id(entry)))
+        goto out;
+    if ((uint64_t)git_blob_rawsize(blob) > max) {
+        r = -EFBIG;
+        goto out;
+    }
+    strbuf_add(out, git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob));
+    r = strbuf_ok(out) ? 0 : -ENOMEM;
+out:
+    git_blob_free(blob);
+    git_tree_entry_free(entry);
+    git_tree_free(tree);
+    git_commit_free(commit);
+    return r;
+}
+
+int vcs_export(struct vcs_repo *repo, const char *commit_id, const char *dest_dir)
+{
+    git_oid oid;
+    git_commit *commit = NULL;
+    git_checkout_options opts;
+    int r = 0;
+    if (git_oid_fromstr(&oid, commit_id))
+        return -EINVAL;
+    if (git_commit_lookup(&commit, repo->git, &oid))
+        return -EIO;
+    git_checkout_options_init(&opts, GIT_CHECKOUT_OPTIONS_VERSION);
+    opts.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DONT_UPDATE_INDEX;
+    opts.target_directory = dest_dir;
+    opts.disable_filters = 1;
+    if (git_checkout_tree(repo->git, (const git_object *)commit, &opts))
+        r = -EIO;
+    git_commit_free(commit);
+    return r;
+}
+
+int vcs_tag(struct vcs_repo *repo, const char *commit_id, const char *name)
+{
+    git_oid oid, tag;
+    git_object *target = NULL;
+    if (git_oid_fromstr(&oid, commit_id))
+        return -EINVAL;
+    if (git_object_lookup(&target, repo->git, &oid, GIT_OBJECT_COMMIT))
+        return -EIO;
+    int e = git_tag_create_lightweight(&tag, repo->git, name, target, 0);
+    git_object_free(target);
+    if (e == GIT_EEXISTS)
+        return -EEXIST;
+    return e ? -EIO : 0;
+}

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/strbuf.h"
+
 #define VCS_OID_HEX 41 /* 40 hex digits + NUL */
 
 struct vcs_repo; /* opaque; owned by the per-thread cache */
@@ -72,6 +74,20 @@ int vcs_history_each(struct vcs_repo *repo, const char *head_id, size_t skip, si
                      int (*fn)(const struct vcs_commit *, void *), void *arg);
 /* Number of branches. */
 int vcs_branch_count(struct vcs_repo *repo, size_t *out);
+
+/* Finds a revision of a branch for a build: `revision` is a revision Number of the branch or a
+ * commit hash (at least 4 hex digits) on the branch's history. Fills *out (caller releases).
+ * 0, -ENOENT (no such branch or revision), or -EIO. */
+int vcs_revision_find(struct vcs_repo *repo, const char *branch, const char *revision,
+                      struct vcs_commit *out);
+/* Reads the file at `path` of a commit into out, refusing files larger than max.
+ * 0, -ENOENT (no such file), -EISDIR, -EFBIG, -EINVAL (bad id), -EIO. */
+int vcs_file_read(struct vcs_repo *repo, const char *commit_id, const char *path, size_t max,
+                  struct strbuf *out);
+/* Writes the files of a commit into dest_dir (which exists), without any .git. 0, or -EIO. */
+int vcs_export(struct vcs_repo *repo, const char *commit_id, const char *dest_dir);
+/* Creates the lightweight tag `name` on a commit. 0, -EEXIST, -EIO. */
+int vcs_tag(struct vcs_repo *repo, const char *commit_id, const char *name);
 
 /* True if `name` is a valid git branch short name (git check-ref-format rules). */
 bool vcs_branch_name_valid(const char *name);
