@@ -197,6 +197,7 @@ int api_init(const struct api_config *cfg)
         {api_teamserver_routes, api_teamserver_nr_routes},
         {api_repository_routes, api_repository_nr_routes},
         {api_git_routes, api_git_nr_routes},
+        {api_build_routes, api_build_nr_routes},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
@@ -208,7 +209,8 @@ int api_init(const struct api_config *cfg)
         memcpy(routes + nr_routes, parts[i].r, parts[i].n * sizeof(*routes));
         nr_routes += parts[i].n;
     }
-    return api_git_init();
+    int r = api_git_init();
+    return r ? r : api_build_init();
 }
 
 void api_shutdown(void)

@@ -14,6 +14,7 @@
 #include "admin/admin.h"
 #include "api/api.h"
 #include "auth/auth.h"
+#include "build/runner.h"
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -39,6 +40,10 @@ static const char usage[] =
     "  --threads N         HTTP worker threads (default 4)\n"
     "  --max-body BYTES    largest JSON request body (default 1048576)\n"
     "  --max-push BYTES    largest git push (default 2147483648)\n"
+    "  --executors N       builds that run at once (default 2)\n"
+    "  --max-log BYTES     build log kept per build (default 10485760)\n"
+    "  --unsafe-no-sandbox run builds without bubblewrap when it is missing (builds then see\n"
+    "                      the whole machine: only for trusted code)\n"
     "  --admin-email EMAIL email of the administrator created on first start\n"
     "                      (default admin@localhost)\n"
     "  -h, --help          show this help\n";
@@ -52,6 +57,9 @@ struct serve_opts {
     int64_t max_body;
     int64_t max_push;
     const char *admin_email;
+    unsigned executors;
+    int64_t max_log;
+    bool unsafe_no_sandbox;
 };
 
 static int parse_listen(const char *s, struct serve_opts *o)
@@ -164,6 +172,9 @@ int cli_serve(int argc, char **argv)
         {"max-body", required_argument, NULL, 'b'},
         {"max-push", required_argument, NULL, 'p'},
         {"admin-email", required_argument, NULL, 'a'},
+        {"executors", required_argument, NULL, 'e'},
+        {"max-log", required_argument, NULL, 'L'},
+        {"unsafe-no-sandbox", no_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -202,6 +213,23 @@ int cli_serve(int argc, char **argv)
             break;
         case 'a':
             o.admin_email = optarg;
+            break;
+        case 'e':
+            if (parse_i64(optarg, 1, 64, &v)) {
+                fprintf(stderr, "slipway serve: --executors wants 1 to 64\n");
+                return 2;
+            }
+            o.executors = (unsigned)v;
+            break;
+        case 'L':
+            if (parse_i64(optarg, 4096, INT64_MAX, &v)) {
+                fprintf(stderr, "slipway serve: --max-log wants a byte count of at least 4096\n");
+                return 2;
+            }
+            o.max_log = v;
+            break;
+        case 'U':
+            o.unsafe_no_sandbox = true;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -270,6 +298,14 @@ int cli_serve(int argc, char **argv)
         api_set_public_url(base_url);
     if (bootstrap_admin(&o, base_url))
         goto out;
+    struct runner_config rc_cfg = {.data_dir = o.data,
+                                   .executors = o.executors,
+                                   .unsafe_no_sandbox = o.unsafe_no_sandbox,
+                                   .max_log = (size_t)o.max_log};
+    if ((r = runner_start(&rc_cfg))) {
+        log_error("cannot start the build engine: %s", strerror(-r));
+        goto out;
+    }
 
     printf("slipway: listening on %s\n", base_url);
     fflush(stdout);
@@ -279,6 +315,7 @@ int cli_serve(int argc, char **argv)
     rc = 0;
 out:
     http_server_stop(server);
+    runner_stop();
     api_shutdown();
     vcs_shutdown();
     store_thread_release();

@@ -1,0 +1,379 @@
+/* api — the Build API (Mendix-compatible) under /api/1/apps/<AppId>/packages, and Slipway's own
+ * build endpoints under /api/slipway/apps/<AppId>/packages/<PackageId>/ (log, cancel, manifest,
+ * details). A build answers at once with its PackageId; the engine (build/runner) runs it.
+ *
+ * Download URLs (?url=true) are signed: HMAC-SHA-256 with the server secret over the app, the
+ * package and the expiry time; they work without credentials until they expire.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "admin/admin.h"
+#include "api/api_int.h"
+#include "base/crypto.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "build/runner.h"
+
+#define URL_TTL_S    900
+#define MANIFEST_MAX (16 * 1024 * 1024)
+
+static unsigned char secret[32];
+
+int api_build_init(void)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/secret", api_cfg.data_dir) < 0)
+        return -ENOMEM;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, secret, sizeof(secret)) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n != (ssize_t)sizeof(secret))
+        log_error("cannot read the server secret '%s': signed URLs will not work", path);
+    free(path);
+    return 0;
+}
+
+/* The signature of a download URL, as 64 hex digits. */
+static void sign(const char *app_id, const char *package_id, int64_t expires, char out[65])
+{
+    char msg[256];
+    unsigned char mac[CRYPTO_SHA256_LEN];
+    int n = snprintf(msg, sizeof(msg), "download\n%s\n%s\n%lld", app_id, package_id,
+                     (long long)expires);
+    crypto_hmac_sha256(secret, sizeof(secret), msg, (size_t)n, mac);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < CRYPTO_SHA256_LEN; i++) {
+        out[2 * i] = hex[mac[i] >> 4];
+        out[2 * i + 1] = hex[mac[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+static json_t *package_json(const struct store_package *p)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:I}", "PackageId", p->package_id, "Name",
+                     p->name, "Description", p->description, "Version", p->version, "Creator",
+                     p->creator, "CreationDate", (json_int_t)p->created_ms, "Status",
+                     store_pkg_status_name(p->status), "Size", (json_int_t)p->size);
+}
+
+/* Finds the package of the second route parameter in the app. -1 with 404 answered. */
+static int find_package(struct http_request *req, struct http_response *res,
+                        const struct store_app *app, struct store_package *p)
+{
+    int r = strlen(req->params[1]) == CRYPTO_UUID_LEN - 1 ? store_package_get(req->params[1], p)
+                                                          : -ENOENT;
+    if (!r && p->app != app->id)
+        r = -ENOENT;
+    if (r == -ENOENT)
+        return api_fail(req, res, 404, "PACKAGE_NOT_FOUND", "Package or build job not found");
+    if (r)
+        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the package");
+    return 0;
+}
+
+static bool version_valid(const char *v)
+{
+    /* major.minor.patch, each 1-9 digits */
+    for (int part = 0; part < 3; part++) {
+        size_t n = strspn(v, "0123456789");
+        if (n < 1 || n > 9)
+            return false;
+        v += n;
+        if (part < 2 && *v++ != '.')
+            return false;
+    }
+    return *v == '\0';
+}
+
+static void build_start(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    struct auth_principal who;
+    struct vcs_repo *repo;
+    struct vcs_commit c = {0};
+    json_t *body = NULL;
+    const char *why;
+    if (api_app_access(req, res, &app, &who) || !(body = api_body_object(req, res)))
+        goto out;
+    const char *branch = api_str(body, "Branch"), *revision = api_str(body, "Revision");
+    const char *version = api_str(body, "Version"), *desc = api_str(body, "Description");
+    json_t *rev_num = json_object_get(body, "Revision");
+    char rev_buf[32];
+    if (!revision && json_is_integer(rev_num)) { /* some clients send the Number as a number */
+        snprintf(rev_buf, sizeof(rev_buf), "%lld", (long long)json_integer_value(rev_num));
+        revision = rev_buf;
+    }
+    if (!branch || !revision || !version || !*revision || !*version) {
+        api_fail(req, res, 400, "INVALID_PARAMETERS", "Please set Branch, Revision and Version");
+        goto out;
+    }
+    if (!version_valid(version)) {
+        api_fail(req, res, 400, "INVALID_VERSION",
+                 "the Version '%.40s' must be major.minor.patch, like 2.3.5", version);
+        goto out;
+    }
+    if (desc && strlen(desc) > STORE_DESC_MAX) {
+        api_fail(req, res, 400, "INVALID_PARAMETERS", "the Description is longer than %d bytes",
+                 STORE_DESC_MAX);
+        goto out;
+    }
+    if (api_repo_open(req, res, &app, &repo))
+        goto out;
+    const char *git_name;
+    int r = api_branch_name(repo, &app, branch, &git_name, NULL);
+    if (r == -ENOENT) {
+        api_fail(req, res, 404, "BRANCH_NOT_FOUND", "app '%s' has no branch '%.255s'", app.app_id,
+                 branch);
+        goto out;
+    }
+    r = r ? r : vcs_revision_find(repo, git_name, revision, &c);
+    if (r == -ENOENT) {
+        api_fail(req, res, 404, "REVISION_NOT_FOUND",
+                 "branch '%.255s' has no revision '%.64s' (a revision Number or a commit hash "
+                 "on the branch)",
+                 git_name, revision);
+        goto out;
+    }
+    if (r) {
+        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the revision");
+        goto out;
+    }
+    if (!runner_can_build(&why)) {
+        api_fail(req, res, 500, "BUILD_FAILED", "%s", why);
+        goto out;
+    }
+    struct store_package p = {.app = app.id, .status = PKG_QUEUED};
+    snprintf(p.version, sizeof(p.version), "%s.%lld", version, (long long)c.number);
+    snprintf(p.branch, sizeof(p.branch), "%s", git_name);
+    snprintf(p.revision, sizeof(p.revision), "%s", c.id);
+    p.revision_number = c.number;
+    snprintf(p.description, sizeof(p.description), "%s", desc ? desc : "");
+    snprintf(p.creator, sizeof(p.creator), "%s", who.user.name);
+    snprintf(p.name, sizeof(p.name), "%s-%s.tar.zst", git_name, p.version);
+    for (char *s = p.name; *s; s++)
+        if (*s == '/')
+            *s = '-';
+    if (crypto_uuid(p.package_id) || store_package_insert(&p)) {
+        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot queue the build");
+        goto out;
+    }
+    runner_wake();
+    char detail[128];
+    snprintf(detail, sizeof(detail), "package=%s version=%s", p.package_id, p.version);
+    api_audit(req, who.user.email, "build", app.app_id, "", 201, detail);
+    api_json(res, 201, json_pack("{s:s}", "PackageId", p.package_id));
+out:
+    vcs_commit_release(&c);
+    json_decref(body);
+}
+
+static int add_package(const struct store_package *p, void *arg)
+{
+    return json_array_append_new(arg, package_json(p)) ? -ENOMEM : 0;
+}
+
+static void packages_list(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    if (api_app_access(req, res, &app, NULL))
+        return;
+    json_t *arr = json_array();
+    if (store_package_each(app.id, add_package, arr)) {
+        json_decref(arr);
+        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot list packages");
+        return;
+    }
+    api_json(res, 200, arr);
+}
+
+static void package_get(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    struct store_package p;
+    if (api_app_access(req, res, &app, NULL) || find_package(req, res, &app, &p))
+        return;
+    json_t *j = package_json(&p);
+    if (http_query_bool(req, "url") && p.status == PKG_SUCCEEDED) {
+        int64_t expires = time_now_ms() / 1000 + URL_TTL_S;
+        char sig[65], *url = NULL;
+        sign(app.app_id, p.package_id, expires, sig);
+        if (asprintf(&url, "%s/api/1/apps/%s/packages/%s/download?expires=%lld&signature=%s",
+                     api_cfg.public_url, app.app_id, p.package_id, (long long)expires, sig) >= 0)
+            json_object_set_new(j, "Url",
+                                json_pack("{s:s,s:i}", "Location", url, "TTL", URL_TTL_S));
+        free(url);
+    }
+    api_json(res, 200, j);
+}
+
+/* A download is allowed with credentials, or with a signed URL that has not expired. */
+static void package_download(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    struct store_package p;
+    char *sig = http_query(req, "signature"), *exp = http_query(req, "expires");
+    if (sig || exp) {
+        int64_t expires = 0;
+        char want[65];
+        bool ok = sig && exp && !parse_i64(exp, 0, INT64_MAX, &expires) &&
+                  admin_app_id_valid(req->params[0]) &&
+                  strlen(req->params[1]) == CRYPTO_UUID_LEN - 1;
+        if (ok) {
+            sign(req->params[0], req->params[1], expires, want);
+            ok = crypto_equal(want, 64, sig, strlen(sig));
+        }
+        free(sig);
+        free(exp);
+        if (!ok) {
+            api_fail(req, res, 403, "INVALID_SIGNATURE", "the download URL is not valid");
+            return;
+        }
+        if (expires < time_now_ms() / 1000) {
+            api_fail(req, res, 403, "URL_EXPIRED",
+                     "the download URL has expired: ask for a new one with ?url=true");
+            return;
+        }
+        if (api_app_find(req, res, req->params[0], &app))
+            return;
+    } else if (api_app_access(req, res, &app, NULL)) {
+        return;
+    }
+    if (find_package(req, res, &app, &p))
+        return;
+    if (p.status != PKG_SUCCEEDED) {
+        api_fail(req, res, 500, "BUILD_NOT_SUCCEEDED", "the package's build has not succeeded");
+        return;
+    }
+    char *path = runner_package_path(api_cfg.data_dir, app.app_id, p.package_id);
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    free(path);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        api_fail(req, res, 500, "INTERNAL_ERROR", "the package file is missing");
+        return;
+    }
+    res->status = 200;
+    res->file_fd = fd;
+    res->file_size = (uint64_t)st.st_size;
+    snprintf(res->content_type, sizeof(res->content_type), "application/zstd");
+    char disp[STORE_NAME_MAX + 64];
+    snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", p.name);
+    http_res_header(res, "Content-Disposition", disp);
+}
+
+static void package_delete(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    struct store_package p;
+    struct auth_principal who;
+    if (api_app_access(req, res, &app, &who) || find_package(req, res, &app, &p))
+        return;
+    if (store_package_in_use(p.package_id)) {
+        api_fail(req, res, 409, "PACKAGE_IN_USE", "an environment holds this package");
+        return;
+    }
+    if (p.status == PKG_QUEUED || p.status == PKG_BUILDING) {
+        api_fail(req, res, 409, "PACKAGE_IN_USE",
+                 "the package is still building: cancel it "
+                 "first");
+        return;
+    }
+    char *path = runner_package_path(api_cfg.data_dir, app.app_id, p.package_id);
+    char *log = runner_log_path(api_cfg.data_dir, p.package_id);
+    if (store_package_delete(p.id)) {
+        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot delete the package");
+    } else {
+        if (path)
+            unlink(path);
+        if (log)
+            unlink(log);
+        api_json(res, 200, json_object());
+    }
+    free(path);
+    free(log);
+}
+
+/* ---- Slipway's own ---- */
+
+static void package_details(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    struct store_package p;
+    if (api_app_access(req, res, &app, NULL) || find_package(req, res, &app, &p))
+        return;
+    json_t *j = package_json(&p);
+    json_object_set_new(j, "Branch", json_string(p.branch));
+    json_object_set_new(j, "Revision", json_string(p.revision));
+    json_object_set_new(j, "RevisionNumber", json_integer(p.revision_number));
+    json_object_set_new(j, "Sha256", json_string(p.sha256));
+    json_object_set_new(j, "Source", json_string(p.upload ? "upload" : "build"));
+    json_object_set_new(j, "Reason", json_string(p.reason));
+    api_json(res, 200, j);
+}
+
+static void package_log(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    struct store_package p;
+    if (api_app_access(req, res, &app, NULL) || find_package(req, res, &app, &p))
+        return;
+    char *path = runner_log_path(api_cfg.data_dir, p.package_id);
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    free(path);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        api_fail(req, res, 404, "LOG_NOT_FOUND",
+                 p.status == PKG_QUEUED ? "the build has not started yet" : "no build log");
+        return;
+    }
+    res->status = 200;
+    res->file_fd = fd;
+    res->file_size = (uint64_t)st.st_size;
+    snprintf(res->content_type, sizeof(res->content_type), "text/plain; charset=utf-8");
+}
+
+static void package_cancel(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    struct store_package p;
+    struct auth_principal who;
+    if (api_app_access(req, res, &app, &who) || find_package(req, res, &app, &p))
+        return;
+    int r = store_package_cancel(p.package_id);
+    if (r == -EALREADY) {
+        api_fail(req, res, 409, "BUILD_ENDED", "the build has ended already (%s)",
+                 store_pkg_status_name(p.status));
+        return;
+    }
+    if (r) {
+        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot cancel the build");
+        return;
+    }
+    runner_wake();
+    api_audit(req, who.user.email, "build cancel", app.app_id, "", 202, p.package_id);
+    api_json(res, 202, json_pack("{s:s}", "PackageId", p.package_id));
+}
+
+const struct http_route api_build_routes[] = {
+    {"GET", "/api/1/apps/:app/packages", packages_list, 0, NULL},
+    {"POST", "/api/1/apps/:app/packages", build_start, 0, NULL},
+    {"GET", "/api/1/apps/:app/packages/:package", package_get, 0, NULL},
+    {"DELETE", "/api/1/apps/:app/packages/:package", package_delete, 0, NULL},
+    {"GET", "/api/1/apps/:app/packages/:package/download", package_download, 0, NULL},
+    {"GET", "/api/slipway/apps/:app/packages/:package", package_details, 0, NULL},
+    {"GET", "/api/slipway/apps/:app/packages/:package/log", package_log, 0, NULL},
+    {"POST", "/api/slipway/apps/:app/packages/:package/cancel", package_cancel, 0, NULL},
+};
+const size_t api_build_nr_routes = sizeof(api_build_routes) / sizeof(api_build_routes[0]);

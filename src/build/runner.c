@@ -1,0 +1,706 @@
+/* runner — the build engine thread; see runner.h. */
+#include "build/runner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "base/log.h"
+#include "base/proc.h"
+#include "base/strbuf.h"
+#include "base/util.h"
+#include "build/package.h"
+#include "build/pipeline.h"
+#include "store/store.h"
+#include "vcs/vcs.h"
+
+#define PIPELINE_FILE "slipway.yml"
+#define PIPELINE_MAX  (256 * 1024)
+#define MAX_EXECUTORS 64
+
+enum watch_kind { WATCH_WAKE, WATCH_OUTPUT, WATCH_EXIT };
+struct watch {
+    enum watch_kind kind;
+    struct build *build;
+};
+
+struct build {
+    struct store_package pkg;
+    struct pipeline pl;
+    bool have_pl;
+    char *root; /* DIR/builds/<PackageId>: the workspace and the step scripts */
+    char *ws;   /* root/ws */
+    char *tmp;  /* root/tmp: /tmp in the sandbox */
+    int log_fd;
+    uint64_t log_bytes;
+    bool log_capped;
+    size_t step;
+    pid_t pid;
+    int pidfd, out_fd;
+    struct watch out_watch, exit_watch;
+    int64_t deadline_ns;
+    int64_t step_started_ns;
+    bool killed;
+    char reason[STORE_REASON_MAX + 1]; /* why it failed, once known */
+};
+
+static struct {
+    struct runner_config cfg;
+    char *bwrap;
+    pthread_t thread;
+    bool started;
+    atomic_bool stopping;
+    int wake_fd, epoll_fd;
+    struct watch wake_watch;
+    struct build *running[MAX_EXECUTORS];
+    size_t nr_running;
+} E = {.wake_fd = -1, .epoll_fd = -1};
+
+char *runner_package_path(const char *data_dir, const char *app_id, const char *package_id)
+{
+    char *p = NULL;
+    return asprintf(&p, "%s/packages/%s/%s.tar.zst", data_dir, app_id, package_id) < 0 ? NULL : p;
+}
+
+char *runner_log_path(const char *data_dir, const char *package_id)
+{
+    char *p = NULL;
+    return asprintf(&p, "%s/logs/builds/%s.log", data_dir, package_id) < 0 ? NULL : p;
+}
+
+bool runner_can_build(const char **why)
+{
+    if (E.bwrap || E.cfg.unsafe_no_sandbox)
+        return true;
+    if (why)
+        *why = "builds are refused: bubblewrap (bwrap) is not installed; install it, or start "
+               "the server with --unsafe-no-sandbox to build without a sandbox";
+    return false;
+}
+
+void runner_wake(void)
+{
+    uint64_t one = 1;
+    if (E.wake_fd >= 0) {
+        ssize_t w = write(E.wake_fd, &one, sizeof(one));
+        (void)w;
+    }
+}
+
+/* ---- the build log ------------------------------------------------------------------------- */
+
+static void log_write(struct build *b, const char *data, size_t len)
+{
+    if (b->log_fd < 0 || b->log_capped)
+        return;
+    if (b->log_bytes + len > E.cfg.max_log) {
+        len = (size_t)(E.cfg.max_log - b->log_bytes);
+        b->log_capped = true;
+    }
+    while (len) {
+        ssize_t w = write(b->log_fd, data, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        data += w;
+        len -= (size_t)w;
+        b->log_bytes += (uint64_t)w;
+    }
+    if (b->log_capped) {
+        char note[128];
+        int n = snprintf(note, sizeof(note),
+                         "\n==> the build log is capped at %zu bytes: further output is dropped\n",
+                         E.cfg.max_log);
+        ssize_t w = write(b->log_fd, note, (size_t)n);
+        (void)w;
+    }
+}
+
+__attribute__((format(printf, 2, 3))) static void log_line(struct build *b, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(line) - 2)
+        n = sizeof(line) - 2;
+    line[n++] = '\n';
+    /* engine lines are written even past the cap, so the end of a build is always told */
+    bool capped = b->log_capped;
+    b->log_capped = false;
+    uint64_t cap = E.cfg.max_log;
+    E.cfg.max_log = SIZE_MAX;
+    log_write(b, line, (size_t)n);
+    E.cfg.max_log = cap;
+    b->log_capped = capped;
+}
+
+/* ---- ending a build ------------------------------------------------------------------------ */
+
+static void build_free(struct build *b)
+{
+    if (b->out_fd >= 0)
+        close(b->out_fd);
+    if (b->pidfd >= 0)
+        close(b->pidfd);
+    if (b->log_fd >= 0)
+        close(b->log_fd);
+    if (b->root)
+        fs_remove_tree(b->root);
+    if (b->have_pl)
+        pipeline_release(&b->pl);
+    free(b->root);
+    free(b->ws);
+    free(b->tmp);
+    free(b);
+}
+
+static void build_end(struct build *b, bool ok, int64_t size, const char *sha256)
+{
+    if (ok) {
+        log_line(b, "==> package %s built: %lld bytes, sha256 %s", b->pkg.version, (long long)size,
+                 sha256);
+    } else {
+        log_line(b, "==> build failed: %s", b->reason);
+    }
+    if (store_package_finish(b->pkg.id, ok ? PKG_SUCCEEDED : PKG_FAILED, ok ? "" : b->reason, size,
+                             sha256))
+        log_error("build %s: cannot record its end", b->pkg.package_id);
+    log_info("build %s of app '%s' %s%s%s", b->pkg.package_id, b->pkg.app_id,
+             ok ? "succeeded" : "failed", ok ? "" : ": ", ok ? "" : b->reason);
+    for (size_t i = 0; i < E.nr_running; i++) {
+        if (E.running[i] == b) {
+            E.running[i] = E.running[--E.nr_running];
+            break;
+        }
+    }
+    build_free(b);
+}
+
+__attribute__((format(printf, 2, 3))) static void build_fail(struct build *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->reason, sizeof(b->reason), fmt, ap);
+    va_end(ap);
+    build_end(b, false, 0, NULL);
+}
+
+/* Kills the running step's whole process tree: the sandbox's pid namespace dies with bwrap;
+ * without the sandbox, the step's process group. */
+static void step_kill(struct build *b)
+{
+    if (b->pid > 0 && !b->killed) {
+        kill(-b->pid, SIGKILL);
+        kill(b->pid, SIGKILL);
+        b->killed = true;
+    }
+}
+
+/* ---- steps --------------------------------------------------------------------------------- */
+
+static int add_env(char ***env, size_t *n, const char *name, const char *value)
+{
+    char **grown = realloc(*env, (*n + 2) * sizeof(char *));
+    if (!grown)
+        return -ENOMEM;
+    *env = grown;
+    if (asprintf(&grown[*n], "%s=%s", name, value) < 0)
+        return -ENOMEM;
+    grown[++*n] = NULL;
+    return 0;
+}
+
+static void strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* The step's environment: an allowlist, never the server's own. */
+static char **step_env(const struct build *b, bool sandboxed)
+{
+    char **env = NULL;
+    size_t n = 0;
+    char number[32];
+    snprintf(number, sizeof(number), "%lld", (long long)b->pkg.revision_number);
+    int r = add_env(&env, &n, "PATH", "/usr/local/bin:/usr/bin:/bin") ||
+            add_env(&env, &n, "HOME", sandboxed ? "/workspace" : b->ws) ||
+            add_env(&env, &n, "LANG", "C.UTF-8") ||
+            add_env(&env, &n, "SLIPWAY_APP", b->pkg.app_id) ||
+            add_env(&env, &n, "SLIPWAY_BRANCH", b->pkg.branch) ||
+            add_env(&env, &n, "SLIPWAY_REVISION", b->pkg.revision) ||
+            add_env(&env, &n, "SLIPWAY_REVISION_NUMBER", number) ||
+            add_env(&env, &n, "SLIPWAY_VERSION", b->pkg.version);
+    for (size_t i = 0; !r && i < b->pl.nr_build_env; i++)
+        r = add_env(&env, &n, b->pl.build_env[i].name, b->pl.build_env[i].value);
+    if (r) {
+        strv_free(env);
+        return NULL;
+    }
+    return env;
+}
+
+static int step_start(struct build *b)
+{
+    char *script = NULL;
+    char **env = NULL;
+    int pipefd[2] = {-1, -1};
+    int r = -ENOMEM;
+    const char *text = b->pl.build_steps[b->step];
+    bool sandboxed = !E.cfg.unsafe_no_sandbox;
+
+    log_line(b, "==> step %zu/%zu: %s", b->step + 1, b->pl.nr_build_steps, text);
+    /* The step's text goes into a script file: never into a command line. */
+    if (asprintf(&script, "%s/step-%zu.sh", b->root, b->step + 1) < 0)
+        goto out;
+    if ((r = fs_write_atomic(script, text, strlen(text), 0644)))
+        goto out;
+    if (!(env = step_env(b, sandboxed)))
+        goto out;
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        r = -errno;
+        goto out;
+    }
+    if (sandboxed) {
+        const char *argv[64];
+        size_t a = 0;
+        argv[a++] = "bwrap";
+        argv[a++] = "--die-with-parent";
+        argv[a++] = "--new-session";
+        argv[a++] = "--unshare-all";
+        if (b->pl.build_network)
+            argv[a++] = "--share-net";
+        const char *ro[] = {"/usr",
+                            "/etc/alternatives",
+                            "/etc/ld.so.cache",
+                            "/etc/passwd",
+                            "/etc/group",
+                            "/etc/ssl",
+                            "/etc/ca-certificates",
+                            b->pl.build_network ? "/etc/resolv.conf" : NULL,
+                            b->pl.build_network ? "/etc/hosts" : NULL};
+        for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
+            if (!ro[i])
+                continue;
+            argv[a++] = "--ro-bind-try";
+            argv[a++] = ro[i];
+            argv[a++] = ro[i];
+        }
+        const char *links[][2] = {{"usr/bin", "/bin"},
+                                  {"usr/sbin", "/sbin"},
+                                  {"usr/lib", "/lib"},
+                                  {"usr/lib64", "/lib64"}};
+        for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+            argv[a++] = "--symlink";
+            argv[a++] = links[i][0];
+            argv[a++] = links[i][1];
+        }
+        argv[a++] = "--dev";
+        argv[a++] = "/dev";
+        argv[a++] = "--proc";
+        argv[a++] = "/proc";
+        argv[a++] = "--bind"; /* the build's private /tmp, kept from step to step */
+        argv[a++] = b->tmp;
+        argv[a++] = "/tmp";
+        argv[a++] = "--bind";
+        argv[a++] = b->ws;
+        argv[a++] = "/workspace";
+        argv[a++] = "--ro-bind";
+        argv[a++] = script;
+        argv[a++] = "/slipway-step.sh";
+        argv[a++] = "--chdir";
+        argv[a++] = "/workspace";
+        argv[a++] = "--";
+        argv[a++] = "/bin/sh";
+        argv[a++] = "-e";
+        argv[a++] = "/slipway-step.sh";
+        argv[a] = NULL;
+        r = proc_spawn(E.bwrap, (char *const *)argv, env, -1, pipefd[1], pipefd[1], &b->pid);
+    } else {
+        char *argv[] = {"sh", "-e", script, NULL};
+        r = proc_spawn_at(b->ws, "/bin/sh", argv, env, -1, pipefd[1], pipefd[1], &b->pid);
+    }
+    close(pipefd[1]);
+    pipefd[1] = -1;
+    if (r) {
+        log_line(b, "==> cannot start the step: %s", strerror(-r));
+        goto out;
+    }
+    b->killed = false;
+    b->step_started_ns = time_mono_ns();
+    b->out_fd = pipefd[0];
+    pipefd[0] = -1;
+    fcntl(b->out_fd, F_SETFL, O_NONBLOCK);
+    b->pidfd = proc_pidfd(b->pid);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &b->out_watch};
+    epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, b->out_fd, &ev);
+    if (b->pidfd >= 0) {
+        ev.data.ptr = &b->exit_watch;
+        epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, b->pidfd, &ev);
+    }
+    r = 0;
+out:
+    if (pipefd[0] >= 0)
+        close(pipefd[0]);
+    free(script);
+    strv_free(env);
+    return r;
+}
+
+static void output_drain(struct build *b)
+{
+    char buf[16384];
+    for (;;) {
+        ssize_t n = read(b->out_fd, buf, sizeof(buf));
+        if (n > 0) {
+            log_write(b, buf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return; /* EOF, or nothing more for now */
+    }
+}
+
+static void build_finish_package(struct build *b);
+
+/* The step's process exited: record it and go on. */
+static void step_done(struct build *b)
+{
+    output_drain(b);
+    epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, b->out_fd, NULL);
+    close(b->out_fd);
+    b->out_fd = -1;
+    if (b->pidfd >= 0) {
+        epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, b->pidfd, NULL);
+        close(b->pidfd);
+        b->pidfd = -1;
+    }
+    kill(-b->pid, SIGKILL); /* anything the step left behind in its group */
+    int status = proc_wait(b->pid);
+    b->pid = 0;
+    double secs = (double)(time_mono_ns() - b->step_started_ns) / 1e9;
+    if (b->reason[0]) { /* killed: timeout or cancel; the reason is set */
+        build_end(b, false, 0, NULL);
+        return;
+    }
+    log_line(b, "==> step %zu exited with status %d (%.2f s)", b->step + 1, status, secs);
+    if (status != 0) {
+        build_fail(b, "step %zu ('%.200s') exited with status %d", b->step + 1,
+                   b->pl.build_steps[b->step], status);
+        return;
+    }
+    if (++b->step < b->pl.nr_build_steps) {
+        if (step_start(b))
+            build_fail(b, "cannot start step %zu", b->step + 1);
+        return;
+    }
+    build_finish_package(b);
+}
+
+/* ---- starting and finishing a build -------------------------------------------------------- */
+
+static void build_finish_package(struct build *b)
+{
+    char *dest = runner_package_path(E.cfg.data_dir, b->pkg.app_id, b->pkg.package_id);
+    char *dir = dest ? strndup(dest, (size_t)(strrchr(dest, '/') - dest)) : NULL;
+    char sha[65] = "", err[512] = "";
+    uint64_t size = 0;
+    json_t *manifest = NULL;
+    char *sections = NULL;
+    int r = -ENOMEM;
+    if (!dest || !dir || (r = fs_mkdirs(dir, 0700)))
+        goto fail;
+    log_line(b, "==> packaging %zu path(s)", b->pl.nr_package_include);
+    sections = pipeline_manifest_json(&b->pl);
+    manifest = sections ? json_loads(sections, 0, NULL) : NULL;
+    if (!manifest) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    json_object_set_new(manifest, "app", json_string(b->pkg.app_id));
+    json_object_set_new(manifest, "branch", json_string(b->pkg.branch));
+    json_object_set_new(manifest, "revision", json_string(b->pkg.revision));
+    json_object_set_new(manifest, "revision_number", json_integer(b->pkg.revision_number));
+    json_object_set_new(manifest, "version", json_string(b->pkg.version));
+    json_object_set_new(manifest, "built_ms", json_integer(time_now_ms()));
+    json_object_set_new(manifest, "creator", json_string(b->pkg.creator));
+    struct package_limits lim = PACKAGE_LIMITS_DEFAULT;
+    r = package_write(b->ws, (const char *const *)b->pl.package_include, b->pl.nr_package_include,
+                      manifest, dest, &lim, sha, &size, err, sizeof(err));
+    if (r)
+        goto fail;
+    struct vcs_repo *repo;
+    char *repo_path = NULL;
+    if (asprintf(&repo_path, "%s/repos/%s.git", E.cfg.data_dir, b->pkg.app_id) >= 0 &&
+        vcs_open(repo_path, &repo) == 0) {
+        int t = vcs_tag(repo, b->pkg.revision, b->pkg.version);
+        if (t && t != -EEXIST)
+            log_line(b, "==> warning: cannot tag the commit with %s", b->pkg.version);
+    }
+    free(repo_path);
+    json_decref(manifest);
+    free(sections);
+    free(dir);
+    free(dest);
+    build_end(b, true, (int64_t)size, sha);
+    return;
+fail:
+    json_decref(manifest);
+    free(sections);
+    free(dir);
+    free(dest);
+    build_fail(b, "cannot write the package: %s", err[0] ? err : strerror(-r));
+}
+
+static void build_start(struct build *b)
+{
+    struct strbuf yml = STRBUF_INIT;
+    struct vcs_repo *repo;
+    char *repo_path = NULL, *log_path = NULL, *log_dir = NULL;
+    int r;
+
+    b->log_fd = -1;
+    b->out_fd = -1;
+    b->pidfd = -1;
+    b->out_watch = (struct watch){WATCH_OUTPUT, b};
+    b->exit_watch = (struct watch){WATCH_EXIT, b};
+    E.running[E.nr_running++] = b;
+
+    if (!(log_path = runner_log_path(E.cfg.data_dir, b->pkg.package_id)) ||
+        !(log_dir = strndup(log_path, (size_t)(strrchr(log_path, '/') - log_path))) ||
+        fs_mkdirs(log_dir, 0700) ||
+        (b->log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600)) <
+            0) {
+        build_fail(b, "cannot create the build log");
+        goto out;
+    }
+    log_line(b, "==> build %s of app '%s': branch '%s', revision %lld (%s), version %s",
+             b->pkg.package_id, b->pkg.app_id, b->pkg.branch, (long long)b->pkg.revision_number,
+             b->pkg.revision, b->pkg.version);
+    const char *why;
+    if (b->pkg.cancel) {
+        build_fail(b, "cancelled before it started");
+        goto out;
+    }
+    if (!runner_can_build(&why)) {
+        build_fail(b, "%s", why);
+        goto out;
+    }
+    if (!E.bwrap)
+        log_line(b, "==> warning: running without a sandbox (--unsafe-no-sandbox)");
+
+    if (asprintf(&repo_path, "%s/repos/%s.git", E.cfg.data_dir, b->pkg.app_id) < 0 ||
+        vcs_open(repo_path, &repo)) {
+        build_fail(b, "cannot open the app's repository");
+        goto out;
+    }
+    r = vcs_file_read(repo, b->pkg.revision, PIPELINE_FILE, PIPELINE_MAX, &yml);
+    if (r == -ENOENT) {
+        build_fail(b,
+                   "revision %.12s has no %s at the root of the repository: add one (see "
+                   "docs/slipway-yml.md), commit and push",
+                   b->pkg.revision, PIPELINE_FILE);
+        goto out;
+    }
+    if (r) {
+        build_fail(b, "cannot read %s: %s", PIPELINE_FILE,
+                   r == -EFBIG ? "larger than 256 KiB" : strerror(-r));
+        goto out;
+    }
+    struct pipeline_error perr;
+    if (pipeline_parse(yml.buf, yml.len, &b->pl, &perr)) {
+        char msg[512];
+        pipeline_error_format(&perr, PIPELINE_FILE, msg, sizeof(msg));
+        build_fail(b, "%s", msg);
+        goto out;
+    }
+    b->have_pl = true;
+
+    if (asprintf(&b->root, "%s/builds/%s", E.cfg.data_dir, b->pkg.package_id) < 0 ||
+        asprintf(&b->ws, "%s/ws", b->root) < 0 || asprintf(&b->tmp, "%s/tmp", b->root) < 0) {
+        build_fail(b, "out of memory");
+        goto out;
+    }
+    fs_remove_tree(b->root);
+    if (fs_mkdirs(b->ws, 0700) || fs_mkdirs(b->tmp, 0700) ||
+        vcs_export(repo, b->pkg.revision, b->ws)) {
+        build_fail(b, "cannot export revision %s into the workspace", b->pkg.revision);
+        goto out;
+    }
+    b->deadline_ns = time_mono_ns() + b->pl.build_timeout_s * 1000000000LL;
+    b->step = 0;
+    if (step_start(b))
+        build_fail(b, "cannot start step 1");
+out:
+    strbuf_release(&yml);
+    free(repo_path);
+    free(log_path);
+    free(log_dir);
+}
+
+/* Claims Queued builds while executors are free. */
+static void fill_slots(void)
+{
+    while (E.nr_running < E.cfg.executors && !atomic_load(&E.stopping)) {
+        struct build *b = calloc(1, sizeof(*b));
+        if (!b)
+            return;
+        int r = store_package_claim(&b->pkg);
+        if (r) {
+            free(b);
+            if (r != -ENOENT)
+                log_error("cannot take a build from the queue");
+            return;
+        }
+        build_start(b);
+    }
+}
+
+/* Cancels and timeouts: kill the step; step_done() then fails the build with the reason. */
+static int64_t check_running(void)
+{
+    int64_t now = time_mono_ns(), next = INT64_MAX;
+    for (size_t i = 0; i < E.nr_running; i++) {
+        struct build *b = E.running[i];
+        if (b->killed || !b->pid)
+            continue;
+        if (store_package_cancelled(b->pkg.id)) {
+            snprintf(b->reason, sizeof(b->reason), "cancelled");
+            log_line(b, "==> cancelled: stopping the build");
+            step_kill(b);
+        } else if (now >= b->deadline_ns) {
+            snprintf(b->reason, sizeof(b->reason), "timed out after %llds (build.timeout)",
+                     (long long)b->pl.build_timeout_s);
+            log_line(b, "==> %s: stopping the build", b->reason);
+            step_kill(b);
+        } else if (b->deadline_ns < next) {
+            next = b->deadline_ns;
+        }
+    }
+    return next;
+}
+
+static void *engine(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    while (!atomic_load(&E.stopping)) {
+        fill_slots();
+        int64_t next = check_running();
+        int timeout = -1;
+        if (next != INT64_MAX) {
+            int64_t ms = (next - time_mono_ns()) / 1000000 + 1;
+            timeout = ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
+        }
+        struct epoll_event ev[16];
+        int n = epoll_wait(E.epoll_fd, ev, 16, timeout);
+        for (int i = 0; i < n; i++) {
+            struct watch *w = ev[i].data.ptr;
+            if (w->kind == WATCH_WAKE) {
+                uint64_t v;
+                ssize_t rd = read(E.wake_fd, &v, sizeof(v));
+                (void)rd;
+            } else if (w->kind == WATCH_OUTPUT) {
+                output_drain(w->build);
+                if (ev[i].events & (EPOLLHUP | EPOLLERR)) /* the step closed its output */
+                    epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, w->build->out_fd, NULL);
+            } else {
+                step_done(w->build);
+                /* the build may be gone: skip its other events of this round */
+                for (int j = i + 1; j < n; j++) {
+                    struct watch *o = ev[j].data.ptr;
+                    if (o->kind != WATCH_WAKE && o->build == w->build)
+                        ev[j].data.ptr = &E.wake_watch;
+                }
+            }
+        }
+    }
+    while (E.nr_running) {
+        struct build *b = E.running[0];
+        snprintf(b->reason, sizeof(b->reason), "the server stopped during the build");
+        step_kill(b);
+        if (b->pid)
+            step_done(b);
+        else
+            build_end(b, false, 0, NULL);
+    }
+    vcs_thread_release();
+    store_thread_release();
+    return NULL;
+}
+
+int runner_start(const struct runner_config *cfg)
+{
+    E.cfg = *cfg;
+    if (E.cfg.executors < 1)
+        E.cfg.executors = 1;
+    if (E.cfg.executors > MAX_EXECUTORS)
+        E.cfg.executors = MAX_EXECUTORS;
+    E.bwrap = proc_find_program("bwrap", "/usr/local/bin:/usr/bin:/bin");
+    const char *why;
+    if (!runner_can_build(&why))
+        log_warn("%s", why);
+    else if (!E.bwrap)
+        log_warn("builds run WITHOUT a sandbox (--unsafe-no-sandbox)");
+    int n = store_package_fail_unfinished("the server stopped during the build");
+    if (n > 0)
+        log_warn("marked %d build(s) Failed: the server stopped while they ran", n);
+    char *builds = NULL;
+    if (asprintf(&builds, "%s/builds", cfg->data_dir) >= 0) {
+        fs_remove_tree(builds); /* workspaces of builds that will never finish */
+        fs_mkdirs(builds, 0700);
+    }
+    free(builds);
+    E.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    E.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (E.wake_fd < 0 || E.epoll_fd < 0)
+        return -errno;
+    E.wake_watch = (struct watch){WATCH_WAKE, NULL};
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &E.wake_watch};
+    epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, E.wake_fd, &ev);
+    atomic_store(&E.stopping, false);
+    int r = pthread_create(&E.thread, NULL, engine, NULL);
+    if (r)
+        return -r;
+    E.started = true;
+    return 0;
+}
+
+void runner_stop(void)
+{
+    if (E.started) {
+        atomic_store(&E.stopping, true);
+        runner_wake();
+        pthread_join(E.thread, NULL);
+        E.started = false;
+    }
+    if (E.wake_fd >= 0)
+        close(E.wake_fd);
+    if (E.epoll_fd >= 0)
+        close(E.epoll_fd);
+    E.wake_fd = E.epoll_fd = -1;
+    free(E.bwrap);
+    E.bwrap = NULL;
+}
