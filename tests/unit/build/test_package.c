@@ -292,6 +292,16 @@ static void make_workspace(const char *ws)
     p = str("%s/ignored.txt", ws);
     put(p, "not included\n", 13, 0644);
     free(p);
+    /* sizes around SHA-256's 64-byte blocks and its 55/56-byte padding boundary */
+    static const int edge_sizes[] = {0, 55, 56, 63, 64, 65, 119, 120, 128};
+    sh("mkdir %s/app/edge", ws);
+    char edge[128];
+    memset(edge, 'e', sizeof(edge));
+    for (size_t i = 0; i < sizeof(edge_sizes) / sizeof(edge_sizes[0]); i++) {
+        p = str("%s/app/edge/s%03d", ws, edge_sizes[i]);
+        put(p, edge, (size_t)edge_sizes[i], 0644);
+        free(p);
+    }
     sh("chmod 0750 %s/app/empty", ws);
     sh("ln -s lib/deep %s/app/current", ws);
     sh("ln -s ../README %s/app/readme-link", ws);
@@ -330,6 +340,16 @@ Test(package, write_validate_extract)
         "app/bin",
         "app/bin/run.sh",
         "app/current",
+        "app/edge",
+        "app/edge/s000",
+        "app/edge/s055",
+        "app/edge/s056",
+        "app/edge/s063",
+        "app/edge/s064",
+        "app/edge/s065",
+        "app/edge/s119",
+        "app/edge/s120",
+        "app/edge/s128",
         "app/empty",
         "app/lib",
         "app/lib/deep",
