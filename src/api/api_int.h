@@ -24,6 +24,8 @@ int api_git_init(void);
 extern const struct http_route api_build_routes[];
 extern const size_t api_build_nr_routes;
 int api_build_init(void);
+extern const struct http_route api_upload_routes[];
+extern const size_t api_upload_nr_routes;
 void api_git_shutdown(void);
 
 /* Answers with the error body of the request's surface. Always returns -1 (for `return api_fail`).

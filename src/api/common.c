@@ -186,6 +186,7 @@ void api_audit(struct http_request *req, const char *actor, const char *action, 
 int api_init(const struct api_config *cfg)
 {
     api_cfg.data_dir = strdup(cfg->data_dir);
+    api_cfg.threads = cfg->threads;
     api_set_public_url(cfg->public_url ? cfg->public_url : "");
     if (!api_cfg.data_dir || !api_cfg.public_url)
         return -ENOMEM;
@@ -198,6 +199,7 @@ int api_init(const struct api_config *cfg)
         {api_repository_routes, api_repository_nr_routes},
         {api_git_routes, api_git_nr_routes},
         {api_build_routes, api_build_nr_routes},
+        {api_upload_routes, api_upload_nr_routes},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)

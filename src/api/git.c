@@ -263,6 +263,12 @@ static void serve_git(struct http_request *req, struct http_response *res)
     pid_t pid = 0;
     if (!r && pipe2(pipefd, O_CLOEXEC) < 0)
         r = -errno;
+    /* A push is audited before it starts too: receive-pack finishes a push on its own even if
+     * the server dies meanwhile, and cgi_free() would then never write the result. */
+    if (!r && post_push &&
+        store_audit_append(p.user.email, "git push", app.app_id, "", req->remote_addr, "started",
+                           ""))
+        log_error("cannot write the audit log entry for a push");
     if (!r) {
         char *argv[] = {"git", "http-backend", NULL};
         r = proc_spawn(git_path, argv, env, req->body_fd, pipefd[1], STDERR_FILENO, &pid);

@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <locale.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -472,15 +473,14 @@ static const uint32_t sha256_k[64] = {
 /* Hashes n 64-byte blocks into h. The state is kept as the instructions want it (ABEF, CDGH);
  * message words 4j..4j+3 come from the previous four groups (FIPS 180-4 6.2.2, four at a time):
  * W = msg2(msg1(X[j-4], X[j-3]) + (X[j-2], X[j-1]) >> 1 word, X[j-1]). */
-__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_ni_blocks(uint32_t h[8],
-                                                                       const unsigned char *p,
-                                                                       size_t n)
+__attribute__((target("sha,sse4.1,ssse3"))) static void
+sha256_ni_blocks(uint32_t h[8], const unsigned char *p, size_t n)
 {
     const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
     __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xb1); /* CDAB */
     __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1b);  /* EFGH */
-    __m128i s0 = _mm_alignr_epi8(tmp, s1, 8);                                        /* ABEF */
-    s1 = _mm_blend_epi16(s1, tmp, 0xf0);                                             /* CDGH */
+    __m128i s0 = _mm_alignr_epi8(tmp, s1, 8);                                       /* ABEF */
+    s1 = _mm_blend_epi16(s1, tmp, 0xf0);                                            /* CDGH */
     for (; n; n--, p += 64) {
         __m128i abef = s0, cdgh = s1, x[4];
         for (int j = 0; j < 16; j++) {
@@ -500,8 +500,8 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void sha256_ni_blocks(uint32_
         s0 = _mm_add_epi32(s0, abef);
         s1 = _mm_add_epi32(s1, cdgh);
     }
-    tmp = _mm_shuffle_epi32(s0, 0x1b);                                       /* FEBA */
-    s1 = _mm_shuffle_epi32(s1, 0xb1);                                        /* DCHG */
+    tmp = _mm_shuffle_epi32(s0, 0x1b);                                  /* FEBA */
+    s1 = _mm_shuffle_epi32(s1, 0xb1);                                   /* DCHG */
     _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(tmp, s1, 0xf0)); /* DCBA */
     _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(s1, tmp, 8));    /* HGFE */
 }
@@ -622,6 +622,46 @@ static bool hex_decode(const char *s, size_t len, unsigned char *out, size_t n)
             out[i / 2] = (unsigned char)(v << 4);
     }
     return true;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+    return b && a > UINT64_MAX / b ? UINT64_MAX : a * b;
+}
+
+/* An upper bound on the number of values in the JSON text: the number of ',', '[' and '{'
+ * outside strings, plus one. */
+static uint64_t json_value_bound(const char *text, size_t len)
+{
+    uint64_t n = 1;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ',' || c == '[' || c == '{') {
+            n++;
+        }
+    }
+    return n;
+}
+
+/* jansson spends some 50 bytes per value: a manifest of max_manifest_bytes that is all "[1,1,1"
+ * would take a GB. A manifest may hold a few values per entry and some for the caller's fields;
+ * checked on the text, before parsing. */
+static uint64_t manifest_max_values(const struct package_limits *lim)
+{
+    return add_sat(mul_sat(lim->max_files, 16), 4096);
 }
 
 static int write_all(int fd, const void *data, size_t len)
@@ -749,7 +789,7 @@ static int scan_entry(struct writer *w, int dir_fd, const char *name)
                         "workspace file '%s' is %llu bytes, more than the limit of %llu per file",
                         quote(&q, path), (unsigned long long)en->size,
                         (unsigned long long)lim->max_file_bytes);
-        w->total_bytes += en->size;
+        w->total_bytes = add_sat(w->total_bytes, en->size);
         if (w->total_bytes > lim->max_total_bytes)
             return fail(w->e, -EFBIG,
                         "the package's files add up to more than %llu bytes (the limit)",
@@ -759,9 +799,11 @@ static int scan_entry(struct writer *w, int dir_fd, const char *name)
     if (S_ISLNK(st.st_mode)) {
         en->type = ENTRY_SYMLINK;
         en->mode = 0777;
-        if (!(en->target = malloc(lim->max_path + 2)))
+        /* one byte more than allowed tells a target that is too long (Linux: < PATH_MAX) */
+        size_t cap = lim->max_path < PATH_MAX ? lim->max_path + 1 : PATH_MAX;
+        if (!(en->target = malloc(cap + 1)))
             return -ENOMEM;
-        ssize_t n = readlinkat(dir_fd, name, en->target, lim->max_path + 1);
+        ssize_t n = readlinkat(dir_fd, name, en->target, cap);
         if (n < 0)
             return fail(w->e, errno == ENOENT || errno == EINVAL ? -EAGAIN : -errno,
                         "cannot read symlink '%s': %s", quote(&q, path), strerror(errno));
@@ -1195,7 +1237,7 @@ int package_write(const char *workspace, const char *const *include, size_t nr_i
         return fail(&e, -EINVAL, "the manifest is not a JSON object");
     if (!nr_include)
         return fail(&e, -EINVAL, "nothing to package: package.include is empty");
-    struct writer w = {.lim = lim, .e = &e, .dest_path = dest_path, .out_fd = -1};
+    struct writer w = {.lim = lim, .e = &e, .ws_fd = -1, .dest_path = dest_path, .out_fd = -1};
     struct utf8_locale loc;
     utf8_locale_enter(&loc);
     strbuf_init(&w.path, 0);
@@ -1228,6 +1270,11 @@ int package_write(const char *workspace, const char *const *include, size_t nr_i
                  (unsigned long long)lim->max_manifest_bytes);
         goto out;
     }
+    if (json_value_bound(text, len) > manifest_max_values(lim)) {
+        r = fail(&e, -EFBIG, "the manifest would hold more than %llu JSON values (the limit)",
+                 (unsigned long long)manifest_max_values(lim));
+        goto out;
+    }
     if ((r = write_file(&w, text, len)))
         goto out;
     unsigned char md[CRYPTO_SHA256_LEN];
@@ -1254,12 +1301,20 @@ out:
 
 /* ============================= validating and extracting ============================= */
 
+/* Two libarchive readers in a row: `raw` decompresses what is read from fd (zstd, gzip or
+ * nothing; format "raw"), `a` parses the tar it hands over. In between, tar_read counts the
+ * decompressed bytes against `budget`: libarchive reads runs of special headers (GNU long names,
+ * pax) in one go without returning, so a few KB of zstd could otherwise make it churn through
+ * terabytes before any entry reaches our checks. */
 struct reader {
     const struct package_limits *lim;
     struct errbuf *e;
-    struct archive *a;
+    struct archive *raw, *a;
     int fd;
-    int read_errno;
+    int read_errno;   /* read(fd) failed */
+    bool raw_failed;  /* decompression failed: raw's error says why */
+    bool over_budget; /* the tar stream grew past budget */
+    uint64_t read_bytes, tar_bytes, budget;
     unsigned char *inbuf, *data; /* IO_BUF each */
     json_t *manifest;
     struct entries files; /* the manifest's "files", sorted by path_cmp */
@@ -1269,13 +1324,15 @@ struct reader {
     struct dir_cursor cur;
 };
 
-static la_ssize_t reader_read(struct archive *a, void *arg, const void **buf)
+/* raw's input: the package as read from fd. */
+static la_ssize_t fd_read(struct archive *a, void *arg, const void **buf)
 {
     struct reader *r = arg;
     for (;;) {
         ssize_t n = read(r->fd, r->inbuf, IO_BUF);
         if (n >= 0) {
             *buf = r->inbuf;
+            r->read_bytes += (uint64_t)n;
             return n;
         }
         if (errno != EINTR) {
@@ -1286,17 +1343,58 @@ static la_ssize_t reader_read(struct archive *a, void *arg, const void **buf)
     }
 }
 
+/* The tar reader's input: raw's output, block by block (no copy), within the budget. */
+static la_ssize_t tar_read(struct archive *a, void *arg, const void **buf)
+{
+    struct reader *r = arg;
+    size_t size;
+    la_int64_t offset;
+    int ar = archive_read_data_block(r->raw, buf, &size, &offset);
+    if (ar == ARCHIVE_EOF)
+        return 0;
+    if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
+        r->raw_failed = true;
+        archive_set_error(a, EIO, "decompression failed");
+        return -1;
+    }
+    r->tar_bytes += size;
+    if (r->tar_bytes > r->budget) {
+        r->over_budget = true;
+        archive_set_error(a, EFBIG, "too big");
+        return -1;
+    }
+    return (la_ssize_t)size;
+}
+
+/* The largest tar stream a package within the limits can be: the manifest and the files, and
+ * per entry its headers (ustar, pax or GNU long names: a few blocks plus its path and target)
+ * and padding, plus end blocks and a writer's blocking (2 MiB is ample). */
+static uint64_t tar_budget(const struct package_limits *lim)
+{
+    uint64_t per_entry = add_sat(8192, mul_sat(4, lim->max_path));
+    uint64_t b = add_sat(lim->max_manifest_bytes, lim->max_total_bytes);
+    b = add_sat(b, mul_sat(add_sat(lim->max_files, 1), per_entry));
+    return add_sat(b, 2 << 20);
+}
+
 /* The error of a failed libarchive call; `path` is the entry being read, or NULL. */
 static int read_error(struct reader *r, const char *path)
 {
     struct quoted q, qm;
-    /* libarchive's messages may quote bytes of the input */
-    const char *msg =
-        quote(&qm, archive_error_string(r->a) ? archive_error_string(r->a) : "unknown error");
     if (r->read_errno)
         return fail(r->e, -r->read_errno, "cannot read the package: %s", strerror(r->read_errno));
-    if (archive_errno(r->a) == ENOMEM)
+    if (r->over_budget)
+        return fail(r->e, -EFBIG,
+                    "package expands to more than %llu bytes of tar, more than its limits allow",
+                    (unsigned long long)r->budget);
+    struct archive *failed = r->raw_failed ? r->raw : r->a;
+    /* libarchive's messages may quote bytes of the input */
+    const char *msg =
+        quote(&qm, archive_error_string(failed) ? archive_error_string(failed) : "unknown error");
+    if (archive_errno(failed) == ENOMEM)
         return fail(r->e, -ENOMEM, "out of memory reading the package");
+    if (r->read_bytes == 0)
+        return fail(r->e, -EINVAL, "package is empty (0 bytes)");
     if (path)
         return fail(r->e, -EINVAL, "package entry '%s' is damaged: %s", quote(&q, path), msg);
     return fail(r->e, -EINVAL,
@@ -1376,7 +1474,7 @@ static int manifest_entry(struct reader *r, size_t i, json_t *item, struct entry
                         "manifest entry '%s' is %llu bytes, more than the limit of %llu per file",
                         quote(&q, path), (unsigned long long)en->size,
                         (unsigned long long)lim->max_file_bytes);
-        r->total_bytes += en->size;
+        r->total_bytes = add_sat(r->total_bytes, en->size);
         if (r->total_bytes > lim->max_total_bytes)
             return fail(e, -EFBIG,
                         "the files in 'manifest.json' add up to more than %llu bytes (the limit)",
@@ -1422,6 +1520,11 @@ static int read_manifest(struct reader *r, struct archive_entry *ae)
     int rc = read_all(r, PACKAGE_MANIFEST, (size_t)size, &text);
     if (rc)
         return rc;
+    if (json_value_bound(text, (size_t)size) > manifest_max_values(r->lim)) {
+        free(text);
+        return fail(e, -EFBIG, "'manifest.json' holds more than %llu JSON values (the limit)",
+                    (unsigned long long)manifest_max_values(r->lim));
+    }
     json_error_t je;
     r->manifest = json_loadb(text, (size_t)size, JSON_REJECT_DUPLICATES, &je);
     free(text);
@@ -1537,7 +1640,7 @@ out:
 /* Checks one archive entry (after the manifest) and reads, hashes and extracts it. */
 static int read_entry(struct reader *r, struct archive_entry *ae)
 {
-    struct quoted q, q2;
+    struct quoted q, q2, q3;
     struct errbuf *e = r->e;
     const struct package_limits *lim = r->lim;
     const char *raw = archive_entry_pathname_utf8(ae);
@@ -1614,7 +1717,7 @@ static int read_entry(struct reader *r, struct archive_entry *ae)
                     quote(&q, path), (long long)size, (unsigned long long)en->size);
     if (type == ENTRY_SYMLINK && strcmp(target, en->target))
         return fail(e, -EINVAL, "package entry '%s' points to '%s' but the manifest says '%s'",
-                    quote(&q, path), quote(&q2, target), quote(&q2, en->target));
+                    quote(&q, path), quote(&q2, target), quote(&q3, en->target));
     struct timespec mtime = {archive_entry_mtime(ae), archive_entry_mtime_nsec(ae)};
     if (mtime.tv_nsec < 0 || mtime.tv_nsec > 999999999)
         mtime.tv_nsec = 0;
@@ -1658,23 +1761,30 @@ static int read_package(int fd, const struct package_limits *lim, int dest_fd, j
     strbuf_init(&r.path, 0);
     cursor_init(&r.cur, dest_fd, true);
     int rc = -ENOMEM;
+    r.budget = tar_budget(r.lim);
     r.inbuf = malloc(IO_BUF);
     r.data = malloc(IO_BUF);
-    if (!r.inbuf || !r.data || !(r.a = archive_read_new()))
+    if (!r.inbuf || !r.data || !(r.raw = archive_read_new()) || !(r.a = archive_read_new()))
         goto out;
     /* built-in decoders only (ARCHIVE_WARN would mean an external program) */
-    if (archive_read_support_filter_zstd(r.a) != ARCHIVE_OK ||
-        archive_read_support_filter_gzip(r.a) != ARCHIVE_OK ||
+    if (archive_read_support_filter_zstd(r.raw) != ARCHIVE_OK ||
+        archive_read_support_filter_gzip(r.raw) != ARCHIVE_OK ||
+        archive_read_support_format_raw(r.raw) != ARCHIVE_OK ||
         archive_read_support_format_tar(r.a) != ARCHIVE_OK) {
-        rc = fail(e, -ENOSYS, "libarchive cannot read zstd or gzip: %s",
-                  archive_error_string(r.a) ? archive_error_string(r.a) : "unknown error");
-        goto out;
-    }
-    if (archive_read_open(r.a, &r, NULL, reader_read, NULL) != ARCHIVE_OK) {
-        rc = read_error(&r, NULL);
+        rc = fail(e, -ENOSYS, "libarchive cannot read zstd, gzip or tar");
         goto out;
     }
     struct archive_entry *ae;
+    if (archive_read_open(r.raw, &r, NULL, fd_read, NULL) != ARCHIVE_OK ||
+        archive_read_next_header(r.raw, &ae) != ARCHIVE_OK) {
+        r.raw_failed = true;
+        rc = read_error(&r, NULL);
+        goto out;
+    }
+    if (archive_read_open(r.a, &r, NULL, tar_read, NULL) != ARCHIVE_OK) {
+        rc = read_error(&r, NULL);
+        goto out;
+    }
     int ar = archive_read_next_header(r.a, &ae);
     if (ar == ARCHIVE_EOF) {
         rc = fail(e, -EINVAL, "package is an empty archive: it has no 'manifest.json'");
@@ -1713,6 +1823,7 @@ static int read_package(int fd, const struct package_limits *lim, int dest_fd, j
     }
 out:
     archive_read_free(r.a);
+    archive_read_free(r.raw);
     json_decref(r.manifest);
     entries_release(&r.files);
     cursor_release(&r.cur);

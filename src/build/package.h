@@ -18,7 +18,9 @@
  * over the stream, never holding more than the manifest in memory):
  *   - a tar (pax, ustar or GNU), compressed with zstd or gzip, or not compressed;
  *   - `manifest.json` first: a regular file of at most max_manifest_bytes holding a JSON object
- *     with a "files" array as above (duplicate keys are refused);
+ *     with a "files" array as above (duplicate keys are refused) and at most 16 JSON values per
+ *     allowed entry plus 4096 (counted on the text before parsing: parsed JSON costs ~50 bytes a
+ *     value);
  *   - every other entry is a regular file, a directory or a symlink: no hard links, devices,
  *     FIFOs or sockets; listed in the manifest with the same type, size and sha256 (files),
  *     target (symlinks) and mode (when the manifest gives one); no entry twice; every manifest
@@ -31,7 +33,10 @@
  *     above this keeps every symlink inside the package however symlinks chain; it is stricter
  *     than "resolves inside" ("a/../b" is refused), and package_write applies the same rule;
  *   - at most max_files entries (files, directories and symlinks, the manifest not counted),
- *     max_file_bytes per file and max_total_bytes for all files together.
+ *     max_file_bytes per file and max_total_bytes for all files together; and the tar stream,
+ *     counted as it is decompressed, no longer than such a package can be (the manifest, the
+ *     files, and 8 KiB + 4 * max_path of headers per entry, plus 2 MiB): a compressed bomb is
+ *     stopped even where libarchive would read on without returning an entry.
  *
  * Errors: every function returns 0 or a negative code, and on error writes a message a person
  * can act on into err (lowercase, NUL-terminated, truncated to err_cap), naming the entry or

@@ -172,6 +172,67 @@ static void build_free(struct build *b)
     free(b);
 }
 
+/* ---- retention ----------------------------------------------------------------------------- */
+
+struct prune_item {
+    int64_t id;
+    char package_id[37];
+};
+struct prune_list {
+    struct prune_item *item;
+    size_t nr, alloc;
+};
+
+static int prune_collect(const struct store_package *p, void *arg)
+{
+    struct prune_list *l = arg;
+    if (l->nr == l->alloc) {
+        size_t n = l->alloc ? 2 * l->alloc : 16;
+        struct prune_item *grown = realloc(l->item, n * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        l->item = grown;
+        l->alloc = n;
+    }
+    l->item[l->nr].id = p->id;
+    memcpy(l->item[l->nr].package_id, p->package_id, sizeof(l->item[l->nr].package_id));
+    l->nr++;
+    return 0;
+}
+
+/* After a Succeeded build: the app's ended packages beyond the newest --keep-packages go, with
+ * their package files and build logs; those an environment holds stay. The rows are listed
+ * first and deleted after, each with a statement that checks again that nothing holds it. */
+static void packages_prune(int64_t app, const char *app_id)
+{
+    struct prune_list l = {0};
+    if (!E.cfg.keep_packages)
+        return;
+    if (store_package_each_prunable(app, E.cfg.keep_packages, prune_collect, &l))
+        log_error("retention: cannot list the old packages of app '%s'", app_id);
+    for (size_t i = 0; i < l.nr; i++) {
+        int r = store_package_delete_unused(l.item[i].id);
+        if (r == -EBUSY || r == -ENOENT) /* held or deleted since it was listed */
+            continue;
+        if (r) {
+            log_error("retention: cannot delete package %s of app '%s'", l.item[i].package_id,
+                      app_id);
+            continue;
+        }
+        char *path = runner_package_path(E.cfg.data_dir, app_id, l.item[i].package_id);
+        char *log = runner_log_path(E.cfg.data_dir, l.item[i].package_id);
+        if (path)
+            unlink(path);
+        if (log)
+            unlink(log);
+        free(path);
+        free(log);
+        log_info("retention: deleted package %s of app '%s' (--keep-packages %u)",
+                 l.item[i].package_id, app_id, E.cfg.keep_packages);
+    }
+    free(l.item);
+}
+
 static void build_end(struct build *b, bool ok, int64_t size, const char *sha256)
 {
     if (ok) {
@@ -180,11 +241,14 @@ static void build_end(struct build *b, bool ok, int64_t size, const char *sha256
     } else {
         log_line(b, "==> build failed: %s", b->reason);
     }
-    if (store_package_finish(b->pkg.id, ok ? PKG_SUCCEEDED : PKG_FAILED, ok ? "" : b->reason, size,
-                             sha256))
+    bool recorded = store_package_finish(b->pkg.id, ok ? PKG_SUCCEEDED : PKG_FAILED,
+                                         ok ? "" : b->reason, size, sha256) == 0;
+    if (!recorded)
         log_error("build %s: cannot record its end", b->pkg.package_id);
     log_info("build %s of app '%s' %s%s%s", b->pkg.package_id, b->pkg.app_id,
              ok ? "succeeded" : "failed", ok ? "" : ": ", ok ? "" : b->reason);
+    if (ok && recorded)
+        packages_prune(b->pkg.app, b->pkg.app_id);
     for (size_t i = 0; i < E.nr_running; i++) {
         if (E.running[i] == b) {
             E.running[i] = E.running[--E.nr_running];
@@ -627,13 +691,13 @@ static void *engine(void *arg)
                 if (ev[i].events & (EPOLLHUP | EPOLLERR)) /* the step closed its output */
                     epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, w->build->out_fd, NULL);
             } else {
+                /* the build may be freed by step_done, and its watches with it: skip its other
+                 * events of this round by address, without reading them */
+                const void *out_w = &w->build->out_watch, *exit_w = &w->build->exit_watch;
                 step_done(w->build);
-                /* the build may be gone: skip its other events of this round */
-                for (int j = i + 1; j < n; j++) {
-                    struct watch *o = ev[j].data.ptr;
-                    if (o->kind != WATCH_WAKE && o->build == w->build)
+                for (int j = i + 1; j < n; j++)
+                    if (ev[j].data.ptr == out_w || ev[j].data.ptr == exit_w)
                         ev[j].data.ptr = &E.wake_watch;
-                }
             }
         }
     }

@@ -22,6 +22,10 @@ struct runner_config {
     unsigned executors;     /* builds at once (>= 1) */
     bool unsafe_no_sandbox; /* run steps without bubblewrap (when it is missing) */
     size_t max_log;         /* bytes of build log kept per build */
+    /* Retention, after each Succeeded build: the app keeps its newest keep_packages ended
+     * packages (0: all); older ones go with their files and logs, except those an environment
+     * holds. Queued and Building ones never count and never go. */
+    unsigned keep_packages;
 };
 
 /* Starts the engine thread (after failing builds left Building by a crash). 0, or -errno. */

@@ -40,8 +40,12 @@ static const char usage[] =
     "  --threads N         HTTP worker threads (default 4)\n"
     "  --max-body BYTES    largest JSON request body (default 1048576)\n"
     "  --max-push BYTES    largest git push (default 2147483648)\n"
+    "  --max-upload BYTES  largest package upload (default 1073741824)\n"
     "  --executors N       builds that run at once (default 2)\n"
     "  --max-log BYTES     build log kept per build (default 10485760)\n"
+    "  --keep-packages N   after each successful build, keep the app's newest N ended packages\n"
+    "                      and delete older ones with their build logs, except those an\n"
+    "                      environment holds (default 50; 0 keeps all)\n"
     "  --unsafe-no-sandbox run builds without bubblewrap when it is missing (builds then see\n"
     "                      the whole machine: only for trusted code)\n"
     "  --admin-email EMAIL email of the administrator created on first start\n"
@@ -56,9 +60,11 @@ struct serve_opts {
     unsigned threads;
     int64_t max_body;
     int64_t max_push;
+    int64_t max_upload;
     const char *admin_email;
     unsigned executors;
     int64_t max_log;
+    unsigned keep_packages;
     bool unsafe_no_sandbox;
 };
 
@@ -161,7 +167,10 @@ int cli_serve(int argc, char **argv)
     struct serve_opts o = {.threads = 4,
                            .max_body = 1 << 20,
                            .max_push = 2LL << 30,
+                           .max_upload = 1LL << 30,
                            .admin_email = "admin@localhost",
+                           .keep_packages = 50,
+                           .max_log = 10 << 20,
                            .port = 8080};
     strcpy(o.host, "127.0.0.1");
     static const struct option longopts[] = {
@@ -171,9 +180,11 @@ int cli_serve(int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {"max-body", required_argument, NULL, 'b'},
         {"max-push", required_argument, NULL, 'p'},
+        {"max-upload", required_argument, NULL, 'm'},
         {"admin-email", required_argument, NULL, 'a'},
         {"executors", required_argument, NULL, 'e'},
         {"max-log", required_argument, NULL, 'L'},
+        {"keep-packages", required_argument, NULL, 'K'},
         {"unsafe-no-sandbox", no_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -204,12 +215,13 @@ int cli_serve(int argc, char **argv)
             break;
         case 'b':
         case 'p':
+        case 'm':
             if (parse_i64(optarg, 1024, INT64_MAX, &v)) {
-                fprintf(stderr, "slipway serve: --max-body and --max-push want a byte count "
-                                "of at least 1024\n");
+                fprintf(stderr, "slipway serve: --max-body, --max-push and --max-upload want a "
+                                "byte count of at least 1024\n");
                 return 2;
             }
-            *(c == 'b' ? &o.max_body : &o.max_push) = v;
+            *(c == 'b' ? &o.max_body : c == 'p' ? &o.max_push : &o.max_upload) = v;
             break;
         case 'a':
             o.admin_email = optarg;
@@ -227,6 +239,13 @@ int cli_serve(int argc, char **argv)
                 return 2;
             }
             o.max_log = v;
+            break;
+        case 'K':
+            if (parse_i64(optarg, 0, 1000000, &v)) {
+                fprintf(stderr, "slipway serve: --keep-packages wants 0 (keep all) to 1000000\n");
+                return 2;
+            }
+            o.keep_packages = (unsigned)v;
             break;
         case 'U':
             o.unsafe_no_sandbox = true;
@@ -268,7 +287,7 @@ int cli_serve(int argc, char **argv)
     }
     admin_set_data_dir(o.data);
 
-    struct api_config ac = {.data_dir = o.data, .public_url = o.public_url};
+    struct api_config ac = {.data_dir = o.data, .public_url = o.public_url, .threads = o.threads};
     if (api_init(&ac))
         goto out;
     size_t nr_routes;
@@ -279,6 +298,7 @@ int cli_serve(int argc, char **argv)
         .threads = o.threads,
         .max_body = (size_t)o.max_body,
         .max_spool = (uint64_t)o.max_push,
+        .max_upload = (uint64_t)o.max_upload,
         .spool_dir = spool,
         .error = api_error_body,
         .completed = api_request_completed,
@@ -301,7 +321,8 @@ int cli_serve(int argc, char **argv)
     struct runner_config rc_cfg = {.data_dir = o.data,
                                    .executors = o.executors,
                                    .unsafe_no_sandbox = o.unsafe_no_sandbox,
-                                   .max_log = (size_t)o.max_log};
+                                   .max_log = (size_t)o.max_log,
+                                   .keep_packages = o.keep_packages};
     if ((r = runner_start(&rc_cfg))) {
         log_error("cannot start the build engine: %s", strerror(-r));
         goto out;
@@ -314,6 +335,7 @@ int cli_serve(int argc, char **argv)
     log_info("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     rc = 0;
 out:
+    api_stop_streams(); /* followed build logs end, so that the workers can stop */
     http_server_stop(server);
     runner_stop();
     api_shutdown();

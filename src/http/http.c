@@ -111,6 +111,18 @@ static void response_release(struct http_response *res)
     res->file_fd = 0;
 }
 
+void http_conn_no_timeout(struct http_request *req)
+{
+    MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+}
+
+int http_conn_socket(const struct http_request *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
 /* ---- routing ----------------------------------------------------------------------------- */
 
 static int compile_routes(struct http_server *s)
@@ -334,10 +346,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         strbuf_release(&allow); /* other methods of the path were listed before this one */
         req->route_ctx = req->route->ctx;
         bool spool = req->route->flags & HTTP_ROUTE_SPOOL;
-        uint64_t limit = spool ? s->cfg.max_spool : s->cfg.max_body;
+        bool upload = spool && (req->route->flags & HTTP_ROUTE_UPLOAD) && s->cfg.max_upload;
+        req->limit = !spool ? s->cfg.max_body : upload ? s->cfg.max_upload : s->cfg.max_spool;
         const char *cl = http_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
         int64_t clen;
-        if (cl && parse_i64(cl, 0, INT64_MAX, &clen) == 0 && (uint64_t)clen > limit)
+        if (cl && parse_i64(cl, 0, INT64_MAX, &clen) == 0 && (uint64_t)clen > req->limit)
             return send_error(s, req, 413, "REQUEST_TOO_LARGE", "the request body is too large");
         if (spool) {
             req->body_fd = spool_open(s);
@@ -363,7 +376,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->too_large)
             return MHD_YES;
         if (req->body_fd >= 0) {
-            if (req->body_size + n > s->cfg.max_spool) {
+            if (req->body_size + n > req->limit) {
                 req->too_large = true;
             } else if (spool_write(req->body_fd, upload_data, n) < 0) {
                 log_error("cannot spool a request body: %s", strerror(errno));

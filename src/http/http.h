@@ -20,8 +20,9 @@ struct http_server;
 struct MHD_Connection;
 
 enum http_route_flags {
-    HTTP_ROUTE_SPOOL = 1 << 0, /* stream the body into req->body_fd instead of memory */
-    HTTP_ROUTE_TAIL = 1 << 1,  /* the pattern's last segment "*" matches one or more segments */
+    HTTP_ROUTE_SPOOL = 1 << 0,  /* stream the body into req->body_fd instead of memory */
+    HTTP_ROUTE_TAIL = 1 << 1,   /* the pattern's last segment "*" matches one or more segments */
+    HTTP_ROUTE_UPLOAD = 1 << 2, /* with SPOOL: the body limit is max_upload, not max_spool */
 };
 
 struct http_request {
@@ -44,6 +45,7 @@ struct http_request {
     const struct http_route *route;
     int64_t started_ns;
     int status;
+    uint64_t limit; /* the body limit of the route */
     bool too_large;
     bool answered;
 };
@@ -88,6 +90,7 @@ struct http_config {
     unsigned threads;      /* worker threads */
     size_t max_body;       /* limit for buffered bodies */
     uint64_t max_spool;    /* limit for spooled bodies */
+    uint64_t max_upload;   /* limit for HTTP_ROUTE_UPLOAD bodies (0: max_spool) */
     const char *spool_dir; /* where spooled bodies live (unnamed O_TMPFILE files) */
     http_error_fn error;
     /* Called once per request after its answer, with the final status (optional). */
@@ -116,5 +119,13 @@ bool http_query_bool(const struct http_request *req, const char *name);
 void http_res_header(struct http_response *res, const char *name, const char *value);
 /* Sets status and a body of already serialized JSON text. */
 void http_res_json_text(struct http_response *res, int status, const char *json, size_t len);
+
+/* For a long-lived streamed answer, which may stay silent longer than the server's idle timeout
+ * (300 s): turns that timeout off for the request's connection. The stream must then bound its
+ * own time and notice a client that went away (see http_conn_socket). */
+void http_conn_no_timeout(struct http_request *req);
+/* The connection's socket, to poll for POLLRDHUP (the client went away) while a stream waits;
+ * -1 if unknown. The server owns it: never read, write or close it. */
+int http_conn_socket(const struct http_request *req);
 
 #endif

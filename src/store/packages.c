@@ -216,6 +216,51 @@ bool store_package_in_use(const char *package_id)
     return rc != SQLITE_DONE;
 }
 
+int store_package_each_prunable(int64_t app, unsigned keep,
+                                int (*fn)(const struct store_package *, void *), void *arg)
+{
+    sqlite3_stmt *st = store_stmt(
+        "SELECT " PKG_COLS PKG_FROM
+        "WHERE p.id IN (SELECT id FROM packages WHERE app = ?1 AND status IN ('Succeeded', "
+        "'Failed') ORDER BY id DESC LIMIT -1 OFFSET ?2) "
+        "AND NOT EXISTS (SELECT 1 FROM environments e WHERE e.package = p.package_id) "
+        "ORDER BY p.id");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, app);
+    sqlite3_bind_int64(st, 2, keep);
+    int rc, r = 0;
+    while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_package p;
+        pkg_read(st, &p);
+        r = fn(&p, arg);
+    }
+    if (!r && rc != SQLITE_DONE)
+        r = -EIO;
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_package_delete_unused(int64_t id)
+{
+    sqlite3_stmt *st = store_stmt(
+        "DELETE FROM packages WHERE id = ? AND status IN ('Succeeded', 'Failed') AND NOT EXISTS "
+        "(SELECT 1 FROM environments e WHERE e.package = packages.package_id)");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, id);
+    int r = store_exec_stmt(st);
+    if (r || sqlite3_changes(store_conn()) == 1)
+        return r;
+    st = store_stmt("SELECT 1 FROM packages WHERE id = ?");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, id);
+    r = store_row(st, sqlite3_step(st));
+    sqlite3_reset(st);
+    return r ? r : -EBUSY;
+}
+
 int store_env_set_package(int64_t env, const char *package_id)
 {
     sqlite3_stmt *st = store_stmt("UPDATE environments SET package = ? WHERE id = ?");

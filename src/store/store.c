@@ -98,6 +98,18 @@ static const char *const migrations[] = {
     "CREATE INDEX packages_app ON packages(app, id);"
     "CREATE INDEX packages_status ON packages(status, id);"
     "ALTER TABLE environments ADD COLUMN package TEXT REFERENCES packages(package_id);",
+    /* 3: jobs a client polls (package uploads); package_id is no reference: a failed upload's
+     * package is never kept */
+    "CREATE TABLE jobs("
+    "  id INTEGER PRIMARY KEY,"
+    "  job_id TEXT NOT NULL UNIQUE,"
+    "  app INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,"
+    "  package_id TEXT NOT NULL DEFAULT '',"
+    "  kind TEXT NOT NULL CHECK (kind IN ('upload')),"
+    "  status TEXT NOT NULL CHECK (status IN ('Queued', 'Running', 'Completed', 'Failed')),"
+    "  reason TEXT NOT NULL DEFAULT '',"
+    "  created_ms INTEGER NOT NULL) STRICT;"
+    "CREATE INDEX jobs_app ON jobs(app, id);",
 };
 #define NR_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

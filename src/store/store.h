@@ -184,8 +184,35 @@ int store_package_fail_unfinished(const char *reason);
 int store_package_delete(int64_t id);
 /* Whether an environment holds the package (deployed or transported to it). */
 bool store_package_in_use(const char *package_id);
+/* Retention: the app's ended (Succeeded or Failed) packages beyond its newest `keep` ended ones
+ * that no environment holds, oldest first. Queued and Building rows are not counted and never
+ * listed; held packages count toward `keep` but are never listed. */
+int store_package_each_prunable(int64_t app, unsigned keep,
+                                int (*fn)(const struct store_package *, void *), void *arg);
+/* Deletes an ended package that no environment holds, checked in the same statement: 0, or
+ * -EBUSY when it is held or not ended (nothing deleted), -ENOENT when there is no such row. */
+int store_package_delete_unused(int64_t id);
 /* Makes an environment hold a package (NULL: none). */
 int store_env_set_package(int64_t env, const char *package_id);
+
+/* ---- jobs (jobs.c): operations a client polls by JobId (package uploads) ---- */
+enum store_job_status { JOB_QUEUED, JOB_RUNNING, JOB_COMPLETED, JOB_FAILED };
+struct store_job {
+    int64_t id;
+    char job_id[37];
+    int64_t app;
+    char package_id[37]; /* the package the job makes ("" when none) */
+    char kind[16];       /* "upload" */
+    enum store_job_status status;
+    char reason[STORE_REASON_MAX + 1]; /* why it failed */
+    int64_t created_ms;
+};
+/* "Queued", "Running", "Completed", "Failed". */
+const char *store_job_status_name(enum store_job_status s);
+/* Inserts a job (job_id, app, package_id, kind, status, reason filled by the caller); fills
+ * j->id and j->created_ms. */
+int store_job_insert(struct store_job *j);
+int store_job_get(const char *job_id, struct store_job *out);
 
 /* ---- audit log (audit.c): append-only, hash-chained ---- */
 struct store_audit {

@@ -126,14 +126,19 @@ def test_git_pushes_are_audited(sw):
 
     def pushes():
         entries, _ = sw.audit()
-        return [e for e in entries if e["action"] == "git push" and e["app"] == a] or None
-    # (the entry is written when the response stream ends, which can trail the client slightly)
+        return [e for e in entries if e["action"] == "git push" and e["app"] == a
+                and e["result"] != "started"] or None
+    # (the result is written when the response stream ends, which can trail the client slightly)
     found = wait_for(lambda: (lambda p: p if p and len(p) >= 2 else None)(pushes()), 10,
                      what="two git push audit entries")
     assert len(found) == 2
     for e in found:
         assert e["actor"] == dev.email and e["source"] == "127.0.0.1"
         assert e["result"].startswith("ok"), e
+    # each push was also recorded as it started (a push outlives a crashed server)
+    started = [e for e in sw.audit()[0] if e["action"] == "git push" and e["app"] == a
+               and e["result"] == "started"]
+    assert len(started) == 2 and all(e["actor"] == dev.email for e in started)
     # a refused push (viewer) is audited with its error
     clone = sw.clone(a, viewer)
     clone.commits(1)

@@ -1,0 +1,417 @@
+"""Crash safety: the server is killed with SIGKILL (no clean shutdown) while a build step runs,
+while a build waits in the queue, right after a build is asked for, while a package is written
+and during a git push; then it is started again on the same data directory.
+
+After every restart:
+  - a build that was running is Failed, with a reason that says the server stopped during it;
+  - a build that was Queued runs (to Succeeded);
+  - no half-written package is ever listed: every Succeeded package has its file, of the
+    recorded size and sha256; DIR/packages/<app>/ holds nothing but <PackageId>.tar.zst files
+    of Succeeded packages;
+  - no process of the killed server's sandboxes is left (each step has a unique `sleep` marker);
+  - the data directory still works: new builds succeed and the audit chain is intact.
+
+Some of these are known to fail today (see KNOWN below): then the test ends as xfail with the
+evidence, after every other check has passed. Flip the flag to False when src/ is fixed, and the
+test enforces it.
+"""
+import hashlib
+import os
+import random
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from conftest import Slipway, assert_ok, wait_for
+
+# Known bugs, each with a reproducer in this file. True: when the bug shows, the test is marked
+# xfail with what was seen (all other checks have passed by then); False: it fails.
+KNOWN = {
+    # bwrap's --die-with-parent sets PR_SET_PDEATHSIG only after its own set-up (outer bwrap:
+    # after clone; the sandbox's pid 1: in its init) and never checks getppid() afterwards
+    # (containers/bubblewrap#633, #700): a server killed in the first milliseconds of a step
+    # leaves that step running, orphaned, with no timeout, log or cancel.
+    "orphan_sandbox": True,
+    # runner_start() removes DIR/builds but not DIR/packages/<app>/<id>.tar.zst.tmp.XXXXXX of an
+    # interrupted package_write(), nor the renamed <id>.tar.zst of a build killed between the
+    # rename and store_package_finish() (that package is then Failed, its file stays).
+    "stray_package_files": True,
+    # git http-backend / receive-pack are not tied to the server's life: killed mid-push, they
+    # finish the push on their own, and the push's audit entry (written by cgi_free() in the
+    # dead server) is never written.
+    "unaudited_push": True,
+}
+
+STOPPED = "the server stopped during the build"
+RUN_ID = f"{os.getpid() % 1000:03d}{random.randrange(1000):03d}"
+
+
+def marker(n):
+    """A `sleep` command unique to this run (found with pgrep -f): n.9 to n+1 seconds."""
+    return f"sleep {n}.9{RUN_ID}"
+
+
+# --- helpers (patterned on test_build.py) -------------------------------------------------------
+
+
+def yml(steps, include=("out/",)):
+    text = "version: 1\nruntime: shell\nbuild:\n  steps:\n"
+    text += "".join("    - '" + s.replace("'", "''") + "'\n" for s in steps)
+    text += "package:\n  include:\n" + "".join(f"    - {i}\n" for i in include)
+    return text.encode()
+
+
+TRIVIAL = yml(["mkdir -p out", "echo hello > out/hello.txt"])
+
+
+def commit(repo, files, branch="main"):
+    ids = repo.commits(1, branch, files=files)
+    repo.push(branch)
+    return ids[-1]
+
+
+def head_number(s, dev, app_id, branch="main"):
+    return assert_ok(s.get(f"/api/1/apps/{app_id}/branches/{branch}", dev))["LatestRevisionNumber"]
+
+
+def start(s, dev, app_id, revision, version="1.0.0"):
+    r = s.post(f"/api/1/apps/{app_id}/packages", dev,
+               json={"Branch": "main", "Revision": str(revision), "Version": version,
+                     "Description": "crash"})
+    return assert_ok(r, 201)["PackageId"]
+
+
+def package(s, dev, app_id, pid):
+    return assert_ok(s.get(f"/api/1/apps/{app_id}/packages/{pid}", dev))
+
+
+def details(s, dev, app_id, pid):
+    return assert_ok(s.get(f"/api/slipway/apps/{app_id}/packages/{pid}", dev))
+
+
+def wait_done(s, dev, app_id, pid, timeout=30):
+    def done():
+        p = package(s, dev, app_id, pid)
+        return p if p["Status"] in ("Succeeded", "Failed") else None
+    return wait_for(done, timeout=timeout, interval=0.02, what=f"build {pid}")
+
+
+def build_log(s, dev, app_id, pid):
+    r = s.get(f"/api/slipway/apps/{app_id}/packages/{pid}/log", dev)
+    return r.text if r.status_code == 200 else ""
+
+
+def processes_matching(text):
+    """Live processes whose command line contains text (zombies have none, so never match)."""
+    p = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True)
+    return [int(x) for x in p.stdout.split() if x]
+
+
+def describe(pid):
+    """'pid (ppid P): cmdline' up the parent chain, for the failure message."""
+    out = []
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                ppid = int(next(ln for ln in f if ln.startswith("PPid:")).split()[1])
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:60]
+        except (OSError, StopIteration):
+            break
+        out.append(f"{pid} (ppid {ppid}): {cmd}")
+        pid = ppid
+    return " <- ".join(out)
+
+
+def kill_processes(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def kill9(srv):
+    """SIGKILL: no clean shutdown at all."""
+    srv.proc.kill()
+    srv.proc.wait()
+    srv.proc.stdout.close()
+    srv._stderr_file.close()
+
+
+def restart(s, server_factory, extra_args=(), repo=None, app_id=None, dev=None):
+    """A new server on the same data directory; s now talks to it (same admin, same users), and
+    repo's origin points to it."""
+    s.server = server_factory(data=s.data, extra_args=extra_args)
+    if repo:
+        repo.git("remote", "set-url", "origin", s.git_url(app_id, dev))
+    return s.server
+
+
+def make_app(server_factory, tmp_path, extra_args=()):
+    srv = server_factory(extra_args=extra_args)
+    s = Slipway(srv, str(tmp_path))
+    dev = s.new_user("crash")
+    app_id = s.new_app("crash", [(dev, "developer")])["AppId"]
+    return s, dev, app_id, s.clone(app_id, dev)
+
+
+def check_packages(s, dev, app_id):
+    """Every Succeeded package has its complete file; returns the other entries of
+    DIR/packages/<app>/ (stray files) and the statuses by PackageId."""
+    listed = assert_ok(s.get(f"/api/1/apps/{app_id}/packages", dev))
+    status = {p["PackageId"]: p["Status"] for p in listed}
+    pdir = os.path.join(s.data, "packages", app_id)
+    for p in listed:
+        if p["Status"] != "Succeeded":
+            continue
+        path = os.path.join(pdir, p["PackageId"] + ".tar.zst")
+        assert os.path.isfile(path), f"Succeeded package {p['PackageId']} has no file {path}"
+        with open(path, "rb") as f:
+            blob = f.read()
+        assert len(blob) == p["Size"], (p, len(blob))
+        assert hashlib.sha256(blob).hexdigest() == details(s, dev, app_id, p["PackageId"])["Sha256"]
+        r = s.get(f"/api/1/apps/{app_id}/packages/{p['PackageId']}/download", dev)
+        assert r.status_code == 200 and r.content == blob
+    names = os.listdir(pdir) if os.path.isdir(pdir) else []
+    strays = sorted(n for n in names
+                    if not (n.endswith(".tar.zst") and status.get(n[:-8]) == "Succeeded"))
+    return strays, status
+
+
+def check_healthy(s, dev, app_id, repo):
+    """The data directory still works: nothing is left Building, a new build succeeds, the
+    audit chain verifies."""
+    db = sqlite3.connect(f"file:{os.path.join(s.data, 'slipway.db')}?mode=ro", uri=True,
+                         timeout=10)
+    try:
+        stuck = db.execute("SELECT package_id, status FROM packages WHERE status IN "
+                           "('Building', 'Queued')").fetchall()
+    finally:
+        db.close()
+    assert not stuck, f"builds left unfinished: {stuck}"
+    commit(repo, {"slipway.yml": TRIVIAL})
+    pid = start(s, dev, app_id, head_number(s, dev, app_id), "9.9.9")
+    p = wait_done(s, dev, app_id, pid)
+    assert p["Status"] == "Succeeded", build_log(s, dev, app_id, pid)
+    _, intact = s.audit()
+    assert intact is True, "the audit chain does not verify after the crash"
+
+
+class Known:
+    """Collects the known bugs seen during a test; .end() reports them (xfail or fail)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def check(self, name, bad, evidence):
+        if bad:
+            self.seen.append((name, evidence))
+
+    def end(self):
+        hard = [f"{n}: {e}" for n, e in self.seen if not KNOWN[n]]
+        soft = [f"{n}: {e}" for n, e in self.seen if KNOWN[n]]
+        if hard:
+            pytest.fail("\n".join(hard + soft))
+        if soft:
+            pytest.xfail("known bug(s) seen:\n" + "\n".join(soft))
+
+
+def wait_no_processes(text, timeout=3.0):
+    """The processes matching text, if any are still alive after timeout (then killed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = processes_matching(text)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    seen = [describe(p) for p in left]
+    kill_processes(left)
+    return seen
+
+
+# --- the tests ------------------------------------------------------------------------------
+
+
+def test_kill_during_a_step_with_a_build_queued(server_factory, tmp_path):
+    """(a) SIGKILL while a step runs, (b) with another build Queued behind it (--executors 1)."""
+    s, dev, app_id, repo = make_app(server_factory, tmp_path, ["--executors", "1"])
+    m = marker(7)
+    commit(repo, {"slipway.yml": yml(["mkdir -p out", f"echo started; {m}", "echo x > out/x"])})
+    slow = head_number(s, dev, app_id)
+    commit(repo, {"slipway.yml": TRIVIAL})
+    quick = head_number(s, dev, app_id)
+    running = start(s, dev, app_id, slow, "1.0.0")
+    queued = start(s, dev, app_id, quick, "1.0.1")
+    wait_for(lambda: processes_matching(m), timeout=15, what="the step's sleep")
+    assert package(s, dev, app_id, running)["Status"] == "Building"
+    assert package(s, dev, app_id, queued)["Status"] == "Queued"
+    workspace = os.path.join(s.data, "builds", running)
+    sandbox = processes_matching(workspace)  # both bwraps carry the workspace in their argv
+    assert len(sandbox) >= 2, "expected the outer bwrap and the sandbox's pid 1"
+
+    kill9(s.server)
+    # --die-with-parent: the outer bwrap gets SIGKILL when the server (its parent) dies, the
+    # sandbox's pid 1 when the outer bwrap dies, and with pid 1 the whole pid namespace.
+    left = wait_no_processes(m) + wait_no_processes(workspace)
+    assert not left, f"the sandbox outlived the killed server: {left}"
+
+    restart(s, server_factory, ["--executors", "1"], repo, app_id, dev)
+    p = package(s, dev, app_id, running)
+    assert p["Status"] == "Failed", p
+    assert STOPPED in details(s, dev, app_id, running)["Reason"]
+    assert "step 2/3" in build_log(s, dev, app_id, running)
+    p = wait_done(s, dev, app_id, queued)
+    assert p["Status"] == "Succeeded", build_log(s, dev, app_id, queued)
+    assert not os.path.exists(workspace), "the dead build's workspace is still there"
+    strays, status = check_packages(s, dev, app_id)
+    assert status == {running: "Failed", queued: "Succeeded"}
+    assert not strays, strays
+    check_healthy(s, dev, app_id, repo)
+
+
+def test_kill_right_after_asking_for_a_build(server_factory, tmp_path):
+    """(c) SIGKILL within 0-15 ms of the POST: the build is Queued, being claimed, its revision
+    being exported or its first sandbox starting. Ten tries at spread delays."""
+    s, dev, app_id, repo = make_app(server_factory, tmp_path, ["--executors", "1"])
+    m = marker(0)  # sleep 0.9<run id>: under a second
+    commit(repo, {"slipway.yml": yml([f"{m}", "mkdir -p out && echo x > out/x"])})
+    number = head_number(s, dev, app_id)
+    known = Known()
+    pids, orphans = [], []
+    for i, delay_ms in enumerate([0, 1, 2, 3, 4, 6, 8, 10, 12, 15]):
+        pid = start(s, dev, app_id, number, f"2.0.{i}")
+        time.sleep(delay_ms / 1000)
+        kill9(s.server)
+        time.sleep(0.1)
+        left = processes_matching(m) or processes_matching(os.path.join(s.data, "builds", pid))
+        if left:
+            orphans.append(f"{delay_ms} ms after the POST: "
+                           + "; ".join(describe(x) for x in left))
+            kill_processes(left)
+        pids.append(pid)
+        restart(s, server_factory, ["--executors", "1"], repo, app_id, dev)
+        p = package(s, dev, app_id, pid)
+        # Queued at the kill: it runs now; claimed: Failed at the start
+        assert p["Status"] in ("Queued", "Building", "Succeeded", "Failed"), p
+        if p["Status"] == "Failed":
+            assert STOPPED in details(s, dev, app_id, pid)["Reason"]
+    for pid in pids:
+        p = wait_done(s, dev, app_id, pid)
+        if p["Status"] == "Failed":
+            assert STOPPED in details(s, dev, app_id, pid)["Reason"], pid
+    strays, status = check_packages(s, dev, app_id)
+    assert not strays, strays
+    check_healthy(s, dev, app_id, repo)
+    known.check("orphan_sandbox", orphans,
+                f"{len(orphans)} of {len(pids)} kills left the step running: " + " | ".join(orphans))
+    known.end()
+
+
+def test_kill_while_the_package_is_written(server_factory, tmp_path):
+    """SIGKILL (1) while package_write() writes its temp file, (2) right after it renamed the
+    package into place (before the build is recorded Succeeded)."""
+    s, dev, app_id, repo = make_app(server_factory, tmp_path, ["--executors", "1"])
+    known = Known()
+    pdir = os.path.join(s.data, "packages", app_id)
+    seen_strays, killed = [], []
+    for size_mb, what in ((64, "temp"), (12, "final")):
+        commit(repo, {"slipway.yml": yml(
+            [f"mkdir -p out && head -c {size_mb}000000 /dev/urandom > out/big"])})
+        pid = start(s, dev, app_id, head_number(s, dev, app_id), f"3.0.{size_mb}")
+        final = os.path.join(pdir, pid + ".tar.zst")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # a tight loop: the windows are milliseconds
+            if what == "final":
+                if os.path.exists(final):
+                    break
+            elif os.path.isdir(pdir) and any(n.startswith(pid + ".tar.zst.tmp.")
+                                             for n in os.listdir(pdir)):
+                break
+            else:
+                time.sleep(0.001)
+        else:
+            pytest.fail(f"no {what} package file of {pid} within 20 s")
+        kill9(s.server)
+        killed.append(pid)
+        on_disk = sorted(os.listdir(pdir))
+        restart(s, server_factory, ["--executors", "1"], repo, app_id, dev)
+        p = package(s, dev, app_id, pid)
+        # the kill may come after the build was recorded: then it is a normal Succeeded build
+        if p["Status"] != "Succeeded":
+            assert p["Status"] == "Failed", p
+            assert STOPPED in details(s, dev, app_id, pid)["Reason"]
+        strays, _ = check_packages(s, dev, app_id)
+        if strays:
+            seen_strays.append(f"killed at the {what} file (on disk then: {on_disk}), "
+                               f"build {p['Status']}; after the restart: {strays}")
+        # only files of the builds killed may be stray
+        assert all(n.startswith(tuple(killed)) for n in strays), strays
+    check_healthy(s, dev, app_id, repo)
+    known.check("stray_package_files", seen_strays, " | ".join(seen_strays))
+    known.end()
+
+
+def test_kill_during_a_push(server_factory, tmp_path):
+    """(d) SIGKILL while git receive-pack takes a 16 MB push: the repository stays valid (the
+    branch is either before or after the push, never half-updated) and takes new pushes."""
+    s, dev, app_id, repo = make_app(server_factory, tmp_path)
+    known = Known()
+    before = commit(repo, {"slipway.yml": TRIVIAL})
+    repo.git("config", "core.compression", "0")  # random data: zlib would only cost time
+    after = repo.commits(1, files={"big.bin": random.randbytes(16 << 20)})[-1]
+    git_repo = os.path.realpath(os.path.join(s.data, "repos", f"{app_id}.git"))
+
+    def receive_packs():
+        out = []
+        for p in processes_matching("receive-pack --stateless-rpc"):
+            try:
+                if os.path.realpath(f"/proc/{p}/cwd") == git_repo:
+                    out.append(p)
+            except OSError:
+                pass
+        return out
+    pushes_before = sum(1 for e in s.audit()[0]
+                        if e["action"] == "git push" and e["app"] == app_id)
+    push = subprocess.Popen(
+        # one POST: above http.postBuffer git first sends a probe POST (its own receive-pack)
+        ["git", "-c", "credential.helper=", "-c", "http.postBuffer=268435456", "push", "-q",
+         "origin", "main"], cwd=repo.path, env=s.git_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: receive_packs() or push.poll() is not None, timeout=30, interval=0.01,
+                 what="receive-pack")
+        assert push.poll() is None, "the push ended before receive-pack was seen"
+        kill9(s.server)
+        _, err = push.communicate(timeout=30)
+    finally:
+        if push.poll() is None:
+            push.kill()
+            push.wait()
+    # The CGI children are not the sandbox: see whether they outlive the server, and let them end.
+    survivors = [describe(p) for p in receive_packs()]
+    wait_for(lambda: not receive_packs(), timeout=30, what="receive-pack of the killed server")
+
+    restart(s, server_factory, (), repo, app_id, dev)
+    fsck = subprocess.run(["git", "-C", git_repo, "fsck", "--no-progress"], capture_output=True,
+                          text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    head = subprocess.run(["git", "-C", git_repo, "rev-parse", "refs/heads/main"],
+                          capture_output=True, text=True).stdout.strip()
+    assert head in (before, after), f"main is {head}: neither before ({before}) nor after the push"
+    leftovers = [n for n in os.listdir(os.path.join(git_repo, "objects"))
+                 if n.startswith(("tmp_objdir", "incoming"))]
+    assert not leftovers, f"quarantine directories left in the repository: {leftovers}"
+    entries, intact = s.audit()
+    assert intact is True
+    pushes = [e for e in entries if e["action"] == "git push" and e["app"] == app_id]
+    landed = head == after
+    repo.push("main")  # done again, or found up to date
+    check_healthy(s, dev, app_id, repo)
+    known.check("unaudited_push", landed and len(pushes) == pushes_before,
+                f"the killed server's push landed (main = {after[:12]}) with no audit entry "
+                f"(git client: {err.decode(errors='replace').strip()[-120:]!r}); still running "
+                f"after the server was killed: {survivors}")
+    known.end()
