@@ -171,6 +171,7 @@ int cli_serve(int argc, char **argv)
                            .admin_email = "admin@localhost",
                            .keep_packages = 50,
                            .max_log = 10 << 20,
+                           .executors = 2,
                            .port = 8080};
     strcpy(o.host, "127.0.0.1");
     static const struct option longopts[] = {
