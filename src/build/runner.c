@@ -2,6 +2,7 @@
 #include "build/runner.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -715,6 +716,81 @@ static void *engine(void *arg)
     return NULL;
 }
 
+/* Kills the sandboxes a crashed server left: bwrap's --die-with-parent arms itself only after
+ * bwrap's own set-up, so a server killed in a step's first milliseconds can leave that step
+ * running. They are found by their command line, which binds a workspace under builds_dir. */
+static void kill_orphan_sandboxes(const char *builds_dir)
+{
+    DIR *proc = opendir("/proc");
+    struct dirent *de;
+    size_t prefix_len = strlen(builds_dir);
+    while (proc && (de = readdir(proc))) {
+        int64_t pid;
+        if (parse_i64(de->d_name, 2, INT32_MAX, &pid) || pid == getpid())
+            continue;
+        char path[64], cmd[8192];
+        snprintf(path, sizeof(path), "/proc/%lld/cmdline", (long long)pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, cmd, sizeof(cmd) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        cmd[n] = '\0';
+        const char *argv0 = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
+        if (strcmp(argv0, "bwrap") != 0)
+            continue;
+        for (const char *arg = cmd; arg < cmd + n; arg += strlen(arg) + 1) {
+            if (strncmp(arg, builds_dir, prefix_len) == 0 && arg[prefix_len] == '/') {
+                log_warn("killing sandbox %lld of a build the server lost", (long long)pid);
+                kill((pid_t)pid, SIGKILL); /* its pid namespace goes with it */
+                break;
+            }
+        }
+    }
+    if (proc)
+        closedir(proc);
+}
+
+/* Removes package files no Succeeded package owns: temp files of an interrupted write, and the
+ * file of a build killed between the rename and the database's Succeeded. */
+static void remove_stray_packages(const char *packages_dir)
+{
+    DIR *apps = opendir(packages_dir), *files;
+    struct dirent *app, *f;
+    while (apps && (app = readdir(apps))) {
+        if (app->d_name[0] == '.')
+            continue;
+        char *dir = NULL;
+        if (asprintf(&dir, "%s/%s", packages_dir, app->d_name) < 0)
+            break;
+        files = opendir(dir);
+        while (files && (f = readdir(files))) {
+            if (f->d_name[0] == '.')
+                continue;
+            char id[64];
+            size_t len = strlen(f->d_name);
+            bool keep = false;
+            if (len == 36 + 8 && strcmp(f->d_name + 36, ".tar.zst") == 0) {
+                struct store_package p;
+                memcpy(id, f->d_name, 36);
+                id[36] = '\0';
+                keep = store_package_get(id, &p) == 0 && p.status == PKG_SUCCEEDED;
+            }
+            if (!keep) {
+                log_warn("removing '%s/%s': no package owns it", dir, f->d_name);
+                unlinkat(dirfd(files), f->d_name, 0);
+            }
+        }
+        if (files)
+            closedir(files);
+        free(dir);
+    }
+    if (apps)
+        closedir(apps);
+}
+
 int runner_start(const struct runner_config *cfg)
 {
     E.cfg = *cfg;
@@ -731,12 +807,16 @@ int runner_start(const struct runner_config *cfg)
     int n = store_package_fail_unfinished("the server stopped during the build");
     if (n > 0)
         log_warn("marked %d build(s) Failed: the server stopped while they ran", n);
-    char *builds = NULL;
+    char *builds = NULL, *packages = NULL;
     if (asprintf(&builds, "%s/builds", cfg->data_dir) >= 0) {
+        kill_orphan_sandboxes(builds);
         fs_remove_tree(builds); /* workspaces of builds that will never finish */
         fs_mkdirs(builds, 0700);
     }
+    if (asprintf(&packages, "%s/packages", cfg->data_dir) >= 0)
+        remove_stray_packages(packages);
     free(builds);
+    free(packages);
     E.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     E.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (E.wake_fd < 0 || E.epoll_fd < 0)

@@ -278,7 +278,7 @@ int cli_serve(int argc, char **argv)
 
     int rc = 1;
     struct http_server *server = NULL;
-    char *spool = NULL;
+    char *spool = NULL, *data_abs = NULL;
     if (asprintf(&spool, "%s/tmp", o.data) < 0)
         return 1;
     if (crypto_init() || prepare_dirs(o.data) || ensure_secret(o.data) || store_init(o.data)) {
@@ -288,6 +288,20 @@ int cli_serve(int argc, char **argv)
     }
     admin_set_data_dir(o.data);
 
+    /* The engine starts before the server answers: at start it cleans what a crash left (lost
+     * sandboxes, package files no package owns), which must not race with new requests. Its
+     * data directory is absolute, since sandboxes are recognised by their command lines. */
+    data_abs = realpath(o.data, NULL);
+    struct runner_config rc_cfg = {.data_dir = data_abs ? data_abs : o.data,
+                                   .executors = o.executors,
+                                   .unsafe_no_sandbox = o.unsafe_no_sandbox,
+                                   .max_log = (size_t)o.max_log,
+                                   .keep_packages = o.keep_packages};
+    int r = runner_start(&rc_cfg);
+    if (r) {
+        log_error("cannot start the build engine: %s", strerror(-r));
+        goto out;
+    }
     struct api_config ac = {.data_dir = o.data, .public_url = o.public_url, .threads = o.threads};
     if (api_init(&ac))
         goto out;
@@ -306,7 +320,7 @@ int cli_serve(int argc, char **argv)
         .routes = routes,
         .nr_routes = nr_routes,
     };
-    int r = http_server_start(&hc, &server);
+    r = http_server_start(&hc, &server);
     if (r) {
         log_error("cannot listen on %s:%u: %s", o.host, o.port, strerror(-r));
         goto out;
@@ -319,15 +333,6 @@ int cli_serve(int argc, char **argv)
         api_set_public_url(base_url);
     if (bootstrap_admin(&o, base_url))
         goto out;
-    struct runner_config rc_cfg = {.data_dir = o.data,
-                                   .executors = o.executors,
-                                   .unsafe_no_sandbox = o.unsafe_no_sandbox,
-                                   .max_log = (size_t)o.max_log,
-                                   .keep_packages = o.keep_packages};
-    if ((r = runner_start(&rc_cfg))) {
-        log_error("cannot start the build engine: %s", strerror(-r));
-        goto out;
-    }
 
     printf("slipway: listening on %s\n", base_url);
     fflush(stdout);
@@ -343,5 +348,6 @@ out:
     vcs_shutdown();
     store_thread_release();
     free(spool);
+    free(data_abs);
     return rc;
 }
