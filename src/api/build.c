@@ -31,6 +31,7 @@
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "build/package.h"
 #include "build/runner.h"
 
 #define URL_TTL_S    900
@@ -324,6 +325,36 @@ static void package_delete(struct http_request *req, struct http_response *res)
 }
 
 /* ---- Slipway's own ---- */
+
+/* The package's manifest.json, read back from the package file (checked on the way). */
+static void package_manifest(struct http_request *req, struct http_response *res)
+{
+    struct store_app app;
+    struct store_package p;
+    if (api_app_access(req, res, &app, NULL) || find_package(req, res, &app, &p))
+        return;
+    if (p.status != PKG_SUCCEEDED) {
+        api_fail(req, res, 404, "PACKAGE_NOT_FOUND",
+                 "the package has no manifest: its build "
+                 "has not succeeded");
+        return;
+    }
+    char *path = runner_package_path(api_cfg.data_dir, app.app_id, p.package_id);
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    free(path);
+    json_t *manifest = NULL;
+    char err[256] = "";
+    int r = fd >= 0 ? package_validate(fd, NULL, &manifest, err, sizeof(err)) : -ENOENT;
+    if (fd >= 0)
+        close(fd);
+    if (r) {
+        log_error("package %s: cannot read its manifest: %s", p.package_id,
+                  err[0] ? err : strerror(-r));
+        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the package's manifest");
+        return;
+    }
+    api_json(res, 200, manifest);
+}
 
 static void package_details(struct http_request *req, struct http_response *res)
 {
@@ -689,6 +720,7 @@ const struct http_route api_build_routes[] = {
     {"GET", "/api/1/apps/:app/packages/:package/download", package_download, 0, NULL},
     {"GET", "/api/slipway/apps/:app/packages/:package", package_details, 0, NULL},
     {"GET", "/api/slipway/apps/:app/packages/:package/log", package_log, 0, NULL},
+    {"GET", "/api/slipway/apps/:app/packages/:package/manifest", package_manifest, 0, NULL},
     {"POST", "/api/slipway/apps/:app/packages/:package/cancel", package_cancel, 0, NULL},
     {"GET", "/api/slipway/apps/:app/usage", app_usage, 0, NULL},
 };

@@ -124,6 +124,11 @@ def test_trivial_build_tags_and_downloads(app):
     assert r2.status_code == 200 and r2.content == r.content
     listed = assert_ok(sw.get(f"/api/1/apps/{app_id}/packages/", dev))
     assert pid in [x["PackageId"] for x in listed]
+    # the manifest endpoint gives the package's manifest.json
+    m = assert_ok(sw.get(f"/api/slipway/apps/{app_id}/packages/{pid}/manifest", dev))
+    assert m == manifest
+    assert m["revision_number"] == number and m["branch"] == "main" and m["creator"]
+    assert isinstance(m["built_ms"], int)
     # the log tells each step
     log = build_log(sw, dev, app_id, pid)
     assert "step 1/2" in log and "step 2/2" in log and "exited with status 0" in log
