@@ -1,8 +1,8 @@
 /* libFuzzer driver for build/package: the input is an uploaded package, handed to
  * package_validate through a memfd with small limits. Oracles: only the documented codes; on
- * failure no manifest and a printable, non-empty message; on success a manifest object, and
- * package_extract of the same bytes must succeed too (into a temp directory emptied after), so
- * validation and extraction never disagree. Any violation abort()s.
+ * failure no manifest and a printable, non-empty message; on success a manifest object, the
+ * same manifest from package_read_manifest, and package_extract of the same bytes must succeed
+ * too (into a temp directory emptied after). Any violation abort()s.
  */
 #include "build/package.h"
 
@@ -29,6 +29,11 @@ static const struct package_limits limits = {
 
 static char dest[] = "/tmp/fuzz_package.XXXXXX";
 
+static void remove_dest(void)
+{
+    fs_remove_tree(dest);
+}
+
 static void check_message(int r, const char *err, size_t cap)
 {
     if (r != -EINVAL && r != -EFBIG && r != -ENOMEM)
@@ -49,6 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!made) {
         if (!mkdtemp(dest))
             abort();
+        atexit(remove_dest);
         made = true;
     }
     int fd = memfd_create("package", MFD_CLOEXEC);
@@ -71,6 +77,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         if (!json_is_object(manifest) || !json_is_array(json_object_get(manifest, "files")))
             abort();
+        json_t *only = NULL;
+        lseek(fd, 0, SEEK_SET);
+        if (package_read_manifest(fd, &limits, &only, err, sizeof(err)) != 0 ||
+            !json_equal(only, manifest))
+            abort();
+        json_decref(only);
         json_decref(manifest);
         lseek(fd, 0, SEEK_SET);
         if (package_extract(fd, dest, &limits, err, sizeof(err)) != 0)

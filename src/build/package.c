@@ -1751,8 +1751,10 @@ static int fix_dirs(struct reader *r)
     return 0;
 }
 
-static int read_package(int fd, const struct package_limits *lim, int dest_fd, json_t **manifest,
-                        struct errbuf *e)
+/* Reads the package from fd: validates it (dest_fd < 0) or extracts it below dest_fd; with
+ * manifest_only, stops after the manifest. */
+static int read_package(int fd, const struct package_limits *lim, int dest_fd, bool manifest_only,
+                        json_t **manifest, struct errbuf *e)
 {
     struct quoted q;
     struct reader r = {.lim = lim ? lim : &default_limits, .e = e, .fd = fd, .dest_fd = dest_fd};
@@ -1796,7 +1798,7 @@ static int read_package(int fd, const struct package_limits *lim, int dest_fd, j
     }
     if ((rc = read_manifest(&r, ae)))
         goto out;
-    for (;;) {
+    for (; !manifest_only;) {
         ar = archive_read_next_header(r.a, &ae);
         if (ar == ARCHIVE_EOF)
             break;
@@ -1807,7 +1809,7 @@ static int read_package(int fd, const struct package_limits *lim, int dest_fd, j
         if ((rc = read_entry(&r, ae)))
             goto out;
     }
-    for (size_t i = 0; i < r.files.nr; i++) {
+    for (size_t i = 0; i < r.files.nr && !manifest_only; i++) {
         if (!r.files.v[i].seen) {
             rc = fail(e, -EINVAL, "'manifest.json' lists '%s' but the package does not contain it",
                       quote(&q, r.files.v[i].path));
@@ -1838,7 +1840,14 @@ int package_validate(int fd, const struct package_limits *lim, json_t **manifest
                      size_t err_cap)
 {
     struct errbuf e = {err, err_cap};
-    return read_package(fd, lim, -1, manifest, &e);
+    return read_package(fd, lim, -1, false, manifest, &e);
+}
+
+int package_read_manifest(int fd, const struct package_limits *lim, json_t **manifest, char *err,
+                          size_t err_cap)
+{
+    struct errbuf e = {err, err_cap};
+    return read_package(fd, lim, -1, true, manifest, &e);
 }
 
 /* Removes everything inside dir_fd (best effort; never follows a symlink). */
@@ -1909,7 +1918,7 @@ int package_extract(int fd, const char *dest_dir, const struct package_limits *l
         close(dest_fd);
         return rc;
     }
-    rc = read_package(fd, lim, dest_fd, NULL, &e);
+    rc = read_package(fd, lim, dest_fd, false, NULL, &e);
     if (rc)
         remove_children(dest_fd);
     close(dest_fd);

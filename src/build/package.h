@@ -120,6 +120,13 @@ int package_write(const char *workspace, const char *const *include, size_t nr_i
 int package_validate(int fd, const struct package_limits *lim, json_t **manifest, char *err,
                      size_t err_cap);
 
+/* Reads only the manifest of the package read from fd (its first entry: a few KB to decompress,
+ * whatever the package's size) and checks it as package_validate does, but not the files: for a
+ * package that was validated (or written) when it was stored, e.g. to answer an API request.
+ * Same contract as package_validate otherwise. */
+int package_read_manifest(int fd, const struct package_limits *lim, json_t **manifest, char *err,
+                          size_t err_cap);
+
 /* Extracts the package read from fd into dest_dir, which must exist and be empty, validating
  * it on the way exactly as package_validate does (a package validated earlier is checked again:
  * extraction trusts nothing). Entries are created relative to an fd of dest_dir with *at()

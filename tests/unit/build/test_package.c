@@ -417,10 +417,18 @@ Test(package, write_validate_extract)
     cr_assert_str_eq(json_string_value(json_object_get(link, "target")), "lib/deep");
     json_decref(got);
 
+    /* the manifest alone, without reading the files */
+    int fd = open(pkg, O_RDONLY | O_CLOEXEC);
+    got = NULL;
+    cr_assert_eq(package_read_manifest(fd, NULL, &got, err, sizeof(err)), 0, "%s", err);
+    close(fd);
+    cr_assert(json_equal(got, manifest));
+    json_decref(got);
+
     /* extraction gives the same tree: types, modes, sizes, mtimes, targets and contents */
     char *x = str("%s/x", root);
     sh("mkdir %s", x);
-    int fd = open(pkg, O_RDONLY | O_CLOEXEC);
+    fd = open(pkg, O_RDONLY | O_CLOEXEC);
     r = package_extract(fd, x, NULL, err, sizeof(err));
     close(fd);
     cr_assert_eq(r, 0, "package_extract: %d %s", r, err);
@@ -653,6 +661,16 @@ Test(package, uploads_refused)
     char *text = json_dumps(m, 0);
     refused(craft(P("badsha"), "zstd", text, two, 2), NULL, -EINVAL,
             "package entry 'a.txt' does not match its sha256 in the manifest", NULL);
+    int fd = open(P("badsha"), O_RDONLY | O_CLOEXEC),
+        fd2 = open(P("notjson"), O_RDONLY | O_CLOEXEC);
+    json_t *only = NULL;
+    cr_assert_eq(package_read_manifest(fd, NULL, &only, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(json_array_size(json_object_get(only, "files")), 2);
+    json_decref(only);
+    cr_assert_eq(package_read_manifest(fd2, NULL, &only, err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "not valid JSON"), "%s", err);
+    close(fd);
+    close(fd2);
     free(text);
     json_decref(m);
     m = auto_manifest(two, 2);
