@@ -51,7 +51,7 @@
  *
  * Threads: no global state; libarchive runs under a thread-local UTF-8 locale (uselocale) for
  * the duration of each call. No chdir, no umask. Every fd opened is O_CLOEXEC and closed before
- * return. package_write may run zstd on a second thread (libzstd's workers).
+ * return. package_write compresses on two libzstd worker threads, beside the calling thread.
  * It knows nothing of HTTP, the store or where packages live in the data directory.
  */
 #ifndef SLIPWAY_BUILD_PACKAGE_H
@@ -132,8 +132,10 @@ int package_read_manifest(int fd, const struct package_limits *lim, json_t **man
  * extraction trusts nothing). Entries are created relative to an fd of dest_dir with *at()
  * calls that never follow a symlink (O_NOFOLLOW on every path component, O_EXCL for files), so
  * nothing is ever written outside dest_dir; owners are not restored; files and directories get
- * the package's permission bits & 0777 exactly (the umask does not apply) and its mtimes.
+ * the package's permission bits & 0777 exactly (the umask does not apply) and its mtimes; a
+ * parent directory the package does not list is made 0755 (less the umask).
  * Directories' modes are applied at the end, so a read-only directory still gets its contents.
+ * manifest.json itself is not extracted (the caller has it from package_validate).
  * On failure everything created below dest_dir is removed again (dest_dir stays, empty); a
  * file whose sha256 does not match is detected only once it is written, which is why.
  * (libarchive's archive_write_disk is not used: it resolves paths against the working directory
