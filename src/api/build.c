@@ -326,7 +326,8 @@ static void package_delete(struct http_request *req, struct http_response *res)
 
 /* ---- Slipway's own ---- */
 
-/* The package's manifest.json, read back from the package file (checked on the way). */
+/* The package's manifest.json: the first entry of the package file (the package was checked
+ * when it was written or uploaded). */
 static void package_manifest(struct http_request *req, struct http_response *res)
 {
     struct store_app app;
@@ -344,7 +345,7 @@ static void package_manifest(struct http_request *req, struct http_response *res
     free(path);
     json_t *manifest = NULL;
     char err[256] = "";
-    int r = fd >= 0 ? package_validate(fd, NULL, &manifest, err, sizeof(err)) : -ENOENT;
+    int r = fd >= 0 ? package_read_manifest(fd, NULL, &manifest, err, sizeof(err)) : -ENOENT;
     if (fd >= 0)
         close(fd);
     if (r) {
