@@ -196,6 +196,8 @@ static void serve_git(struct http_request *req, struct http_response *res)
     free(service);
     /* reads are not audited; a push is, by cgi_free or below (or by api_request_completed) */
     bool post_push = push && strcmp(req->method, "POST") == 0;
+    /* git first probes a large push with a 4-byte "0000" POST: not a push of its own */
+    bool probe = post_push && req->body_size <= 4;
     req->recorded = !post_push;
 
     struct auth_principal p;
@@ -265,7 +267,7 @@ static void serve_git(struct http_request *req, struct http_response *res)
         r = -errno;
     /* A push is audited before it starts too: receive-pack finishes a push on its own even if
      * the server dies meanwhile, and cgi_free() would then never write the result. */
-    if (!r && post_push &&
+    if (!r && post_push && !probe &&
         store_audit_append(p.user.email, "git push", app.app_id, "", req->remote_addr, "started",
                            ""))
         log_error("cannot write the audit log entry for a push");
@@ -297,7 +299,7 @@ static void serve_git(struct http_request *req, struct http_response *res)
         api_fail(req, res, 500, "INTERNAL_ERROR", "out of memory");
         goto out;
     }
-    *c = (struct cgi){.pid = pid, .out_fd = pipefd[0], .push = post_push};
+    *c = (struct cgi){.pid = pid, .out_fd = pipefd[0], .push = post_push && !probe};
     req->recorded = true;
     snprintf(c->actor, sizeof(c->actor), "%s", p.user.email);
     snprintf(c->app, sizeof(c->app), "%s", app.app_id);

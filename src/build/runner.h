@@ -38,7 +38,7 @@ void runner_stop(void);
 bool runner_can_build(const char **why);
 
 /* Where a package's files live: DIR/packages/<AppId>/<PackageId>.tar.zst and
- * DIR/builds/<PackageId>.log. Caller frees. */
+ * DIR/logs/builds/<PackageId>.log. Caller frees. */
 char *runner_package_path(const char *data_dir, const char *app_id, const char *package_id);
 char *runner_log_path(const char *data_dir, const char *package_id);
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -143,6 +144,25 @@ static int bootstrap_admin(const struct serve_opts *o, const char *base_url)
     fflush(stdout);
     free(key);
     return 0;
+}
+
+/* One server per data directory: an exclusive lock on DIR/lock, held (fd kept open) for the
+ * server's life. -EBUSY when another server holds it. */
+static int lock_data_dir(const char *dir)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/lock", dir) < 0)
+        return -ENOMEM;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(path);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        close(fd);
+        return e;
+    }
+    return 0; /* the descriptor stays open: the lock lasts until the process ends */
 }
 
 static int prepare_dirs(const char *dir)
@@ -281,6 +301,11 @@ int cli_serve(int argc, char **argv)
     char *spool = NULL, *data_abs = NULL;
     if (asprintf(&spool, "%s/tmp", o.data) < 0)
         return 1;
+    if (prepare_dirs(o.data) == 0 && lock_data_dir(o.data) == -EBUSY) {
+        log_error("another 'slipway serve' runs on the data directory '%s'", o.data);
+        free(spool);
+        return 1;
+    }
     if (crypto_init() || prepare_dirs(o.data) || ensure_secret(o.data) || store_init(o.data)) {
         log_error("cannot prepare the data directory '%s'", o.data);
         free(spool);

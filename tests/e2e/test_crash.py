@@ -11,9 +11,8 @@ After every restart:
   - no process of the killed server's sandboxes is left (each step has a unique `sleep` marker);
   - the data directory still works: new builds succeed and the audit chain is intact.
 
-Some of these are known to fail today (see KNOWN below): then the test ends as xfail with the
-evidence, after every other check has passed. Flip the flag to False when src/ is fixed, and the
-test enforces it.
+KNOWN below lists the bugs these tests found: a flag set to True turns that check into an xfail
+with the evidence (after every other check has passed), for a bug found but not yet fixed.
 """
 import hashlib
 import os
@@ -26,21 +25,21 @@ import pytest
 
 from conftest import Slipway, assert_ok, wait_for
 
-# Known bugs, each with a reproducer in this file. True: when the bug shows, the test is marked
-# xfail with what was seen (all other checks have passed by then); False: it fails.
+# Bugs these tests found, each with its reproducer here. True: when the bug shows, the test is
+# marked xfail with what was seen (all other checks have passed by then); False: it fails. All
+# three are fixed (runner_start kills lost sandboxes and removes stray package files; a push is
+# audited as it starts), so all are enforced.
 KNOWN = {
     # bwrap's --die-with-parent sets PR_SET_PDEATHSIG only after its own set-up (outer bwrap:
     # after clone; the sandbox's pid 1: in its init) and never checks getppid() afterwards
     # (containers/bubblewrap#633, #700): a server killed in the first milliseconds of a step
-    # leaves that step running, orphaned, with no timeout, log or cancel.
+    # leaves that step running, orphaned (4 of 10 kills at 1-12 ms after the POST did).
     "orphan_sandbox": False,
-    # runner_start() removes DIR/builds but not DIR/packages/<app>/<id>.tar.zst.tmp.XXXXXX of an
-    # interrupted package_write(), nor the renamed <id>.tar.zst of a build killed between the
-    # rename and store_package_finish() (that package is then Failed, its file stays).
+    # DIR/packages/<app>/<id>.tar.zst.tmp.XXXXXX of an interrupted package_write(), and the
+    # renamed <id>.tar.zst of a build killed between the rename and store_package_finish().
     "stray_package_files": False,
     # git http-backend / receive-pack are not tied to the server's life: killed mid-push, they
-    # finish the push on their own, and the push's audit entry (written by cgi_free() in the
-    # dead server) is never written.
+    # finish the push on their own, after the server that would have audited it is gone.
     "unaudited_push": False,
 }
 

@@ -66,3 +66,17 @@ def test_cli_on_a_missing_data_dir_fails(sw, tmp_path):
     p = sw.cli("user list", check=False, data=str(tmp_path / unique("missing")))
     assert p.returncode != 0
     assert "no data directory" in p.stderr
+
+
+def test_one_server_per_data_directory(server_factory, tmp_path):
+    """A second server on the same data directory refuses to start (it would fail the first
+    one's running builds when it cleans up at start)."""
+    import subprocess
+    from conftest import BIN
+    first = server_factory()
+    p = subprocess.run([BIN, "serve", "--data", first.data, "--listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "another 'slipway serve' runs on the data directory" in p.stderr
+    assert "listening" not in p.stdout
+    assert first.stop() == 0
