@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +64,86 @@ int proc_spawn_at(const char *cwd, const char *path, char *const argv[], char *c
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     return -r;
+}
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* struct clone_args of the clone3 ABI (linux/sched.h, which clashes with glibc's sched.h). */
+struct clone3_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+};
+
+/* The child of proc_spawn_into, between clone3 and execve: a copy of a threaded process, so only
+ * async-signal-safe calls. An exec failure is sent back as errno on report_fd. */
+static _Noreturn void spawn_child(const char *cwd, const char *path, char *const argv[],
+                                  char *const envp[], const int fds[3], int report_fd)
+{
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP and RT internals */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int err = 0;
+    if (setpgid(0, 0) < 0)
+        err = errno;
+    for (int i = 0; i < 3 && !err; i++) {
+        int fd = fds[i] >= 0 ? fds[i] : open("/dev/null", i ? O_WRONLY : O_RDONLY);
+        if (fd < 0 || (fd == i ? fcntl(fd, F_SETFD, 0) : dup2(fd, i)) < 0)
+            err = errno;
+    }
+    if (!err && cwd && chdir(cwd) < 0)
+        err = errno;
+    if (!err) {
+        execve(path, argv, envp);
+        err = errno;
+    }
+    ssize_t w = write(report_fd, &err, sizeof(err));
+    (void)w;
+    _exit(127);
+}
+
+int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *const argv[],
+                    char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd)
+{
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0)
+        return -errno;
+    int child_pidfd = -1;
+    struct clone3_args args = {
+        .flags = CLONE_PIDFD | CLONE_INTO_CGROUP,
+        .pidfd = (uint64_t)(uintptr_t)&child_pidfd,
+        .exit_signal = SIGCHLD,
+        .cgroup = (uint64_t)cgroup_fd,
+    };
+    const int fds[3] = {in_fd, out_fd, err_fd};
+    long child = syscall(SYS_clone3, &args, sizeof(args));
+    if (child == 0)
+        spawn_child(cwd, path, argv, envp, fds, report[1]);
+    int r = child >= 0                                                     ? 0
+            : errno == ENOSYS || errno == E2BIG || errno == EOPNOTSUPP ? -ENOSYS
+                                                                      : -errno;
+    close(report[1]);
+    if (!r) {
+        int err = 0;
+        ssize_t n;
+        while ((n = read(report[0], &err, sizeof(err))) < 0 && errno == EINTR)
+            ;
+        if (n == (ssize_t)sizeof(err)) { /* the exec failed: the child is gone */
+            while (waitpid((pid_t)child, NULL, 0) < 0 && errno == EINTR)
+                ;
+            close(child_pidfd);
+            r = -err;
+        } else {
+            *pid = (pid_t)child;
+            *pidfd = child_pidfd;
+        }
+    }
+    close(report[0]);
+    return r;
 }
 
 int proc_wait(pid_t pid)

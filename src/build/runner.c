@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,6 +21,8 @@
 
 #include <jansson.h>
 
+#include "base/cgroup.h"
+#include "base/crypto.h"
 #include "base/log.h"
 #include "base/proc.h"
 #include "base/strbuf.h"
@@ -31,6 +35,7 @@
 #define PIPELINE_FILE "slipway.yml"
 #define PIPELINE_MAX  (256 * 1024)
 #define MAX_EXECUTORS 64
+#define STOPPED       "the server stopped during the build"
 
 enum watch_kind { WATCH_WAKE, WATCH_OUTPUT, WATCH_EXIT };
 struct watch {
@@ -49,6 +54,10 @@ struct build {
     uint64_t log_bytes;
     bool log_capped;
     size_t step;
+    /* The running step's cgroup (-1: none), <PackageId>.<step>: every process of the step.
+     * One per step: a group cgroup.kill was written to kills what is started in it later. */
+    int cg_fd;
+    char cg_name[48];
     pid_t pid;
     int pidfd, out_fd;
     struct watch out_watch, exit_watch;
@@ -61,6 +70,8 @@ struct build {
 static struct {
     struct runner_config cfg;
     char *bwrap;
+    int cgroup_fd;     /* the parent of the builds' cgroups, -1 when the host has none for us */
+    char *cgroup_name; /* its name: slipway-<hash of the data directory> */
     pthread_t thread;
     bool started;
     atomic_bool stopping;
@@ -68,7 +79,7 @@ static struct {
     struct watch wake_watch;
     struct build *running[MAX_EXECUTORS];
     size_t nr_running;
-} E = {.wake_fd = -1, .epoll_fd = -1};
+} E = {.wake_fd = -1, .epoll_fd = -1, .cgroup_fd = -1};
 
 char *runner_package_path(const char *data_dir, const char *app_id, const char *package_id)
 {
@@ -155,6 +166,17 @@ __attribute__((format(printf, 2, 3))) static void log_line(struct build *b, cons
 
 /* ---- ending a build ------------------------------------------------------------------------ */
 
+/* Kills what is left in the step's cgroup, waits for it to empty and removes it. */
+static void step_group_end(struct build *b)
+{
+    if (b->cg_fd < 0)
+        return;
+    if (cgroup_destroy(E.cgroup_fd, b->cg_name, b->cg_fd, 2000))
+        log_warn("build %s: cannot remove cgroup %s (processes left in it)", b->pkg.package_id,
+                 b->cg_name);
+    b->cg_fd = -1;
+}
+
 static void build_free(struct build *b)
 {
     if (b->out_fd >= 0)
@@ -163,6 +185,7 @@ static void build_free(struct build *b)
         close(b->pidfd);
     if (b->log_fd >= 0)
         close(b->log_fd);
+    step_group_end(b);
     if (b->root)
         fs_remove_tree(b->root);
     if (b->have_pl)
@@ -268,11 +291,14 @@ __attribute__((format(printf, 2, 3))) static void build_fail(struct build *b, co
     build_end(b, false, 0, NULL);
 }
 
-/* Kills the running step's whole process tree: the sandbox's pid namespace dies with bwrap;
- * without the sandbox, the step's process group. */
+/* Kills the running step's whole process tree: its cgroup where the host has cgroup v2 for us;
+ * else the sandbox's pid namespace, which dies with bwrap, or without the sandbox the step's
+ * process group (a daemon that left the group survives only there: the log said so). */
 static void step_kill(struct build *b)
 {
     if (b->pid > 0 && !b->killed) {
+        if (b->cg_fd >= 0)
+            cgroup_kill(b->cg_fd);
         kill(-b->pid, SIGKILL);
         kill(b->pid, SIGKILL);
         b->killed = true;
@@ -322,6 +348,39 @@ static char **step_env(const struct build *b, bool sandboxed)
         return NULL;
     }
     return env;
+}
+
+/* Starts a step's process: in the build's cgroup where there is one. */
+static int spawn(struct build *b, const char *cwd, const char *path, char *const argv[],
+                 char *const env[], int out_fd)
+{
+    if (E.cgroup_fd >= 0) {
+        snprintf(b->cg_name, sizeof(b->cg_name), "%s.%zu", b->pkg.package_id, b->step + 1);
+        int r = cgroup_create(E.cgroup_fd, b->cg_name, &b->cg_fd);
+        if (r) {
+            log_warn("build %s: cannot create cgroup %s: %s", b->pkg.package_id, b->cg_name,
+                     strerror(-r));
+            b->cg_fd = -1;
+        }
+    }
+    if (b->cg_fd >= 0) {
+        int r = proc_spawn_into(b->cg_fd, cwd, path, argv, env, -1, out_fd, out_fd, &b->pid,
+                                &b->pidfd);
+        if (r != -ENOSYS) {
+            if (r)
+                step_group_end(b);
+            return r;
+        }
+        log_warn("cgroups: the kernel cannot start a process in a cgroup (clone3): builds run "
+                 "without one");
+        step_group_end(b);
+        cgroup_parent_close(E.cgroup_fd);
+        E.cgroup_fd = -1;
+    }
+    int r = proc_spawn_at(cwd, path, argv, env, -1, out_fd, out_fd, &b->pid);
+    if (!r)
+        b->pidfd = proc_pidfd(b->pid);
+    return r;
 }
 
 static int step_start(struct build *b)
@@ -399,10 +458,10 @@ static int step_start(struct build *b)
         argv[a++] = "-e";
         argv[a++] = "/slipway-step.sh";
         argv[a] = NULL;
-        r = proc_spawn(E.bwrap, (char *const *)argv, env, -1, pipefd[1], pipefd[1], &b->pid);
+        r = spawn(b, NULL, E.bwrap, (char *const *)argv, env, pipefd[1]);
     } else {
         char *argv[] = {"sh", "-e", script, NULL};
-        r = proc_spawn_at(b->ws, "/bin/sh", argv, env, -1, pipefd[1], pipefd[1], &b->pid);
+        r = spawn(b, b->ws, "/bin/sh", argv, env, pipefd[1]);
     }
     close(pipefd[1]);
     pipefd[1] = -1;
@@ -415,7 +474,6 @@ static int step_start(struct build *b)
     b->out_fd = pipefd[0];
     pipefd[0] = -1;
     fcntl(b->out_fd, F_SETFL, O_NONBLOCK);
-    b->pidfd = proc_pidfd(b->pid);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &b->out_watch};
     epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, b->out_fd, &ev);
     if (b->pidfd >= 0) {
@@ -460,9 +518,11 @@ static void step_done(struct build *b)
         close(b->pidfd);
         b->pidfd = -1;
     }
-    kill(-b->pid, SIGKILL); /* anything the step left behind in its group */
+    /* anything the step left behind: in its cgroup, or at least in its process group */
+    kill(-b->pid, SIGKILL);
     int status = proc_wait(b->pid);
     b->pid = 0;
+    step_group_end(b);
     double secs = (double)(time_mono_ns() - b->step_started_ns) / 1e9;
     if (b->reason[0]) { /* killed: timeout or cancel; the reason is set */
         build_end(b, false, 0, NULL);
@@ -545,6 +605,7 @@ static void build_start(struct build *b)
     int r;
 
     b->log_fd = -1;
+    b->cg_fd = -1;
     b->out_fd = -1;
     b->pidfd = -1;
     b->out_watch = (struct watch){WATCH_OUTPUT, b};
@@ -704,7 +765,7 @@ static void *engine(void *arg)
     }
     while (E.nr_running) {
         struct build *b = E.running[0];
-        snprintf(b->reason, sizeof(b->reason), "the server stopped during the build");
+        snprintf(b->reason, sizeof(b->reason), STOPPED);
         step_kill(b);
         if (b->pid)
             step_done(b);
@@ -716,11 +777,14 @@ static void *engine(void *arg)
     return NULL;
 }
 
-/* Kills the sandboxes a crashed server left: bwrap's --die-with-parent arms itself only after
- * bwrap's own set-up, so a server killed in a step's first milliseconds can leave that step
- * running. They are found by their command line, which binds a workspace under builds_dir. */
+/* Kills the sandboxes a crashed server left, on hosts where builds have no cgroup: bwrap's
+ * --die-with-parent arms itself only after bwrap's own set-up, so a server killed in a step's
+ * first milliseconds can leave that step running. They are found by their command line, which
+ * binds a workspace under builds_dir, and waited for (bounded) before their workspaces go. */
 static void kill_orphan_sandboxes(const char *builds_dir)
 {
+    struct pollfd dying[64];
+    nfds_t nr_dying = 0;
     DIR *proc = opendir("/proc");
     struct dirent *de;
     size_t prefix_len = strlen(builds_dir);
@@ -744,13 +808,47 @@ static void kill_orphan_sandboxes(const char *builds_dir)
         for (const char *arg = cmd; arg < cmd + n; arg += strlen(arg) + 1) {
             if (strncmp(arg, builds_dir, prefix_len) == 0 && arg[prefix_len] == '/') {
                 log_warn("killing sandbox %lld of a build the server lost", (long long)pid);
+                int pidfd = proc_pidfd((pid_t)pid);
                 kill((pid_t)pid, SIGKILL); /* its pid namespace goes with it */
+                if (pidfd >= 0 && nr_dying < sizeof(dying) / sizeof(dying[0]))
+                    dying[nr_dying++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
+                else if (pidfd >= 0)
+                    close(pidfd);
                 break;
             }
         }
     }
     if (proc)
         closedir(proc);
+    int64_t deadline = time_mono_ns() + 5000000000LL;
+    for (nfds_t i = 0; i < nr_dying; i++) {
+        int64_t left = (deadline - time_mono_ns()) / 1000000;
+        poll(&dying[i], 1, left > 0 ? (int)left : 0); /* readable once it has exited */
+        close(dying[i].fd);
+    }
+}
+
+/* The parent of the builds' cgroups, named after the data directory (one server per data
+ * directory): opening it kills and removes the groups of builds a crashed server left. */
+static void cgroups_open(const char *data_dir)
+{
+    char real[PATH_MAX], hash[CRYPTO_SHA256_HEX], why[512];
+    if (!realpath(data_dir, real))
+        snprintf(real, sizeof(real), "%s", data_dir);
+    crypto_sha256_hex(real, strlen(real), hash);
+    if (asprintf(&E.cgroup_name, "slipway-%.16s", hash) < 0) {
+        E.cgroup_name = NULL;
+        return;
+    }
+    int r = cgroup_parent_open(E.cgroup_name, &E.cgroup_fd, why, sizeof(why));
+    if (r) {
+        E.cgroup_fd = -1;
+        log_warn("cgroups: %s; a cancelled or timed-out build is killed through its sandbox's pid "
+                 "namespace%s",
+                 why, E.cfg.unsafe_no_sandbox ? " or, without one, its process group only" : "");
+    } else {
+        log_info("cgroups: each build runs in a cgroup v2 group under '%s'", E.cgroup_name);
+    }
 }
 
 /* Removes package files no Succeeded package owns: temp files of an interrupted write, and the
@@ -791,6 +889,21 @@ static void remove_stray_packages(const char *packages_dir)
         closedir(apps);
 }
 
+/* The end of the log of a build a crashed server left: why it ended. */
+static void log_stopped(const char *package_id, void *arg)
+{
+    (void)arg;
+    char *path = runner_log_path(E.cfg.data_dir, package_id);
+    int fd = path ? open(path, O_WRONLY | O_APPEND | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        static const char line[] = "\n==> build failed: " STOPPED " (found at the next start)\n";
+        ssize_t w = write(fd, line, sizeof(line) - 1);
+        (void)w;
+        close(fd);
+    }
+    free(path);
+}
+
 int runner_start(const struct runner_config *cfg)
 {
     E.cfg = *cfg;
@@ -804,10 +917,11 @@ int runner_start(const struct runner_config *cfg)
         log_warn("%s", why);
     else if (!E.bwrap)
         log_warn("builds run WITHOUT a sandbox (--unsafe-no-sandbox)");
-    int n = store_package_fail_unfinished("the server stopped during the build");
+    int n = store_package_fail_unfinished(STOPPED, log_stopped, NULL);
     if (n > 0)
         log_warn("marked %d build(s) Failed: the server stopped while they ran", n);
     char *builds = NULL, *packages = NULL;
+    cgroups_open(cfg->data_dir);
     if (asprintf(&builds, "%s/builds", cfg->data_dir) >= 0) {
         kill_orphan_sandboxes(builds);
         fs_remove_tree(builds); /* workspaces of builds that will never finish */
@@ -845,6 +959,12 @@ void runner_stop(void)
     if (E.epoll_fd >= 0)
         close(E.epoll_fd);
     E.wake_fd = E.epoll_fd = -1;
+    if (E.cgroup_fd >= 0) {
+        cgroup_parent_close(E.cgroup_fd);
+        E.cgroup_fd = -1;
+    }
+    free(E.cgroup_name);
+    E.cgroup_name = NULL;
     free(E.bwrap);
     E.bwrap = NULL;
 }

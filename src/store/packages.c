@@ -184,16 +184,23 @@ bool store_package_cancelled(int64_t id)
     return c;
 }
 
-int store_package_fail_unfinished(const char *reason)
+int store_package_fail_unfinished(const char *reason, void (*fn)(const char *package_id, void *),
+                                  void *arg)
 {
     sqlite3_stmt *st = store_stmt("UPDATE packages SET status = 'Failed', reason = ?, "
-                                  "finished_ms = ? WHERE status = 'Building'");
+                                  "finished_ms = ? WHERE status = 'Building' RETURNING package_id");
     if (!st)
         return -EIO;
     sqlite3_bind_text(st, 1, reason, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, time_now_ms());
-    int r = store_exec_stmt(st);
-    return r ? r : sqlite3_changes(store_conn());
+    int rc, n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        n++;
+        if (fn)
+            fn((const char *)sqlite3_column_text(st, 0), arg);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? n : -EIO;
 }
 
 int store_package_delete(int64_t id)

@@ -179,8 +179,10 @@ int store_package_finish(int64_t id, enum store_pkg_status status, const char *r
 int store_package_cancel(const char *package_id);
 /* Whether cancel was asked for. */
 bool store_package_cancelled(int64_t id);
-/* After a crash: every Building row becomes Failed with `reason`; the number of rows. */
-int store_package_fail_unfinished(const char *reason);
+/* After a crash: every Building row becomes Failed with `reason`; fn (may be NULL) is called
+ * with each one's PackageId. The number of rows, or -errno. */
+int store_package_fail_unfinished(const char *reason, void (*fn)(const char *package_id, void *),
+                                  void *arg);
 int store_package_delete(int64_t id);
 /* Whether an environment holds the package (deployed or transported to it). */
 bool store_package_in_use(const char *package_id);

@@ -487,7 +487,8 @@ def sw(sw_tmp):
 
 @pytest.fixture
 def server_factory(tmp_path):
-    """Starts extra servers of a test's own; any still running at the end are killed."""
+    """Starts extra servers of a test's own; any still running at the end are stopped (SIGTERM,
+    so that they remove their cgroups; SIGKILL if that does not end them)."""
     servers = []
 
     def make(data=None, extra_args=()):
@@ -497,8 +498,12 @@ def server_factory(tmp_path):
     yield make
     for srv in servers:
         if srv.proc.poll() is None:
-            srv.proc.kill()
-            srv.proc.wait()
+            srv.proc.terminate()
+            try:
+                srv.proc.wait(timeout=STOP_DEADLINE)
+            except subprocess.TimeoutExpired:
+                srv.proc.kill()
+                srv.proc.wait()
 
 
 @pytest.fixture

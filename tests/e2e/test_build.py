@@ -2,33 +2,19 @@
 sandbox, polled and downloaded as Mendix's Build API documentation shows."""
 import hashlib
 import hmac
-import io
 import json
 import os
 import sqlite3
-import subprocess
-import tarfile
 import time
 
 import pytest
 
+from builds import (TRIVIAL, build_log, commit, details, head_number, package,
+                    processes_matching, start, untar, wait_done, yml)
 from conftest import assert_error, assert_ok, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.normpath(os.path.join(HERE, "..", "..", "examples", "hello-c"))
-
-
-def yml(steps, timeout=None, include=("out/",)):
-    """A slipway.yml with these build steps (each a YAML single-quoted string)."""
-    text = "version: 1\nruntime: shell\nbuild:\n  steps:\n"
-    text += "".join("    - '" + s.replace("'", "''") + "'\n" for s in steps)
-    if timeout:
-        text += f"  timeout: {timeout}\n"
-    text += "package:\n  include:\n" + "".join(f"    - {i}\n" for i in include)
-    return text.encode()
-
-
-TRIVIAL = yml(["mkdir -p out", "echo hello > out/hello.txt"])
 
 
 @pytest.fixture
@@ -36,54 +22,6 @@ def app(sw):
     dev = sw.new_user("builder")
     a = sw.new_app("build", [(dev, "developer")])
     return sw, dev, a["AppId"], sw.clone(a["AppId"], dev)
-
-
-def commit(repo, files, branch="main"):
-    ids = repo.commits(1, branch, files=files)
-    repo.push(branch)
-    return ids[-1]
-
-
-def start(sw, dev, app_id, revision, version="1.0.0", branch="main"):
-    r = sw.post(f"/api/1/apps/{app_id}/packages", dev,
-                json={"Branch": branch, "Revision": str(revision), "Version": version,
-                      "Description": "e2e"})
-    return assert_ok(r, 201)["PackageId"]
-
-
-def package(sw, dev, app_id, pid, query=""):
-    return assert_ok(sw.get(f"/api/1/apps/{app_id}/packages/{pid}{query}", dev))
-
-
-def wait_done(sw, dev, app_id, pid, timeout=90):
-    def done():
-        p = package(sw, dev, app_id, pid)
-        return p if p["Status"] in ("Succeeded", "Failed") else None
-    return wait_for(done, timeout=timeout, interval=0.05, what=f"build {pid}")
-
-
-def build_log(sw, dev, app_id, pid):
-    r = sw.get(f"/api/slipway/apps/{app_id}/packages/{pid}/log", dev)
-    assert r.status_code == 200, r.text
-    return r.text
-
-
-def details(sw, dev, app_id, pid):
-    return assert_ok(sw.get(f"/api/slipway/apps/{app_id}/packages/{pid}", dev))
-
-
-def head_number(sw, dev, app_id, branch="main"):
-    return assert_ok(sw.get(f"/api/1/apps/{app_id}/branches/{branch}", dev))["LatestRevisionNumber"]
-
-
-def untar(blob):
-    p = subprocess.run(["zstd", "-dcq"], input=blob, capture_output=True, check=True)
-    return tarfile.open(fileobj=io.BytesIO(p.stdout))
-
-
-def processes_matching(text):
-    p = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True)
-    return [x for x in p.stdout.split() if x]
 
 
 def test_trivial_build_tags_and_downloads(app):
@@ -307,3 +245,55 @@ def test_executors_limit_parallel_builds(server_factory, tmp_path):
     for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
         assert b0 >= a1, f"builds overlapped with --executors 1: {spans}"
     assert srv.stop() == 0
+
+
+def cgroup_dir(path):
+    """The directory of a cgroup v2 group ("/slipway-.../<id>") on this host, if it exists."""
+    for mount in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        d = mount + path
+        if os.path.isfile(os.path.join(d, "cgroup.procs")):
+            return d
+    return None
+
+
+def test_daemons_die_without_the_sandbox_too(server_factory, tmp_path):
+    """Without bubblewrap (--unsafe-no-sandbox) a daemon that leaves the step's process group
+    and session (setsid) still dies: every build step runs in a cgroup v2 group of its own,
+    killed with cgroup.kill when the step ends, on cancel and on timeout, then removed."""
+    from conftest import Slipway
+    srv = server_factory(extra_args=["--unsafe-no-sandbox"])
+    s = Slipway(srv, str(tmp_path))
+    assert "cgroups: each build runs in a cgroup v2 group" in srv.stderr(), srv.stderr()
+    dev = s.new_user("cg")
+    app_id = s.new_app("cg", [(dev, "developer")])["AppId"]
+    repo = s.clone(app_id, dev)
+    tag = int(time.time() * 1000) % 100000
+    left, waits = f"sleep 5{tag}", f"sleep 6{tag}"
+    daemon = f"setsid {left} </dev/null >/dev/null 2>&1 &"
+
+    # a daemon left running by a step that succeeds
+    commit(repo, {"slipway.yml": yml([daemon, "mkdir -p out && cat /proc/self/cgroup > out/cg"])})
+    pid = start(s, dev, app_id, head_number(s, dev, app_id))
+    assert wait_done(s, dev, app_id, pid)["Status"] == "Succeeded", build_log(s, dev, app_id, pid)
+    tar = untar(s.get(f"/api/1/apps/{app_id}/packages/{pid}/download", dev).content)
+    group = next(line[3:] for line in tar.extractfile("out/cg").read().decode().splitlines()
+                 if line.startswith("0::"))
+    assert group.startswith("/slipway-") and group.endswith(f"/{pid}.2"), group  # step 2
+    wait_for(lambda: not processes_matching(left), timeout=5, what="the daemon killed")
+    wait_for(lambda: cgroup_dir(group) is None, timeout=5, what="the build's cgroup removed")
+
+    # a daemon and a long step, cancelled
+    commit(repo, {"slipway.yml": yml([f"{daemon} {waits}"])})
+    pid = start(s, dev, app_id, head_number(s, dev, app_id), "1.0.1")
+    wait_for(lambda: processes_matching(left) and processes_matching(waits), timeout=30,
+             what="the step and its daemon run")
+    assert sw_cancel(s, dev, app_id, pid).status_code == 202
+    p = wait_done(s, dev, app_id, pid, timeout=20)
+    assert p["Status"] == "Failed" and "cancelled" in details(s, dev, app_id, pid)["Reason"]
+    wait_for(lambda: not processes_matching(left) and not processes_matching(waits), timeout=5,
+             what="no process left")
+    assert srv.stop() == 0
+
+
+def sw_cancel(s, dev, app_id, pid):
+    return s.post(f"/api/slipway/apps/{app_id}/packages/{pid}/cancel", dev)

@@ -10,20 +10,10 @@ import time
 import pytest
 import requests
 
+from builds import TRIVIAL, build_log, commit, head_number, package, start, wait_done, yml
 from conftest import BIN, Slipway, assert_error, assert_ok, wait_for
 
 
-def yml(steps, timeout=None, include=("out/",)):
-    """A slipway.yml with these build steps (each a YAML single-quoted string)."""
-    text = "version: 1\nruntime: shell\nbuild:\n  steps:\n"
-    text += "".join("    - '" + s.replace("'", "''") + "'\n" for s in steps)
-    if timeout:
-        text += f"  timeout: {timeout}\n"
-    text += "package:\n  include:\n" + "".join(f"    - {i}\n" for i in include)
-    return text.encode()
-
-
-TRIVIAL = yml(["mkdir -p out", "echo hello > out/hello.txt"])
 # five lines 0.3 s apart: about 1.2 s from the first to the last
 SLOW_LINES = yml(["for i in 1 2 3 4 5; do echo line-$i; sleep 0.3; done",
                   "mkdir -p out && echo done > out/done.txt"])
@@ -34,40 +24,6 @@ def app(sw):
     dev = sw.new_user("follower")
     a = sw.new_app("follow", [(dev, "developer")])
     return sw, dev, a["AppId"], sw.clone(a["AppId"], dev)
-
-
-def commit(repo, files, branch="main"):
-    ids = repo.commits(1, branch, files=files)
-    repo.push(branch)
-    return ids[-1]
-
-
-def start(sw, dev, app_id, revision, version="1.0.0", branch="main"):
-    r = sw.post(f"/api/1/apps/{app_id}/packages", dev,
-                json={"Branch": branch, "Revision": str(revision), "Version": version,
-                      "Description": "e2e"})
-    return assert_ok(r, 201)["PackageId"]
-
-
-def package(sw, dev, app_id, pid):
-    return assert_ok(sw.get(f"/api/1/apps/{app_id}/packages/{pid}", dev))
-
-
-def wait_done(sw, dev, app_id, pid, timeout=90):
-    def done():
-        p = package(sw, dev, app_id, pid)
-        return p if p["Status"] in ("Succeeded", "Failed") else None
-    return wait_for(done, timeout=timeout, interval=0.05, what=f"build {pid}")
-
-
-def head_number(sw, dev, app_id, branch="main"):
-    return assert_ok(sw.get(f"/api/1/apps/{app_id}/branches/{branch}", dev))["LatestRevisionNumber"]
-
-
-def build_log(sw, dev, app_id, pid):
-    r = sw.get(f"/api/slipway/apps/{app_id}/packages/{pid}/log", dev)
-    assert r.status_code == 200, r.text
-    return r.text
 
 
 def log_url(sw, app_id, pid, query=""):

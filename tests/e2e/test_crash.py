@@ -23,6 +23,8 @@ import time
 
 import pytest
 
+from builds import (TRIVIAL, build_log, commit, details, head_number, package,
+                    processes_matching, start, wait_done, yml)
 from conftest import Slipway, assert_ok, wait_for
 
 # Bugs these tests found, each with its reproducer here. True: when the bug shows, the test is
@@ -52,60 +54,7 @@ def marker(n):
     return f"sleep {n}.9{RUN_ID}"
 
 
-# --- helpers (patterned on test_build.py) -------------------------------------------------------
-
-
-def yml(steps, include=("out/",)):
-    text = "version: 1\nruntime: shell\nbuild:\n  steps:\n"
-    text += "".join("    - '" + s.replace("'", "''") + "'\n" for s in steps)
-    text += "package:\n  include:\n" + "".join(f"    - {i}\n" for i in include)
-    return text.encode()
-
-
-TRIVIAL = yml(["mkdir -p out", "echo hello > out/hello.txt"])
-
-
-def commit(repo, files, branch="main"):
-    ids = repo.commits(1, branch, files=files)
-    repo.push(branch)
-    return ids[-1]
-
-
-def head_number(s, dev, app_id, branch="main"):
-    return assert_ok(s.get(f"/api/1/apps/{app_id}/branches/{branch}", dev))["LatestRevisionNumber"]
-
-
-def start(s, dev, app_id, revision, version="1.0.0"):
-    r = s.post(f"/api/1/apps/{app_id}/packages", dev,
-               json={"Branch": "main", "Revision": str(revision), "Version": version,
-                     "Description": "crash"})
-    return assert_ok(r, 201)["PackageId"]
-
-
-def package(s, dev, app_id, pid):
-    return assert_ok(s.get(f"/api/1/apps/{app_id}/packages/{pid}", dev))
-
-
-def details(s, dev, app_id, pid):
-    return assert_ok(s.get(f"/api/slipway/apps/{app_id}/packages/{pid}", dev))
-
-
-def wait_done(s, dev, app_id, pid, timeout=30):
-    def done():
-        p = package(s, dev, app_id, pid)
-        return p if p["Status"] in ("Succeeded", "Failed") else None
-    return wait_for(done, timeout=timeout, interval=0.02, what=f"build {pid}")
-
-
-def build_log(s, dev, app_id, pid):
-    r = s.get(f"/api/slipway/apps/{app_id}/packages/{pid}/log", dev)
-    return r.text if r.status_code == 200 else ""
-
-
-def processes_matching(text):
-    """Live processes whose command line contains text (zombies have none, so never match)."""
-    p = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True)
-    return [int(x) for x in p.stdout.split() if x]
+# --- helpers ------------------------------------------------------------------------------------
 
 
 def describe(pid):
@@ -278,13 +227,40 @@ def test_kill_during_a_step_with_a_build_queued(server_factory, tmp_path):
     p = package(s, dev, app_id, running)
     assert p["Status"] == "Failed", p
     assert STOPPED in details(s, dev, app_id, running)["Reason"]
-    assert "step 2/3" in build_log(s, dev, app_id, running)
+    log = build_log(s, dev, app_id, running)
+    assert "step 2/3" in log and log.rstrip().endswith(STOPPED + " (found at the next start)"), log
     p = wait_done(s, dev, app_id, queued)
     assert p["Status"] == "Succeeded", build_log(s, dev, app_id, queued)
     assert not os.path.exists(workspace), "the dead build's workspace is still there"
     strays, status = check_packages(s, dev, app_id)
     assert status == {running: "Failed", queued: "Succeeded"}
     assert not strays, strays
+    check_healthy(s, dev, app_id, repo)
+
+
+def test_kill_with_a_daemon_left_without_the_sandbox(server_factory, tmp_path):
+    """Without bubblewrap (--unsafe-no-sandbox) nothing ties a step to the server's life: a
+    SIGKILLed server leaves the step and its daemon (setsid: out of the step's process group)
+    running. The next start kills them through the step's cgroup before it removes the build's
+    workspace."""
+    args = ["--unsafe-no-sandbox", "--executors", "1"]
+    s, dev, app_id, repo = make_app(server_factory, tmp_path, args)
+    daemon, step = marker(8), marker(9)
+    commit(repo, {"slipway.yml": yml([f"setsid {daemon} </dev/null >/dev/null 2>&1 & {step}"])})
+    pid = start(s, dev, app_id, head_number(s, dev, app_id))
+    wait_for(lambda: processes_matching(daemon) and processes_matching(step), timeout=15,
+             what="the step and its daemon run")
+    kill9(s.server)
+    time.sleep(0.2)
+    alive = processes_matching(daemon) + processes_matching(step)
+    assert len(alive) == 2, "expected the step and its daemon to outlive the server"
+
+    restart(s, server_factory, args, repo, app_id, dev)
+    left = wait_no_processes(daemon, timeout=1) + wait_no_processes(step, timeout=1)
+    assert not left, f"the restarted server left the lost build's processes running: {left}"
+    assert package(s, dev, app_id, pid)["Status"] == "Failed"
+    assert STOPPED in build_log(s, dev, app_id, pid)
+    assert not os.path.exists(os.path.join(s.data, "builds", pid))
     check_healthy(s, dev, app_id, repo)
 
 
