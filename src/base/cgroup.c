@@ -58,8 +58,8 @@ static int find_mount(char *out, size_t size)
         if (!sep || sscanf(line, "%*s %*s %*s %4095s %4095s", root, point) != 2 ||
             sscanf(sep + 3, "%63s", fstype) != 1)
             continue;
-        if (strcmp(fstype, "cgroup2") == 0 && strcmp(root, "/") == 0 &&
-            strlen(point) < size && !strchr(point, '\\')) { /* no escaped (odd) mount points */
+        if (strcmp(fstype, "cgroup2") == 0 && strcmp(root, "/") == 0 && strlen(point) < size &&
+            !strchr(point, '\\')) { /* no escaped (odd) mount points */
             strcpy(out, point);
             r = 0;
         }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,83 +68,78 @@ int proc_spawn_at(const char *cwd, const char *path, char *const argv[], char *c
     return -r;
 }
 
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
-
-/* struct clone_args of the clone3 ABI (linux/sched.h, which clashes with glibc's sched.h). */
-struct clone3_args {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
-        set_tid_size, cgroup;
+/* What the child of proc_spawn_into needs; it shares the parent's memory until its execve. */
+struct spawn_req {
+    int cgroup_fd;
+    const char *cwd, *path;
+    char *const *argv, *const *envp;
+    int fds[3];
+    int err; /* set by the child when it fails before or at execve */
 };
 
-/* The child of proc_spawn_into, between clone3 and execve: a copy of a threaded process, so only
- * async-signal-safe calls. An exec failure is sent back as errno on report_fd. */
-static _Noreturn void spawn_child(const char *cwd, const char *path, char *const argv[],
-                                  char *const envp[], const int fds[3], int report_fd)
+/* The child of proc_spawn_into, between clone and execve: it runs on its own stack in the
+ * parent's memory (CLONE_VM, the parent waits: CLONE_VFORK), as posix_spawn's child does, so
+ * only async-signal-safe calls and no writes but req->err. It joins the cgroup first, so nothing
+ * it starts is ever outside. Not instrumented by ASan: its frames never return. */
+__attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
 {
+    struct spawn_req *req = arg;
     struct sigaction dfl = {.sa_handler = SIG_DFL};
     for (int sig = 1; sig < NSIG; sig++)
         sigaction(sig, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP and RT internals */
     sigset_t none;
     sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    int err = 0;
-    if (setpgid(0, 0) < 0)
+    int err = 0, procs = openat(req->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    if (procs < 0 || write(procs, "0", 1) != 1)
+        err = errno;
+    if (procs >= 0)
+        close(procs);
+    if (!err && setpgid(0, 0) < 0)
         err = errno;
     for (int i = 0; i < 3 && !err; i++) {
-        int fd = fds[i] >= 0 ? fds[i] : open("/dev/null", i ? O_WRONLY : O_RDONLY);
+        int fd = req->fds[i] >= 0 ? req->fds[i] : open("/dev/null", i ? O_WRONLY : O_RDONLY);
         if (fd < 0 || (fd == i ? fcntl(fd, F_SETFD, 0) : dup2(fd, i)) < 0)
             err = errno;
     }
-    if (!err && cwd && chdir(cwd) < 0)
+    if (!err && req->cwd && chdir(req->cwd) < 0)
         err = errno;
     if (!err) {
-        execve(path, argv, envp);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(req->path, req->argv, req->envp);
         err = errno;
     }
-    ssize_t w = write(report_fd, &err, sizeof(err));
-    (void)w;
+    req->err = err;
     _exit(127);
 }
 
 int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *const argv[],
                     char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd)
 {
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) < 0)
+    enum { STACK = 256 * 1024 };
+    struct spawn_req req = {cgroup_fd, cwd, path, argv, envp, {in_fd, out_fd, err_fd}, 0};
+    char *stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED)
         return -errno;
+    /* signals stay blocked until the child has reset their handlers (it shares ours) */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int child_pidfd = -1;
-    struct clone3_args args = {
-        .flags = CLONE_PIDFD | CLONE_INTO_CGROUP,
-        .pidfd = (uint64_t)(uintptr_t)&child_pidfd,
-        .exit_signal = SIGCHLD,
-        .cgroup = (uint64_t)cgroup_fd,
-    };
-    const int fds[3] = {in_fd, out_fd, err_fd};
-    long child = syscall(SYS_clone3, &args, sizeof(args));
-    if (child == 0)
-        spawn_child(cwd, path, argv, envp, fds, report[1]);
-    int r = child >= 0                                                     ? 0
-            : errno == ENOSYS || errno == E2BIG || errno == EOPNOTSUPP ? -ENOSYS
-                                                                      : -errno;
-    close(report[1]);
-    if (!r) {
-        int err = 0;
-        ssize_t n;
-        while ((n = read(report[0], &err, sizeof(err))) < 0 && errno == EINTR)
+    int child = clone(spawn_child, stack + STACK, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
+                      &req, &child_pidfd);
+    int r = child >= 0 ? 0 : errno == EINVAL ? -ENOSYS : -errno; /* EINVAL: no CLONE_PIDFD */
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, STACK);
+    if (!r && req.err) { /* it failed before or at execve, and is gone */
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
             ;
-        if (n == (ssize_t)sizeof(err)) { /* the exec failed: the child is gone */
-            while (waitpid((pid_t)child, NULL, 0) < 0 && errno == EINTR)
-                ;
-            close(child_pidfd);
-            r = -err;
-        } else {
-            *pid = (pid_t)child;
-            *pidfd = child_pidfd;
-        }
+        close(child_pidfd);
+        r = -req.err;
+    } else if (!r) {
+        *pid = child;
+        *pidfd = child_pidfd;
     }
-    close(report[0]);
     return r;
 }
 

@@ -16,9 +16,10 @@ int proc_spawn(const char *path, char *const argv[], char *const envp[], int in_
 /* As proc_spawn, with the child's working directory set to cwd (NULL: unchanged). */
 int proc_spawn_at(const char *cwd, const char *path, char *const argv[], char *const envp[],
                   int in_fd, int out_fd, int err_fd, pid_t *pid);
-/* As proc_spawn_at, with the child started inside the cgroup v2 group open as cgroup_fd (clone3
- * with CLONE_INTO_CGROUP: no moment outside it, so nothing it forks escapes), and *pidfd set to
- * a pidfd for it. -ENOSYS when the kernel cannot (before 5.7): use proc_spawn_at then. */
+/* As proc_spawn_at, with the child inside the cgroup v2 group open as cgroup_fd (it joins the
+ * group before its execve, so nothing it starts is ever outside), and *pidfd set to a pidfd for
+ * it. An error joining the group is the spawn's error; -ENOSYS on a kernel without pidfds (before
+ * 5.2): use proc_spawn_at then. */
 int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *const argv[],
                     char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd);
 /* A pidfd for the child (readable once it has exited), or -errno. */

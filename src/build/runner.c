@@ -64,6 +64,8 @@ struct build {
     int64_t deadline_ns;
     int64_t step_started_ns;
     bool killed;
+    /* when each phase ended (monotonic ns): for the server's log line at the end */
+    int64_t t_claimed, t_exported, t_steps, t_packaged;
     char reason[STORE_REASON_MAX + 1]; /* why it failed, once known */
 };
 
@@ -269,8 +271,17 @@ static void build_end(struct build *b, bool ok, int64_t size, const char *sha256
                                          ok ? "" : b->reason, size, sha256) == 0;
     if (!recorded)
         log_error("build %s: cannot record its end", b->pkg.package_id);
-    log_info("build %s of app '%s' %s%s%s", b->pkg.package_id, b->pkg.app_id,
-             ok ? "succeeded" : "failed", ok ? "" : ": ", ok ? "" : b->reason);
+    if (ok) {
+        int64_t now = time_mono_ns();
+        log_info("build %s of app '%s' succeeded in %.1f ms (export %.1f, steps %.1f, package "
+                 "%.1f, tag and record %.1f)",
+                 b->pkg.package_id, b->pkg.app_id, (double)(now - b->t_claimed) / 1e6,
+                 (double)(b->t_exported - b->t_claimed) / 1e6,
+                 (double)(b->t_steps - b->t_exported) / 1e6,
+                 (double)(b->t_packaged - b->t_steps) / 1e6, (double)(now - b->t_packaged) / 1e6);
+    } else {
+        log_info("build %s of app '%s' failed: %s", b->pkg.package_id, b->pkg.app_id, b->reason);
+    }
     if (ok && recorded)
         packages_prune(b->pkg.app, b->pkg.app_id);
     for (size_t i = 0; i < E.nr_running; i++) {
@@ -354,6 +365,7 @@ static char **step_env(const struct build *b, bool sandboxed)
 static int spawn(struct build *b, const char *cwd, const char *path, char *const argv[],
                  char *const env[], int out_fd)
 {
+    step_group_end(b); /* the previous step's */
     if (E.cgroup_fd >= 0) {
         snprintf(b->cg_name, sizeof(b->cg_name), "%s.%zu", b->pkg.package_id, b->step + 1);
         int r = cgroup_create(E.cgroup_fd, b->cg_name, &b->cg_fd);
@@ -364,15 +376,14 @@ static int spawn(struct build *b, const char *cwd, const char *path, char *const
         }
     }
     if (b->cg_fd >= 0) {
-        int r = proc_spawn_into(b->cg_fd, cwd, path, argv, env, -1, out_fd, out_fd, &b->pid,
-                                &b->pidfd);
+        int r =
+            proc_spawn_into(b->cg_fd, cwd, path, argv, env, -1, out_fd, out_fd, &b->pid, &b->pidfd);
         if (r != -ENOSYS) {
             if (r)
                 step_group_end(b);
             return r;
         }
-        log_warn("cgroups: the kernel cannot start a process in a cgroup (clone3): builds run "
-                 "without one");
+        log_warn("cgroups: the kernel has no pidfds (Linux 5.2): builds run without cgroups");
         step_group_end(b);
         cgroup_parent_close(E.cgroup_fd);
         E.cgroup_fd = -1;
@@ -520,9 +531,10 @@ static void step_done(struct build *b)
     }
     /* anything the step left behind: in its cgroup, or at least in its process group */
     kill(-b->pid, SIGKILL);
+    if (b->cg_fd >= 0 && cgroup_populated(b->cg_fd) == 1)
+        cgroup_kill(b->cg_fd); /* removed later, off the build's path: step_group_end() */
     int status = proc_wait(b->pid);
     b->pid = 0;
-    step_group_end(b);
     double secs = (double)(time_mono_ns() - b->step_started_ns) / 1e9;
     if (b->reason[0]) { /* killed: timeout or cancel; the reason is set */
         build_end(b, false, 0, NULL);
@@ -539,6 +551,7 @@ static void step_done(struct build *b)
             build_fail(b, "cannot start step %zu", b->step + 1);
         return;
     }
+    b->t_steps = time_mono_ns();
     build_finish_package(b);
 }
 
@@ -574,6 +587,7 @@ static void build_finish_package(struct build *b)
                       manifest, dest, &lim, sha, &size, err, sizeof(err));
     if (r)
         goto fail;
+    b->t_packaged = time_mono_ns();
     struct vcs_repo *repo;
     char *repo_path = NULL;
     if (asprintf(&repo_path, "%s/repos/%s.git", E.cfg.data_dir, b->pkg.app_id) >= 0 &&
@@ -611,6 +625,7 @@ static void build_start(struct build *b)
     b->out_watch = (struct watch){WATCH_OUTPUT, b};
     b->exit_watch = (struct watch){WATCH_EXIT, b};
     E.running[E.nr_running++] = b;
+    b->t_claimed = time_mono_ns();
 
     if (!(log_path = runner_log_path(E.cfg.data_dir, b->pkg.package_id)) ||
         !(log_dir = strndup(log_path, (size_t)(strrchr(log_path, '/') - log_path))) ||
@@ -673,7 +688,8 @@ static void build_start(struct build *b)
         build_fail(b, "cannot export revision %s into the workspace", b->pkg.revision);
         goto out;
     }
-    b->deadline_ns = time_mono_ns() + b->pl.build_timeout_s * 1000000000LL;
+    b->t_exported = time_mono_ns();
+    b->deadline_ns = b->t_exported + b->pl.build_timeout_s * 1000000000LL;
     b->step = 0;
     if (step_start(b))
         build_fail(b, "cannot start step 1");

@@ -66,12 +66,13 @@ Test(cgroup, a_tree_with_a_daemon_dies_whole)
     cr_assert_eq(cgroup_populated(group), 0);
     int out[2];
     cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
-    char *argv[] = {"sh", "-c", "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!; exec sleep 301",
-                    NULL};
+    char *argv[] = {"sh", "-c",
+                    "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!; exec sleep 301", NULL};
     char *env[] = {"PATH=/usr/bin:/bin", NULL};
     pid_t pid;
     int pidfd;
-    cr_assert_eq(proc_spawn_into(group, "/", "/bin/sh", argv, env, -1, out[1], -1, &pid, &pidfd), 0);
+    cr_assert_eq(proc_spawn_into(group, "/", "/bin/sh", argv, env, -1, out[1], -1, &pid, &pidfd),
+                 0);
     close(out[1]);
     pid_t daemon = read_pid(out[0]);
     close(out[0]);
@@ -132,9 +133,9 @@ Test(cgroup, exec_failure_is_an_error_of_the_spawn)
     char *env[] = {NULL};
     pid_t pid = 0;
     int pidfd = -1;
-    cr_assert_eq(proc_spawn_into(group, NULL, "/nonexistent/program", argv, env, -1, -1, -1, &pid,
-                                 &pidfd),
-                 -ENOENT);
+    cr_assert_eq(
+        proc_spawn_into(group, NULL, "/nonexistent/program", argv, env, -1, -1, -1, &pid, &pidfd),
+        -ENOENT);
     cr_assert_eq(proc_spawn_into(group, "/nonexistent-dir", "/bin/true", argv, env, -1, -1, -1,
                                  &pid, &pidfd),
                  -ENOENT);
