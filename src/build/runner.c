@@ -37,10 +37,23 @@
 #define MAX_EXECUTORS 64
 #define STOPPED       "the server stopped during the build"
 
-enum watch_kind { WATCH_WAKE, WATCH_OUTPUT, WATCH_EXIT };
+enum watch_kind { WATCH_WAKE, WATCH_OUTPUT, WATCH_EXIT, WATCH_WARM };
+struct warm;
 struct watch {
     enum watch_kind kind;
     struct build *build;
+    struct warm *warm; /* WATCH_WARM */
+};
+
+/* A sandbox set up ahead of the next build (bubblewrap's set-up is most of a trivial build's
+ * time): it waits on its stdin before it runs /slipway/run, which the build writes. Only the
+ * first step of a build without build.network takes one; the others start cold. */
+struct warm {
+    pid_t pid;
+    int pidfd, out_fd, go_fd, cg_fd;
+    char root[PATH_MAX]; /* DIR/builds/warm-<server pid>-<n>: the build's root once taken */
+    char cg_name[48];
+    struct watch exit_watch;
 };
 
 struct build {
@@ -58,6 +71,7 @@ struct build {
      * One per step: a group cgroup.kill was written to kills what is started in it later. */
     int cg_fd;
     char cg_name[48];
+    struct warm *warm; /* the warm sandbox its first step takes, if any */
     pid_t pid;
     int pidfd, out_fd;
     struct watch out_watch, exit_watch;
@@ -81,6 +95,9 @@ static struct {
     struct watch wake_watch;
     struct build *running[MAX_EXECUTORS];
     size_t nr_running;
+    struct warm *warm[MAX_EXECUTORS];
+    size_t nr_warm;
+    unsigned long long warm_seq;
 } E = {.wake_fd = -1, .epoll_fd = -1, .cgroup_fd = -1};
 
 char *runner_package_path(const char *data_dir, const char *app_id, const char *package_id)
@@ -179,6 +196,8 @@ static void step_group_end(struct build *b)
     b->cg_fd = -1;
 }
 
+static void warm_discard(struct warm *w);
+
 static void build_free(struct build *b)
 {
     if (b->out_fd >= 0)
@@ -188,6 +207,10 @@ static void build_free(struct build *b)
     if (b->log_fd >= 0)
         close(b->log_fd);
     step_group_end(b);
+    if (b->warm) { /* taken, never started: its directory is the build's */
+        b->warm->root[0] = '\0';
+        warm_discard(b->warm);
+    }
     if (b->root)
         fs_remove_tree(b->root);
     if (b->have_pl)
@@ -394,87 +417,268 @@ static int spawn(struct build *b, const char *cwd, const char *path, char *const
     return r;
 }
 
+/* The bubblewrap command line of a step: read-only /usr and a few /etc files, the workspace at
+ * /workspace, the build's private /tmp, the step scripts read-only at /slipway, no network
+ * unless asked for, its own pid namespace. `block`: bwrap sets the sandbox up, then waits for a
+ * byte on its stdin before it starts the command (a warm sandbox). */
+static void sandbox_argv(const char *root, bool network, bool block, const char *command,
+                         const char *argv[64], char paths[3][PATH_MAX])
+{
+    size_t a = 0;
+    snprintf(paths[0], PATH_MAX, "%s/ws", root);
+    snprintf(paths[1], PATH_MAX, "%s/tmp", root);
+    snprintf(paths[2], PATH_MAX, "%s/slipway", root);
+    argv[a++] = "bwrap";
+    argv[a++] = "--die-with-parent";
+    argv[a++] = "--new-session";
+    argv[a++] = "--unshare-all";
+    if (network)
+        argv[a++] = "--share-net";
+    if (block) {
+        argv[a++] = "--block-fd";
+        argv[a++] = "0";
+    }
+    const char *ro[] = {"/usr",
+                        "/etc/alternatives",
+                        "/etc/ld.so.cache",
+                        "/etc/passwd",
+                        "/etc/group",
+                        "/etc/ssl",
+                        "/etc/ca-certificates",
+                        network ? "/etc/resolv.conf" : NULL,
+                        network ? "/etc/hosts" : NULL};
+    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
+        if (!ro[i])
+            continue;
+        argv[a++] = "--ro-bind-try";
+        argv[a++] = ro[i];
+        argv[a++] = ro[i];
+    }
+    const char *links[][2] = {
+        {"usr/bin", "/bin"}, {"usr/sbin", "/sbin"}, {"usr/lib", "/lib"}, {"usr/lib64", "/lib64"}};
+    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+        argv[a++] = "--symlink";
+        argv[a++] = links[i][0];
+        argv[a++] = links[i][1];
+    }
+    const char *tail[] = {"--dev",     "/dev",    "--proc",   "/proc",   "--bind",
+                          paths[1],    "/tmp",    "--bind",   paths[0],  "/workspace",
+                          "--ro-bind", paths[2],  "/slipway", "--chdir", "/workspace",
+                          "--",        "/bin/sh", "-e",       command,   NULL};
+    for (size_t i = 0; i < sizeof(tail) / sizeof(tail[0]); i++)
+        argv[a++] = tail[i];
+}
+
+/* The directories of a build: root/ws (the workspace), root/tmp, root/slipway (step scripts). */
+static int build_dirs(const char *root)
+{
+    char path[PATH_MAX];
+    const char *sub[] = {"ws", "tmp", "slipway"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", root, sub[i]);
+        int r = fs_mkdirs(path, 0700);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+/* ---- warm sandboxes ------------------------------------------------------------------------ */
+
+static void warm_discard(struct warm *w)
+{
+    epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, w->pidfd, NULL);
+    if (w->cg_fd >= 0)
+        cgroup_kill(w->cg_fd);
+    kill(-w->pid, SIGKILL);
+    kill(w->pid, SIGKILL);
+    proc_wait(w->pid);
+    if (w->cg_fd >= 0)
+        cgroup_destroy(E.cgroup_fd, w->cg_name, w->cg_fd, 2000);
+    close(w->pidfd);
+    close(w->out_fd);
+    close(w->go_fd);
+    if (w->root[0]) /* empty once the directory is a build's */
+        fs_remove_tree(w->root);
+    free(w);
+}
+
+static void warm_remove(struct warm *w)
+{
+    for (size_t i = 0; i < E.nr_warm; i++) {
+        if (E.warm[i] == w) {
+            E.warm[i] = E.warm[--E.nr_warm];
+            break;
+        }
+    }
+}
+
+/* Keeps one warm sandbox per free executor. */
+static void warm_fill(void)
+{
+    while (E.bwrap && !E.cfg.unsafe_no_sandbox && E.nr_warm + E.nr_running < E.cfg.executors &&
+           !atomic_load(&E.stopping)) {
+        struct warm *w = calloc(1, sizeof(*w));
+        int go[2] = {-1, -1}, out[2] = {-1, -1};
+        if (!w)
+            return;
+        w->cg_fd = w->pidfd = -1;
+        snprintf(w->root, sizeof(w->root), "%s/builds/warm-%ld-%llu", E.cfg.data_dir,
+                 (long)getpid(), (unsigned long long)++E.warm_seq);
+        snprintf(w->cg_name, sizeof(w->cg_name), "warm-%llu", (unsigned long long)E.warm_seq);
+        const char *argv[64];
+        char paths[3][PATH_MAX];
+        char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "LANG=C.UTF-8",
+                       NULL};
+        sandbox_argv(w->root, false, true, "/slipway/run", argv, paths);
+        int r = build_dirs(w->root);
+        if (!r && (pipe2(go, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0))
+            r = -errno;
+        if (!r && E.cgroup_fd >= 0 && cgroup_create(E.cgroup_fd, w->cg_name, &w->cg_fd))
+            w->cg_fd = -1;
+        if (!r && w->cg_fd >= 0)
+            r = proc_spawn_into(w->cg_fd, NULL, E.bwrap, (char *const *)argv, env, go[0], out[1],
+                                out[1], &w->pid, &w->pidfd);
+        else if (!r && !(r = proc_spawn(E.bwrap, (char *const *)argv, env, go[0], out[1], out[1],
+                                        &w->pid)))
+            w->pidfd = proc_pidfd(w->pid);
+        close(go[0]);
+        close(out[1]);
+        if (r || w->pidfd < 0) {
+            log_warn("cannot start a warm sandbox: %s", strerror(r ? -r : EMFILE));
+            if (!r)
+                proc_kill_wait(w->pid);
+            if (w->cg_fd >= 0)
+                cgroup_destroy(E.cgroup_fd, w->cg_name, w->cg_fd, 2000);
+            close(go[1]);
+            close(out[0]);
+            fs_remove_tree(w->root);
+            free(w);
+            return;
+        }
+        w->go_fd = go[1];
+        w->out_fd = out[0];
+        w->exit_watch = (struct watch){.kind = WATCH_WARM, .warm = w};
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->exit_watch};
+        epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, w->pidfd, &ev);
+        E.warm[E.nr_warm++] = w;
+    }
+}
+
+/* A warm sandbox ended while it waited (it should not): it goes. */
+static void warm_died(struct warm *w)
+{
+    log_warn("a warm sandbox exited before use; discarding it");
+    warm_remove(w);
+    warm_discard(w);
+}
+
+/* Gives a warm sandbox to the build (before its export): its directory becomes the build's
+ * root (not renamed: bwrap may still be binding it). */
+static bool warm_take(struct build *b)
+{
+    if (!E.nr_warm)
+        return false;
+    struct warm *w = E.warm[0]; /* the oldest: the most likely to be set up by now */
+    char *root = NULL, *ws = NULL, *tmp = NULL;
+    if (asprintf(&root, "%s", w->root) < 0 || asprintf(&ws, "%s/ws", w->root) < 0 ||
+        asprintf(&tmp, "%s/tmp", w->root) < 0) {
+        free(root);
+        free(ws);
+        return false;
+    }
+    memmove(&E.warm[0], &E.warm[1], --E.nr_warm * sizeof(E.warm[0]));
+    free(b->root);
+    free(b->ws);
+    free(b->tmp);
+    b->root = root;
+    b->ws = ws;
+    b->tmp = tmp;
+    epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, w->pidfd, NULL);
+    b->warm = w;
+    return true;
+}
+
+/* Appends `export NAME='value'` lines for the step's environment (the warm sandbox started with
+ * the fixed part only). */
+static void add_exports(struct strbuf *sb, char *const env[])
+{
+    for (size_t i = 0; env[i]; i++) {
+        const char *eq = strchr(env[i], '=');
+        strbuf_addf(sb, "export %.*s='", (int)(eq - env[i]), env[i]);
+        for (const char *c = eq + 1; *c; c++) {
+            if (*c == '\'')
+                strbuf_adds(sb, "'\\''");
+            else
+                strbuf_addch(sb, *c);
+        }
+        strbuf_adds(sb, "'\n");
+    }
+}
+
+/* ---- steps (continued) --------------------------------------------------------------------- */
+
 static int step_start(struct build *b)
 {
-    char *script = NULL;
+    char script[PATH_MAX];
     char **env = NULL;
     int pipefd[2] = {-1, -1};
     int r = -ENOMEM;
     const char *text = b->pl.build_steps[b->step];
     bool sandboxed = !E.cfg.unsafe_no_sandbox;
+    struct warm *w = b->step == 0 ? b->warm : NULL;
 
+    b->warm = NULL;
     log_line(b, "==> step %zu/%zu: %s", b->step + 1, b->pl.nr_build_steps, text);
-    /* The step's text goes into a script file: never into a command line. */
-    if (asprintf(&script, "%s/step-%zu.sh", b->root, b->step + 1) < 0)
+    /* The step's text goes into a script file: never into a command line. No fsync: the
+     * workspace does not outlive a crash. */
+    snprintf(script, sizeof(script), "%s/slipway/step-%zu.sh", b->root, b->step + 1);
+    if ((r = fs_write(script, text, strlen(text), 0644)))
         goto out;
-    if ((r = fs_write_atomic(script, text, strlen(text), 0644)))
-        goto out;
+    r = -ENOMEM;
     if (!(env = step_env(b, sandboxed)))
         goto out;
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    if (w) {
+        struct strbuf run = STRBUF_INIT;
+        char path[PATH_MAX];
+        strbuf_adds(&run, "exec </dev/null\n");
+        add_exports(&run, env);
+        strbuf_adds(&run, ". /slipway/step-1.sh\n");
+        snprintf(path, sizeof(path), "%s/slipway/run", b->root);
+        r = !strbuf_ok(&run) ? -ENOMEM : fs_write(path, run.buf, run.len, 0644);
+        strbuf_release(&run);
+        if (r)
+            goto out;
+        step_group_end(b);
+        b->pid = w->pid;
+        b->pidfd = w->pidfd;
+        b->cg_fd = w->cg_fd;
+        w->cg_fd = w->pidfd = -1;
+        snprintf(b->cg_name, sizeof(b->cg_name), "%s.1", b->pkg.package_id);
+        if (b->cg_fd >= 0 && renameat(E.cgroup_fd, w->cg_name, E.cgroup_fd, b->cg_name) < 0)
+            snprintf(b->cg_name, sizeof(b->cg_name), "%s", w->cg_name);
+        pipefd[0] = w->out_fd;
+        w->out_fd = -1;
+        r = write(w->go_fd, "", 1) == 1 ? 0 : -errno; /* go */
+        if (r) {
+            proc_kill_wait(b->pid);
+            b->pid = 0;
+        }
+    } else if (pipe2(pipefd, O_CLOEXEC) < 0) {
         r = -errno;
         goto out;
-    }
-    if (sandboxed) {
+    } else if (sandboxed) {
         const char *argv[64];
-        size_t a = 0;
-        argv[a++] = "bwrap";
-        argv[a++] = "--die-with-parent";
-        argv[a++] = "--new-session";
-        argv[a++] = "--unshare-all";
-        if (b->pl.build_network)
-            argv[a++] = "--share-net";
-        const char *ro[] = {"/usr",
-                            "/etc/alternatives",
-                            "/etc/ld.so.cache",
-                            "/etc/passwd",
-                            "/etc/group",
-                            "/etc/ssl",
-                            "/etc/ca-certificates",
-                            b->pl.build_network ? "/etc/resolv.conf" : NULL,
-                            b->pl.build_network ? "/etc/hosts" : NULL};
-        for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
-            if (!ro[i])
-                continue;
-            argv[a++] = "--ro-bind-try";
-            argv[a++] = ro[i];
-            argv[a++] = ro[i];
-        }
-        const char *links[][2] = {{"usr/bin", "/bin"},
-                                  {"usr/sbin", "/sbin"},
-                                  {"usr/lib", "/lib"},
-                                  {"usr/lib64", "/lib64"}};
-        for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
-            argv[a++] = "--symlink";
-            argv[a++] = links[i][0];
-            argv[a++] = links[i][1];
-        }
-        argv[a++] = "--dev";
-        argv[a++] = "/dev";
-        argv[a++] = "--proc";
-        argv[a++] = "/proc";
-        argv[a++] = "--bind"; /* the build's private /tmp, kept from step to step */
-        argv[a++] = b->tmp;
-        argv[a++] = "/tmp";
-        argv[a++] = "--bind";
-        argv[a++] = b->ws;
-        argv[a++] = "/workspace";
-        argv[a++] = "--ro-bind";
-        argv[a++] = script;
-        argv[a++] = "/slipway-step.sh";
-        argv[a++] = "--chdir";
-        argv[a++] = "/workspace";
-        argv[a++] = "--";
-        argv[a++] = "/bin/sh";
-        argv[a++] = "-e";
-        argv[a++] = "/slipway-step.sh";
-        argv[a] = NULL;
+        char paths[3][PATH_MAX], command[64];
+        snprintf(command, sizeof(command), "/slipway/step-%zu.sh", b->step + 1);
+        sandbox_argv(b->root, b->pl.build_network, false, command, argv, paths);
         r = spawn(b, NULL, E.bwrap, (char *const *)argv, env, pipefd[1]);
     } else {
         char *argv[] = {"sh", "-e", script, NULL};
         r = spawn(b, b->ws, "/bin/sh", argv, env, pipefd[1]);
     }
-    close(pipefd[1]);
+    if (pipefd[1] >= 0)
+        close(pipefd[1]);
     pipefd[1] = -1;
     if (r) {
         log_line(b, "==> cannot start the step: %s", strerror(-r));
@@ -493,9 +697,17 @@ static int step_start(struct build *b)
     }
     r = 0;
 out:
+    if (w) {
+        w->root[0] = '\0';   /* the build's directory now */
+        if (w->pidfd >= 0) { /* a failure before it was handed over */
+            warm_discard(w);
+        } else {
+            close(w->go_fd);
+            free(w);
+        }
+    }
     if (pipefd[0] >= 0)
         close(pipefd[0]);
-    free(script);
     strv_free(env);
     return r;
 }
@@ -622,8 +834,8 @@ static void build_start(struct build *b)
     b->cg_fd = -1;
     b->out_fd = -1;
     b->pidfd = -1;
-    b->out_watch = (struct watch){WATCH_OUTPUT, b};
-    b->exit_watch = (struct watch){WATCH_EXIT, b};
+    b->out_watch = (struct watch){.kind = WATCH_OUTPUT, .build = b};
+    b->exit_watch = (struct watch){.kind = WATCH_EXIT, .build = b};
     E.running[E.nr_running++] = b;
     b->t_claimed = time_mono_ns();
 
@@ -682,9 +894,10 @@ static void build_start(struct build *b)
         build_fail(b, "out of memory");
         goto out;
     }
-    fs_remove_tree(b->root);
-    if (fs_mkdirs(b->ws, 0700) || fs_mkdirs(b->tmp, 0700) ||
-        vcs_export(repo, b->pkg.revision, b->ws)) {
+    bool warm = E.bwrap && !E.cfg.unsafe_no_sandbox && !b->pl.build_network && warm_take(b);
+    if (!warm)
+        fs_remove_tree(b->root);
+    if ((!warm && build_dirs(b->root)) || vcs_export(repo, b->pkg.revision, b->ws)) {
         build_fail(b, "cannot export revision %s into the workspace", b->pkg.revision);
         goto out;
     }
@@ -750,6 +963,7 @@ static void *engine(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     while (!atomic_load(&E.stopping)) {
         fill_slots();
+        warm_fill();
         int64_t next = check_running();
         int timeout = -1;
         if (next != INT64_MAX) {
@@ -764,6 +978,8 @@ static void *engine(void *arg)
                 uint64_t v;
                 ssize_t rd = read(E.wake_fd, &v, sizeof(v));
                 (void)rd;
+            } else if (w->kind == WATCH_WARM) {
+                warm_died(w->warm);
             } else if (w->kind == WATCH_OUTPUT) {
                 output_drain(w->build);
                 if (ev[i].events & (EPOLLHUP | EPOLLERR)) /* the step closed its output */
@@ -788,6 +1004,8 @@ static void *engine(void *arg)
         else
             build_end(b, false, 0, NULL);
     }
+    while (E.nr_warm)
+        warm_discard(E.warm[--E.nr_warm]);
     vcs_thread_release();
     store_thread_release();
     return NULL;
@@ -951,7 +1169,7 @@ int runner_start(const struct runner_config *cfg)
     E.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (E.wake_fd < 0 || E.epoll_fd < 0)
         return -errno;
-    E.wake_watch = (struct watch){WATCH_WAKE, NULL};
+    E.wake_watch = (struct watch){.kind = WATCH_WAKE};
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &E.wake_watch};
     epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, E.wake_fd, &ev);
     atomic_store(&E.stopping, false);

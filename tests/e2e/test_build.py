@@ -297,3 +297,27 @@ def test_daemons_die_without_the_sandbox_too(server_factory, tmp_path):
 
 def sw_cancel(s, dev, app_id, pid):
     return s.post(f"/api/slipway/apps/{app_id}/packages/{pid}/cancel", dev)
+
+
+def test_first_step_environment_in_a_warm_sandbox(app):
+    """The first step runs in a sandbox set up before the build (its environment comes from the
+    step's wrapper script): the variables, quotes and all, the workspace, stdin from /dev/null,
+    and the later steps (cold sandboxes) see the same."""
+    sw, dev, app_id, repo = app
+    text = ("version: 1\nruntime: shell\nbuild:\n  env:\n    GREETING: \"it's \\\"$HOME\\\" `x`\"\n"
+            "  steps:\n"
+            "    - 'mkdir -p out && printf \"%s|%s|%s|%s\" \"$GREETING\" \"$SLIPWAY_VERSION\" "
+            "\"$PWD\" \"$(readlink /proc/self/fd/0)\" > out/one'\n"
+            "    - 'printf \"%s|%s\" \"$GREETING\" \"$SLIPWAY_VERSION\" > out/two'\n"
+            "package:\n  include:\n    - out/\n")
+    commit(repo, {"slipway.yml": text.encode()})
+    n = head_number(sw, dev, app_id)
+    for i in range(3):  # the first takes the sandbox set up at start, the next ones fresh ones
+        pid = start(sw, dev, app_id, n, f"2.0.{i}")
+        assert wait_done(sw, dev, app_id, pid)["Status"] == "Succeeded", \
+            build_log(sw, dev, app_id, pid)
+        tar = untar(sw.get(f"/api/1/apps/{app_id}/packages/{pid}/download", dev).content)
+        version = f"2.0.{i}.{n}"
+        assert tar.extractfile("out/one").read().decode() == \
+            f"it's \"$HOME\" `x`|{version}|/workspace|/dev/null"
+        assert tar.extractfile("out/two").read().decode() == f"it's \"$HOME\" `x`|{version}"

@@ -213,9 +213,15 @@ def test_kill_during_a_step_with_a_build_queued(server_factory, tmp_path):
     wait_for(lambda: processes_matching(m), timeout=15, what="the step's sleep")
     assert package(s, dev, app_id, running)["Status"] == "Building"
     assert package(s, dev, app_id, queued)["Status"] == "Queued"
-    workspace = os.path.join(s.data, "builds", running)
-    sandbox = processes_matching(workspace)  # both bwraps carry the workspace in their argv
+    # both bwraps carry the build's workspace, under DIR/builds/, in their argv (a build's
+    # directory is named after it, or after the warm sandbox it took)
+    workspace = os.path.join(s.data, "builds") + "/"
+    sandbox = processes_matching(workspace)
     assert len(sandbox) >= 2, "expected the outer bwrap and the sandbox's pid 1"
+    with open(f"/proc/{sandbox[0]}/cmdline", "rb") as f:
+        argv = f.read().decode().split("\0")
+    build_dir = next(os.path.dirname(a) for a in argv if a.startswith(workspace)
+                     and a.endswith("/ws"))
 
     kill9(s.server)
     # --die-with-parent: the outer bwrap gets SIGKILL when the server (its parent) dies, the
@@ -231,7 +237,7 @@ def test_kill_during_a_step_with_a_build_queued(server_factory, tmp_path):
     assert "step 2/3" in log and log.rstrip().endswith(STOPPED + " (found at the next start)"), log
     p = wait_done(s, dev, app_id, queued)
     assert p["Status"] == "Succeeded", build_log(s, dev, app_id, queued)
-    assert not os.path.exists(workspace), "the dead build's workspace is still there"
+    assert not os.path.exists(build_dir), "the dead build's workspace is still there"
     strays, status = check_packages(s, dev, app_id)
     assert status == {running: "Failed", queued: "Succeeded"}
     assert not strays, strays
@@ -260,7 +266,7 @@ def test_kill_with_a_daemon_left_without_the_sandbox(server_factory, tmp_path):
     assert not left, f"the restarted server left the lost build's processes running: {left}"
     assert package(s, dev, app_id, pid)["Status"] == "Failed"
     assert STOPPED in build_log(s, dev, app_id, pid)
-    assert not os.path.exists(os.path.join(s.data, "builds", pid))
+    assert not os.path.exists(os.path.join(s.data, "builds", pid))  # the cold build's directory
     check_healthy(s, dev, app_id, repo)
 
 
@@ -282,7 +288,7 @@ def test_kill_right_after_asking_for_a_build(server_factory, tmp_path):
         # server's last milliseconds may outlive it; the next start kills such sandboxes
         restart(s, server_factory, ["--executors", "1"], repo, app_id, dev)
         time.sleep(0.2)  # a killed sandbox's processes take a moment to go
-        left = [x for x in processes_matching(os.path.join(s.data, "builds", pid))
+        left = [x for x in processes_matching(os.path.join(s.data, "builds") + "/")
                 if not descends_from(x, s.server.proc.pid)]
         if left:
             orphans.append(f"{delay_ms} ms after the POST, after the restart: "

@@ -211,7 +211,8 @@ def test_email_with_plus_and_upper_case_in_the_url(sw):
 
 
 def server_children(pid):
-    """Processes whose parent is pid (git http-backend while it serves)."""
+    """Processes whose parent is pid, but the warm build sandboxes (bwrap) it keeps: git
+    http-backend while it serves, or its zombie."""
     kids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -222,8 +223,9 @@ def server_children(pid):
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:
-            kids.append((int(entry), stat.split("(", 1)[1].split(")")[0], fields[0]))
+        comm = stat.split("(", 1)[1].split(")")[0]
+        if int(fields[1]) == pid and comm != "bwrap":
+            kids.append((int(entry), comm, fields[0]))
     return kids
 
 
