@@ -7,7 +7,6 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,46 +30,12 @@ int proc_pidfd(pid_t pid)
 int proc_spawn_at(const char *cwd, const char *path, char *const argv[], char *const envp[],
                   int in_fd, int out_fd, int err_fd, pid_t *pid)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    int r = posix_spawn_file_actions_init(&fa);
-    if (r)
-        return -r;
-    if ((r = posix_spawnattr_init(&attr))) {
-        posix_spawn_file_actions_destroy(&fa);
-        return -r;
-    }
-    const int fds[3] = {in_fd, out_fd, err_fd};
-    for (int i = 0; i < 3 && !r; i++) {
-        if (fds[i] < 0)
-            r = posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i ? O_WRONLY : O_RDONLY, 0);
-        else
-            r = posix_spawn_file_actions_adddup2(&fa, fds[i], i);
-    }
-    if (!r && cwd)
-        r = posix_spawn_file_actions_addchdir_np(&fa, cwd);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    if (!r)
-        r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                POSIX_SPAWN_SETSIGDEF);
-    if (!r)
-        r = posix_spawnattr_setpgroup(&attr, 0);
-    if (!r)
-        r = posix_spawnattr_setsigmask(&attr, &none);
-    if (!r)
-        r = posix_spawnattr_setsigdefault(&attr, &all);
-    if (!r)
-        r = posix_spawn(pid, path, &fa, &attr, argv, envp);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    return -r;
+    return proc_spawn_into(-1, cwd, path, argv, envp, in_fd, out_fd, err_fd, pid, NULL);
 }
 
 /* What the child of proc_spawn_into needs; it shares the parent's memory until its execve. */
 struct spawn_req {
-    int cgroup_fd;
+    int cgroup_fd; /* -1: none */
     const char *cwd, *path;
     char *const *argv, *const *envp;
     int fds[3];
@@ -79,8 +44,9 @@ struct spawn_req {
 
 /* The child of proc_spawn_into, between clone and execve: it runs on its own stack in the
  * parent's memory (CLONE_VM, the parent waits: CLONE_VFORK), as posix_spawn's child does, so
- * only async-signal-safe calls and no writes but req->err. It joins the cgroup first, so nothing
- * it starts is ever outside. Not instrumented by ASan: its frames never return. */
+ * only async-signal-safe calls and no writes but req->err. It joins its cgroup first, so nothing
+ * it starts is ever outside (posix_spawn cannot do that before glibc 2.39). Not instrumented by
+ * ASan: its frames never return. */
 __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
 {
     struct spawn_req *req = arg;
@@ -89,11 +55,14 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
         sigaction(sig, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP and RT internals */
     sigset_t none;
     sigemptyset(&none);
-    int err = 0, procs = openat(req->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-    if (procs < 0 || write(procs, "0", 1) != 1)
-        err = errno;
-    if (procs >= 0)
-        close(procs);
+    int err = 0;
+    if (req->cgroup_fd >= 0) {
+        int procs = openat(req->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+        if (procs < 0 || write(procs, "0", 1) != 1)
+            err = errno;
+        if (procs >= 0)
+            close(procs);
+    }
     if (!err && setpgid(0, 0) < 0)
         err = errno;
     for (int i = 0; i < 3 && !err; i++) {
@@ -126,19 +95,22 @@ int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *cons
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int child_pidfd = -1;
-    int child = clone(spawn_child, stack + STACK, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD,
-                      &req, &child_pidfd);
-    int r = child >= 0 ? 0 : errno == EINVAL ? -ENOSYS : -errno; /* EINVAL: no CLONE_PIDFD */
+    int child =
+        clone(spawn_child, stack + STACK,
+              CLONE_VM | CLONE_VFORK | (pidfd ? CLONE_PIDFD : 0) | SIGCHLD, &req, &child_pidfd);
+    int r = child >= 0 ? 0 : -errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     munmap(stack, STACK);
     if (!r && req.err) { /* it failed before or at execve, and is gone */
         while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
             ;
-        close(child_pidfd);
+        if (pidfd)
+            close(child_pidfd);
         r = -req.err;
     } else if (!r) {
         *pid = child;
-        *pidfd = child_pidfd;
+        if (pidfd)
+            *pidfd = child_pidfd;
     }
     return r;
 }

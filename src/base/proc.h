@@ -1,5 +1,6 @@
-/* proc — the only code that starts processes. posix_spawn (no fork of the threaded server), a new
- * process group per child, an environment the caller builds explicitly (never the server's own),
+/* proc — the only code that starts processes. The child is cloned with CLONE_VM|CLONE_VFORK as
+ * posix_spawn does (no fork of the threaded server), may join a cgroup before its execve, and
+ * gets a new process group, an environment the caller builds explicitly (never the server's own),
  * stdio redirected to the given descriptors. A failed exec is reported as an error by
  * proc_spawn itself, distinct from a child that ran and exited non-zero.
  */
@@ -16,10 +17,9 @@ int proc_spawn(const char *path, char *const argv[], char *const envp[], int in_
 /* As proc_spawn, with the child's working directory set to cwd (NULL: unchanged). */
 int proc_spawn_at(const char *cwd, const char *path, char *const argv[], char *const envp[],
                   int in_fd, int out_fd, int err_fd, pid_t *pid);
-/* As proc_spawn_at, with the child inside the cgroup v2 group open as cgroup_fd (it joins the
- * group before its execve, so nothing it starts is ever outside), and *pidfd set to a pidfd for
- * it. An error joining the group is the spawn's error; -ENOSYS on a kernel without pidfds (before
- * 5.2): use proc_spawn_at then. */
+/* As proc_spawn_at, with the child inside the cgroup v2 group open as cgroup_fd (-1: none; it
+ * joins the group before its execve, so nothing it starts is ever outside; failing to is the
+ * spawn's error), and, when pidfd is not NULL, *pidfd set to a pidfd for it (Linux 5.2). */
 int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *const argv[],
                     char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd);
 /* A pidfd for the child (readable once it has exited), or -errno. */

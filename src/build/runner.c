@@ -384,36 +384,28 @@ static char **step_env(const struct build *b, bool sandboxed)
     return env;
 }
 
-/* Starts a step's process: in the build's cgroup where there is one. */
+/* A new cgroup under the builds' parent: its descriptor, or -1 (no cgroups here, or it failed,
+ * which is said: the process then runs without one). */
+static int group_new(const char *name)
+{
+    int fd = -1, r;
+    if (E.cgroup_fd >= 0 && (r = cgroup_create(E.cgroup_fd, name, &fd))) {
+        log_warn("cannot create cgroup %s: %s", name, strerror(-r));
+        fd = -1;
+    }
+    return fd;
+}
+
+/* Starts a step's process, in a new cgroup of its own where there are cgroups. */
 static int spawn(struct build *b, const char *cwd, const char *path, char *const argv[],
                  char *const env[], int out_fd)
 {
     step_group_end(b); /* the previous step's */
-    if (E.cgroup_fd >= 0) {
-        snprintf(b->cg_name, sizeof(b->cg_name), "%s.%zu", b->pkg.package_id, b->step + 1);
-        int r = cgroup_create(E.cgroup_fd, b->cg_name, &b->cg_fd);
-        if (r) {
-            log_warn("build %s: cannot create cgroup %s: %s", b->pkg.package_id, b->cg_name,
-                     strerror(-r));
-            b->cg_fd = -1;
-        }
-    }
-    if (b->cg_fd >= 0) {
-        int r =
-            proc_spawn_into(b->cg_fd, cwd, path, argv, env, -1, out_fd, out_fd, &b->pid, &b->pidfd);
-        if (r != -ENOSYS) {
-            if (r)
-                step_group_end(b);
-            return r;
-        }
-        log_warn("cgroups: the kernel has no pidfds (Linux 5.2): builds run without cgroups");
+    snprintf(b->cg_name, sizeof(b->cg_name), "%s.%zu", b->pkg.package_id, b->step + 1);
+    b->cg_fd = group_new(b->cg_name);
+    int r = proc_spawn_into(b->cg_fd, cwd, path, argv, env, -1, out_fd, out_fd, &b->pid, &b->pidfd);
+    if (r)
         step_group_end(b);
-        cgroup_parent_close(E.cgroup_fd);
-        E.cgroup_fd = -1;
-    }
-    int r = proc_spawn_at(cwd, path, argv, env, -1, out_fd, out_fd, &b->pid);
-    if (!r)
-        b->pidfd = proc_pidfd(b->pid);
     return r;
 }
 
@@ -485,19 +477,21 @@ static int build_dirs(const char *root)
 
 /* ---- warm sandboxes ------------------------------------------------------------------------ */
 
+/* Kills a warm sandbox (if it was started) and frees what it holds. */
 static void warm_discard(struct warm *w)
 {
-    epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, w->pidfd, NULL);
-    if (w->cg_fd >= 0)
-        cgroup_kill(w->cg_fd);
-    kill(-w->pid, SIGKILL);
-    kill(w->pid, SIGKILL);
-    proc_wait(w->pid);
+    if (w->pid > 0) {
+        epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, w->pidfd, NULL);
+        if (w->cg_fd >= 0)
+            cgroup_kill(w->cg_fd);
+        proc_kill_wait(w->pid);
+    }
     if (w->cg_fd >= 0)
         cgroup_destroy(E.cgroup_fd, w->cg_name, w->cg_fd, 2000);
-    close(w->pidfd);
-    close(w->out_fd);
-    close(w->go_fd);
+    const int fds[] = {w->pidfd, w->out_fd, w->go_fd};
+    for (size_t i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
     if (w->root[0]) /* empty once the directory is a build's */
         fs_remove_tree(w->root);
     free(w);
@@ -522,7 +516,7 @@ static void warm_fill(void)
         int go[2] = {-1, -1}, out[2] = {-1, -1};
         if (!w)
             return;
-        w->cg_fd = w->pidfd = -1;
+        w->pidfd = w->out_fd = w->go_fd = -1;
         snprintf(w->root, sizeof(w->root), "%s/builds/warm-%ld-%llu", E.cfg.data_dir,
                  (long)getpid(), (unsigned long long)++E.warm_seq);
         snprintf(w->cg_name, sizeof(w->cg_name), "warm-%llu", (unsigned long long)E.warm_seq);
@@ -531,33 +525,24 @@ static void warm_fill(void)
         char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "LANG=C.UTF-8",
                        NULL};
         sandbox_argv(w->root, false, true, "/slipway/run", argv, paths);
+        w->cg_fd = group_new(w->cg_name);
         int r = build_dirs(w->root);
         if (!r && (pipe2(go, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0))
             r = -errno;
-        if (!r && E.cgroup_fd >= 0 && cgroup_create(E.cgroup_fd, w->cg_name, &w->cg_fd))
-            w->cg_fd = -1;
-        if (!r && w->cg_fd >= 0)
-            r = proc_spawn_into(w->cg_fd, NULL, E.bwrap, (char *const *)argv, env, go[0], out[1],
-                                out[1], &w->pid, &w->pidfd);
-        else if (!r && !(r = proc_spawn(E.bwrap, (char *const *)argv, env, go[0], out[1], out[1],
-                                        &w->pid)))
-            w->pidfd = proc_pidfd(w->pid);
-        close(go[0]);
-        close(out[1]);
-        if (r || w->pidfd < 0) {
-            log_warn("cannot start a warm sandbox: %s", strerror(r ? -r : EMFILE));
-            if (!r)
-                proc_kill_wait(w->pid);
-            if (w->cg_fd >= 0)
-                cgroup_destroy(E.cgroup_fd, w->cg_name, w->cg_fd, 2000);
-            close(go[1]);
-            close(out[0]);
-            fs_remove_tree(w->root);
-            free(w);
-            return;
-        }
         w->go_fd = go[1];
         w->out_fd = out[0];
+        if (!r)
+            r = proc_spawn_into(w->cg_fd, NULL, E.bwrap, (char *const *)argv, env, go[0], out[1],
+                                out[1], &w->pid, &w->pidfd);
+        if (go[0] >= 0)
+            close(go[0]);
+        if (out[1] >= 0)
+            close(out[1]);
+        if (r) {
+            log_warn("cannot start a warm sandbox: %s", strerror(-r));
+            warm_discard(w);
+            return;
+        }
         w->exit_watch = (struct watch){.kind = WATCH_WARM, .warm = w};
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->exit_watch};
         epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, w->pidfd, &ev);
