@@ -93,13 +93,11 @@ int store_package_get(const char *package_id, struct store_package *out)
     return r;
 }
 
-int store_package_each(int64_t app, int (*fn)(const struct store_package *, void *), void *arg)
+/* Calls fn with each row of a bound statement of PKG_COLS until it returns non-zero (returned);
+ * 0, or -EIO. */
+static int each_row(sqlite3_stmt *st, int (*fn)(const struct store_package *, void *), void *arg)
 {
-    sqlite3_stmt *st = store_stmt("SELECT " PKG_COLS PKG_FROM "WHERE p.app = ? ORDER BY p.id DESC");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_int64(st, 1, app);
-    int rc, r = 0;
+    int rc = SQLITE_DONE, r = 0;
     while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct store_package p;
         pkg_read(st, &p);
@@ -109,6 +107,15 @@ int store_package_each(int64_t app, int (*fn)(const struct store_package *, void
         r = -EIO;
     sqlite3_reset(st);
     return r;
+}
+
+int store_package_each(int64_t app, int (*fn)(const struct store_package *, void *), void *arg)
+{
+    sqlite3_stmt *st = store_stmt("SELECT " PKG_COLS PKG_FROM "WHERE p.app = ? ORDER BY p.id DESC");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, app);
+    return each_row(st, fn, arg);
 }
 
 int store_package_claim(struct store_package *out)
@@ -236,16 +243,7 @@ int store_package_each_prunable(int64_t app, unsigned keep,
         return -EIO;
     sqlite3_bind_int64(st, 1, app);
     sqlite3_bind_int64(st, 2, keep);
-    int rc, r = 0;
-    while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct store_package p;
-        pkg_read(st, &p);
-        r = fn(&p, arg);
-    }
-    if (!r && rc != SQLITE_DONE)
-        r = -EIO;
-    sqlite3_reset(st);
-    return r;
+    return each_row(st, fn, arg);
 }
 
 int store_package_delete_unused(int64_t id)
