@@ -50,7 +50,7 @@ $(BIN): $(OBJS)
 # --- unit tests (Criterion): tests/unit/<module>/test_*.c, each its own binary ---
 UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit$(if $(SANITIZE),-san)/%)
-$(B)/unit$(if $(SANITIZE),-san)/%: tests/unit/%.c $(LIBOBJS)
+$(B)/unit$(if $(SANITIZE),-san)/%: tests/unit/%.c tests/unit/helpers.h $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS) -lcriterion

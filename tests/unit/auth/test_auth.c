@@ -8,6 +8,8 @@
 
 #include "base/util.h"
 
+#include "../helpers.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <limits.h>
@@ -189,10 +191,7 @@ static int64_t alice, bob;
 
 static void store_setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    int n = snprintf(tmp, sizeof(tmp), "%s/slipway-auth-XXXXXX", base && *base ? base : "/tmp");
-    cr_assert(n > 0 && (size_t)n < sizeof(tmp));
-    cr_assert_not_null(mkdtemp(tmp));
+    temp_dir(tmp, "auth");
     cr_assert_eq(store_init(tmp), 0);
     cr_assert_eq(store_user_insert("alice@example.com", "Alice", false, &alice), 0);
     cr_assert_eq(store_user_insert("bob@example.com", "Bob", false, &bob), 0);

@@ -5,6 +5,8 @@
  */
 #include "base/util.h"
 
+#include "../helpers.h"
+
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
@@ -30,10 +32,7 @@ static void fresh_dir(void)
 
 static void setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    int n = snprintf(tmp, sizeof(tmp), "%s/slipway-util-XXXXXX", base && *base ? base : "/tmp");
-    cr_assert(n > 0 && (size_t)n < sizeof(tmp));
-    cr_assert_not_null(mkdtemp(tmp), "mkdtemp: %s", strerror(errno));
+    temp_dir(tmp, "util");
     fresh_dir();
 }
 

@@ -8,6 +8,8 @@
 #include "base/crypto.h"
 #include "base/strbuf.h"
 
+#include "../helpers.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <criterion/criterion.h>
@@ -27,56 +29,6 @@ static char *root; /* temp dir of the test */
 static char err[512];
 static char *scratch[64]; /* strings freed at teardown */
 static size_t nr_scratch;
-
-__attribute__((format(printf, 1, 0))) static char *fmt_alloc(const char *fmt, va_list ap)
-{
-    char *s = NULL;
-    cr_assert_geq(vasprintf(&s, fmt, ap), 0);
-    return s;
-}
-
-__attribute__((format(printf, 1, 2))) static char *str(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = fmt_alloc(fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-/* Runs a shell command (test data only: temp paths and fixed names); asserts it succeeds. */
-__attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *cmd = fmt_alloc(fmt, ap);
-    va_end(ap);
-    int status = system(cmd);
-    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "failed: %s", cmd);
-    free(cmd);
-}
-
-/* Runs a command and returns its whole output (caller frees). */
-__attribute__((format(printf, 1, 2))) static char *sh_out(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *cmd = fmt_alloc(fmt, ap);
-    va_end(ap);
-    FILE *f = popen(cmd, "r");
-    cr_assert_not_null(f, "popen: %s", cmd);
-    char *out = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&out, &len);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        fwrite(buf, 1, n, m);
-    fclose(m);
-    cr_assert_eq(pclose(f), 0, "failed: %s", cmd);
-    free(cmd);
-    return out;
-}
 
 /* Keeps s until the end of the test. */
 static char *keep(char *s)

@@ -8,6 +8,8 @@
 #include "base/crypto.h"
 #include "base/util.h"
 
+#include "../helpers.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <limits.h>
@@ -19,10 +21,7 @@ static char tmp[PATH_MAX];
 
 static void setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    int n = snprintf(tmp, sizeof(tmp), "%s/slipway-pkgs-XXXXXX", base && *base ? base : "/tmp");
-    cr_assert(n > 0 && (size_t)n < sizeof(tmp));
-    cr_assert_not_null(mkdtemp(tmp));
+    temp_dir(tmp, "pkgs");
     cr_assert_eq(store_init(tmp), 0);
 }
 

@@ -9,6 +9,8 @@
 #include "base/crypto.h"
 #include "base/util.h"
 
+#include "../helpers.h"
+
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
 #include <errno.h>
@@ -37,10 +39,7 @@ static void fresh_store(void)
 
 static void setup(void)
 {
-    const char *base = getenv("TMPDIR");
-    int n = snprintf(tmp, sizeof(tmp), "%s/slipway-store-XXXXXX", base && *base ? base : "/tmp");
-    cr_assert(n > 0 && (size_t)n < sizeof(tmp));
-    cr_assert_not_null(mkdtemp(tmp));
+    temp_dir(tmp, "store");
     fresh_store();
 }
 

@@ -5,6 +5,8 @@
 
 #include "base/util.h"
 
+#include "../helpers.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -21,50 +23,13 @@ static char *root; /* temp dir of the test */
 static char *bare; /* root/repo.git */
 static char *work; /* root/work: a work tree whose commits are pushed to bare */
 
-__attribute__((format(printf, 1, 0))) static char *fmt_alloc(const char *fmt, va_list ap)
+/* The first line of a command's output (caller frees). */
+#define sh_line(...) first_line(sh_out(__VA_ARGS__))
+static char *first_line(char *out)
 {
-    char *s = NULL;
-    cr_assert_geq(vasprintf(&s, fmt, ap), 0);
-    return s;
-}
-
-__attribute__((format(printf, 1, 2))) static char *str(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = fmt_alloc(fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-/* Runs a shell command (test data only: temp paths and fixed names); asserts it succeeds. */
-__attribute__((format(printf, 1, 2))) static void sh(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *cmd = fmt_alloc(fmt, ap);
-    va_end(ap);
-    int status = system(cmd);
-    cr_assert(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "failed: %s", cmd);
-    free(cmd);
-}
-
-/* Runs a command and returns its first output line (caller frees). */
-__attribute__((format(printf, 1, 2))) static char *sh_out(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *cmd = fmt_alloc(fmt, ap);
-    va_end(ap);
-    FILE *f = popen(cmd, "r");
-    cr_assert_not_null(f, "popen: %s", cmd);
-    char *line = NULL;
-    size_t alloc = 0;
-    ssize_t n = getline(&line, &alloc, f);
-    cr_assert(pclose(f) == 0 && n > 0, "failed: %s", cmd);
-    line[strcspn(line, "\n")] = '\0';
-    free(cmd);
-    return line;
+    cr_assert(out[0], "no output");
+    out[strcspn(out, "\n")] = '\0';
+    return out;
 }
 
 static void commit(const char *message)
@@ -74,7 +39,7 @@ static void commit(const char *message)
 
 static char *rev(const char *what)
 {
-    return sh_out("git -C %s rev-parse '%s'", work, what);
+    return sh_line("git -C %s rev-parse '%s'", work, what);
 }
 
 static void push(const char *refspec)
@@ -215,17 +180,17 @@ Test(vcs, create_then_exists)
 {
     cr_assert_eq(vcs_repo_create(bare, "main"), 0);
     cr_assert_eq(vcs_repo_create(bare, "main"), -EEXIST);
-    char *head = sh_out("cat %s/HEAD", bare);
+    char *head = sh_line("cat %s/HEAD", bare);
     cr_assert_str_eq(head, "ref: refs/heads/main");
     free(head);
-    char *is_bare = sh_out("git -C %s rev-parse --is-bare-repository", bare);
+    char *is_bare = sh_line("git -C %s rev-parse --is-bare-repository", bare);
     cr_assert_str_eq(is_bare, "true");
     free(is_bare);
 
     /* Parents are made; a plain file or directory in the way is -EEXIST. */
     char *nested = str("%s/a/b/c.git", root);
     cr_assert_eq(vcs_repo_create(nested, "trunk"), 0);
-    head = sh_out("cat %s/HEAD", nested);
+    head = sh_line("cat %s/HEAD", nested);
     cr_assert_str_eq(head, "ref: refs/heads/trunk");
     free(head);
     cr_assert_eq(vcs_repo_create(work, "main"), -EEXIST);
@@ -233,7 +198,7 @@ Test(vcs, create_then_exists)
     free(nested);
 
     /* No temp directory is left behind. */
-    char *listing = sh_out("ls -a %s | tr '\\n' ' '", root);
+    char *listing = sh_line("ls -a %s | tr '\\n' ' '", root);
     cr_assert_str_eq(listing, ". .. a repo.git work ");
     free(listing);
 
@@ -359,7 +324,7 @@ static void push_after_open(bool as_pack)
     commit("three");
     push("main");
     if (as_pack) {
-        char *packs = sh_out("ls %s/objects/pack/*.pack | wc -l", bare);
+        char *packs = sh_line("ls %s/objects/pack/*.pack | wc -l", bare);
         cr_assert_str_eq(packs, "2");
         free(packs);
     }
