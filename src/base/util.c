@@ -65,8 +65,7 @@ bool str_ieq(const char *a, const char *b)
     return strcasecmp(a, b) == 0;
 }
 
-/* Writes all of data to fd; -errno. */
-static int write_all(int fd, const void *data, size_t len)
+int fd_write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;
     while (len) {
@@ -87,7 +86,7 @@ int fs_write(const char *path, const void *data, size_t len, unsigned mode)
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0)
         return -errno;
-    int r = write_all(fd, data, len);
+    int r = fd_write_all(fd, data, len);
     if (close(fd) < 0 && !r)
         r = -errno;
     return r;
@@ -104,7 +103,7 @@ int fs_write_atomic(const char *path, const void *data, size_t len, unsigned mod
         free(tmp);
         return e;
     }
-    int r = write_all(fd, data, len);
+    int r = fd_write_all(fd, data, len);
     if (!r && fsync(fd) < 0)
         r = -errno;
     if (close(fd) < 0 && !r)

@@ -16,6 +16,8 @@ void time_rfc3339(int64_t epoch_s, char out[21]);
 bool str_has_prefix(const char *s, const char *prefix);
 /* Case-insensitive ASCII equality. */
 bool str_ieq(const char *a, const char *b);
+/* Writes all of data to fd, across short writes and EINTR; 0 or -errno. */
+int fd_write_all(int fd, const void *data, size_t len);
 /* Writes (creates or truncates) the file, without fsync: for files a crash may lose. -errno. */
 int fs_write(const char *path, const void *data, size_t len, unsigned mode);
 /* Writes a pid-unique temp file next to `path`, fsyncs and renames it over `path`. -errno. */

@@ -9,6 +9,7 @@
 
 #include "base/crypto.h"
 #include "base/strbuf.h"
+#include "base/util.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -664,22 +665,6 @@ static uint64_t manifest_max_values(const struct package_limits *lim)
     return add_sat(mul_sat(lim->max_files, 16), 4096);
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* ===================================== writing ===================================== */
 
 struct writer {
@@ -1061,7 +1046,7 @@ static json_t *manifest_files(const struct entries *es)
 static la_ssize_t out_write(struct archive *a, void *arg, const void *buf, size_t len)
 {
     struct writer *w = arg;
-    int r = write_all(w->out_fd, buf, len);
+    int r = fd_write_all(w->out_fd, buf, len);
     if (r) {
         w->write_errno = -r;
         archive_set_error(a, -r, "write failed");
@@ -1609,7 +1594,7 @@ static int read_file(struct reader *r, const struct entry *en, unsigned perm,
         if (done > en->size)
             break;
         sha256_update(&sha, r->data, (size_t)n);
-        if (out >= 0 && (rc = write_all(out, r->data, (size_t)n))) {
+        if (out >= 0 && (rc = fd_write_all(out, r->data, (size_t)n))) {
             rc = fail(r->e, rc, "cannot extract '%s': %s", quote(&q, en->path), strerror(-rc));
             goto out;
         }

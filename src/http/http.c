@@ -303,21 +303,6 @@ static int spool_open(struct http_server *s)
     return open(s->cfg.spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 }
 
-static int spool_write(int fd, const char *data, size_t len)
-{
-    while (len) {
-        ssize_t w = write(fd, data, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        data += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -378,7 +363,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req->body_fd >= 0) {
             if (req->body_size + n > req->limit) {
                 req->too_large = true;
-            } else if (spool_write(req->body_fd, upload_data, n) < 0) {
+            } else if (fd_write_all(req->body_fd, upload_data, n) < 0) {
                 log_error("cannot spool a request body: %s", strerror(errno));
                 return MHD_NO;
             } else {
