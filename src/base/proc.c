@@ -1,11 +1,13 @@
 /* proc — process spawning, waiting and killing; see proc.h. */
 #include "base/proc.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,34 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* The children started here and not yet waited for: proc_reap_orphans() leaves them to their
+ * owner. A child is added under the lock before anyone can see it exit. */
+static struct {
+    pthread_mutex_t lock;
+    pid_t *pid;
+    size_t nr, alloc;
+} kids = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static bool kid_known(pid_t pid)
+{
+    for (size_t i = 0; i < kids.nr; i++)
+        if (kids.pid[i] == pid)
+            return true;
+    return false;
+}
+
+static void kid_forget(pid_t pid)
+{
+    pthread_mutex_lock(&kids.lock);
+    for (size_t i = 0; i < kids.nr; i++) {
+        if (kids.pid[i] == pid) {
+            kids.pid[i] = kids.pid[--kids.nr];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&kids.lock);
+}
 
 int proc_spawn(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd,
                int err_fd, pid_t *pid)
@@ -90,6 +120,18 @@ int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *cons
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
     if (stack == MAP_FAILED)
         return -errno;
+    pthread_mutex_lock(&kids.lock);
+    if (kids.nr == kids.alloc) {
+        size_t n = kids.alloc ? 2 * kids.alloc : 16;
+        pid_t *grown = realloc(kids.pid, n * sizeof(*grown));
+        if (!grown) {
+            pthread_mutex_unlock(&kids.lock);
+            munmap(stack, STACK);
+            return -ENOMEM;
+        }
+        kids.pid = grown;
+        kids.alloc = n;
+    }
     /* signals stay blocked until the child has reset their handlers (it shares ours) */
     sigset_t all, old;
     sigfillset(&all);
@@ -100,10 +142,14 @@ int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *cons
               CLONE_VM | CLONE_VFORK | (pidfd ? CLONE_PIDFD : 0) | SIGCHLD, &req, &child_pidfd);
     int r = child >= 0 ? 0 : -errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!r)
+        kids.pid[kids.nr++] = child;
+    pthread_mutex_unlock(&kids.lock);
     munmap(stack, STACK);
     if (!r && req.err) { /* it failed before or at execve, and is gone */
         while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
             ;
+        kid_forget(child);
         if (pidfd)
             close(child_pidfd);
         r = -req.err;
@@ -119,9 +165,13 @@ int proc_wait(pid_t pid)
 {
     int status;
     while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR)
-            return -errno;
+        if (errno != EINTR) {
+            int err = errno;
+            kid_forget(pid);
+            return -err;
+        }
     }
+    kid_forget(pid);
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
@@ -132,6 +182,52 @@ int proc_kill_wait(pid_t pid)
     kill(-pid, SIGKILL);
     kill(pid, SIGKILL);
     return proc_wait(pid);
+}
+
+/* Calls fn with each child of each thread of this process (/proc/self/task/<tid>/children: an
+ * orphan goes to one of them). */
+static void each_child(void (*fn)(pid_t))
+{
+    DIR *tasks = opendir("/proc/self/task");
+    struct dirent *t;
+    while (tasks && (t = readdir(tasks))) {
+        if (t->d_name[0] == '.')
+            continue;
+        char path[64], buf[4096];
+        snprintf(path, sizeof(path), "/proc/self/task/%.20s/children", t->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        buf[n > 0 ? n : 0] = '\0';
+        for (char *p = buf, *end;; p = end) {
+            long pid = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            if (pid > 0)
+                fn((pid_t)pid);
+        }
+    }
+    if (tasks)
+        closedir(tasks);
+}
+
+static int nr_reaped;
+
+static void reap_if_orphan(pid_t pid)
+{
+    pthread_mutex_lock(&kids.lock);
+    if (!kid_known(pid) && waitpid(pid, NULL, WNOHANG) == pid)
+        nr_reaped++;
+    pthread_mutex_unlock(&kids.lock);
+}
+
+int proc_reap_orphans(void)
+{
+    nr_reaped = 0;
+    each_child(reap_if_orphan);
+    return nr_reaped;
 }
 
 char *proc_find_program(const char *name, const char *path_list)

@@ -28,6 +28,10 @@ int proc_pidfd(pid_t pid);
 int proc_wait(pid_t pid);
 /* Sends SIGKILL to the child's process group, then waits for the child. Returns as proc_wait. */
 int proc_kill_wait(pid_t pid);
+/* Reaps the children this process did not start with proc_spawn*: processes re-parented to it
+ * because it is pid 1 (a container without an init) and their parent died. Only one thread
+ * calls it (the server's main thread, on SIGCHLD). The number reaped. */
+int proc_reap_orphans(void);
 /* Finds an executable by name in the colon-separated `path_list`; caller frees. NULL if none. */
 char *proc_find_program(const char *name, const char *path_list);
 

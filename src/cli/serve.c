@@ -18,6 +18,7 @@
 #include "build/runner.h"
 #include "base/crypto.h"
 #include "base/log.h"
+#include "base/proc.h"
 #include "base/util.h"
 #include "cli/cli.h"
 #include "http/http.h"
@@ -288,11 +289,13 @@ int cli_serve(int argc, char **argv)
         return 2;
     }
 
-    /* Signals are taken by sigwait below; the HTTP threads inherit this mask. */
+    /* Signals are taken by sigwait below; the HTTP threads inherit this mask. SIGCHLD too: as
+     * pid 1 (a container without an init) the server reaps the orphans it inherits. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGCHLD);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -362,7 +365,8 @@ int cli_serve(int argc, char **argv)
     printf("slipway: listening on %s\n", base_url);
     fflush(stdout);
     int sig = 0;
-    sigwait(&stop, &sig);
+    while (sigwait(&stop, &sig) == 0 && sig == SIGCHLD)
+        proc_reap_orphans();
     log_info("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     rc = 0;
 out:

@@ -69,12 +69,13 @@ def wait_for(fn, timeout=10.0, interval=0.02, what="condition"):
 class Server:
     """`slipway serve --data DIR --listen 127.0.0.1:0`, started and stopped by the tests."""
 
-    def __init__(self, data_dir, log_dir=None, extra_args=()):
+    def __init__(self, data_dir, log_dir=None, extra_args=(), prefix=()):
         self.data = data_dir
         log_dir = log_dir or os.path.dirname(os.path.abspath(data_dir))
         self.stderr_path = os.path.join(
             log_dir, f"slipway-{os.path.basename(data_dir)}-{next(_counter)}.stderr")
         self.extra_args = list(extra_args)
+        self.prefix = list(prefix)  # a command the server runs under (e.g. unshare)
         self.proc = None
         self.stdout_before_ready = ""
         self.stdout_after = ""
@@ -89,7 +90,7 @@ class Server:
     def start(self):
         self._stderr_file = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--data", self.data, "--listen", "127.0.0.1:0", *self.extra_args],
+            [*self.prefix, BIN, "serve", "--data", self.data, "--listen", "127.0.0.1:0", *self.extra_args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr_file)
         fd = self.proc.stdout.fileno()
         buf = b""
@@ -491,8 +492,9 @@ def server_factory(tmp_path):
     so that they remove their cgroups; SIGKILL if that does not end them)."""
     servers = []
 
-    def make(data=None, extra_args=()):
-        srv = Server(str(data or tmp_path / unique("data")), str(tmp_path), extra_args).start()
+    def make(data=None, extra_args=(), prefix=()):
+        srv = Server(str(data or tmp_path / unique("data")), str(tmp_path), extra_args,
+                     prefix).start()
         servers.append(srv)
         return srv
     yield make

@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import sqlite3
 import time
 
@@ -321,3 +322,50 @@ def test_first_step_environment_in_a_warm_sandbox(app):
         assert tar.extractfile("out/one").read().decode() == \
             f"it's \"$HOME\" `x`|{version}|/workspace|/dev/null"
         assert tar.extractfile("out/two").read().decode() == f"it's \"$HOME\" `x`|{version}"
+
+
+def zombie_children(pid):
+    """Children of pid that have exited and that nobody reaped."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("sandbox", [True, False], ids=["sandbox", "unsafe"])
+def test_server_as_pid_1_reaps_orphans(server_factory, tmp_path, sandbox):
+    """In a container without an init the server is pid 1: every process that loses its parent
+    is re-parented to it. It reaps those (the sandboxes' inner processes, a step's background
+    job killed with its cgroup), so no zombie piles up build after build."""
+    from conftest import Slipway
+    args = [] if sandbox else ["--unsafe-no-sandbox"]
+    srv = server_factory(extra_args=args,
+                         prefix=["unshare", "--pid", "--fork", "--mount-proc",
+                                 "--kill-child=SIGTERM"])
+    s = Slipway(srv, str(tmp_path))
+    dev = s.new_user("pid1")
+    app_id = s.new_app("pid1", [(dev, "developer")])["AppId"]
+    repo = s.clone(app_id, dev)
+    commit(repo, {"slipway.yml": yml(["sleep 30 & mkdir -p out && echo x > out/x", "true"])})
+    n = head_number(s, dev, app_id)
+    server = next(int(p) for p in open(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children")
+                  .read().split())
+    with open(f"/proc/{server}/status") as f:
+        assert "NSpid:" in f.read()
+    for i in range(5):
+        pid = start(s, dev, app_id, n, f"1.0.{i}")
+        assert wait_done(s, dev, app_id, pid)["Status"] == "Succeeded", \
+            build_log(s, dev, app_id, pid)
+    wait_for(lambda: not zombie_children(server), timeout=5,
+             what=f"no zombie children of the server (pid 1 of its namespace): "
+                  f"{zombie_children(server)}")
+    os.kill(server, signal.SIGTERM)  # unshare itself ignores SIGTERM while it waits
+    assert srv.proc.wait(timeout=20) == 0

@@ -1,0 +1,87 @@
+/* Tests for proc: spawning (exit status, exec errors, stdio, working directory) and the orphan
+ * reaper, which reaps what was re-parented to this process and never a child proc_spawn
+ * started (its owner's proc_wait must still get its status). The test process makes itself a
+ * child subreaper, as the server is when it runs as pid 1.
+ */
+#include "base/proc.h"
+
+#include "../helpers.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+static char *env[] = {"PATH=/usr/bin:/bin", NULL};
+
+static bool zombie(pid_t pid)
+{
+    char path[64], stat[256] = "";
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool ok = fgets(stat, sizeof(stat), f) != NULL;
+    fclose(f);
+    const char *end = strrchr(stat, ')');
+    return ok && end && end[1] == ' ' && end[2] == 'Z';
+}
+
+Test(proc, spawn_status_errors_stdio_and_cwd)
+{
+    pid_t pid;
+    char *exit3[] = {"sh", "-c", "exit 3", NULL};
+    cr_assert_eq(proc_spawn("/bin/sh", exit3, env, -1, -1, -1, &pid), 0);
+    cr_assert_eq(proc_wait(pid), 3);
+    char *none[] = {"none", NULL};
+    cr_assert_eq(proc_spawn("/nonexistent", none, env, -1, -1, -1, &pid), -ENOENT);
+
+    int out[2];
+    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+    char *pwd[] = {"sh", "-c", "pwd; read x || echo eof", NULL};
+    cr_assert_eq(proc_spawn_at("/usr", "/bin/sh", pwd, env, -1, out[1], -1, &pid), 0);
+    close(out[1]);
+    char buf[64] = "";
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(out[0], buf + n, sizeof(buf) - 1 - n)) > 0)
+        n += (size_t)r;
+    close(out[0]);
+    cr_assert_str_eq(buf, "/usr\neof\n"); /* stdin -1: /dev/null */
+    cr_assert_eq(proc_wait(pid), 0);
+}
+
+Test(proc, the_reaper_takes_orphans_and_leaves_our_children)
+{
+    cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    pid_t ours, parent;
+    char *exits[] = {"true", NULL};
+    cr_assert_eq(proc_spawn("/bin/true", exits, env, -1, -1, -1, &ours), 0);
+    /* a shell that starts a background job and exits: the job is re-parented to us */
+    int out[2];
+    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+    char *orphaner[] = {"sh", "-c", "true & echo $!", NULL};
+    cr_assert_eq(proc_spawn("/bin/sh", orphaner, env, -1, out[1], -1, &parent), 0);
+    close(out[1]);
+    char buf[32] = "";
+    cr_assert_gt(read(out[0], buf, sizeof(buf) - 1), 0);
+    close(out[0]);
+    pid_t orphan = (pid_t)atoi(buf);
+    cr_assert_eq(proc_wait(parent), 0);
+    for (int i = 0; i < 200 && !zombie(ours); i++) /* ours has exited, not been waited for */
+        usleep(5000);
+    cr_assert(zombie(ours));
+
+    int reaped = 0;
+    for (int i = 0; i < 200 && !reaped; i++) { /* until the orphan has exited */
+        reaped = proc_reap_orphans();
+        if (!reaped)
+            usleep(5000);
+    }
+    cr_assert_eq(reaped, 1);
+    cr_assert_eq(kill(orphan, 0), -1, "the orphan is still there (a zombie)");
+    cr_assert_eq(proc_reap_orphans(), 0);
+    cr_assert_eq(proc_wait(ours), 0, "the reaper took a child proc_spawn started");
+}
