@@ -667,6 +667,9 @@ static uint64_t manifest_max_values(const struct package_limits *lim)
 
 /* ===================================== writing ===================================== */
 
+/* Bytes to package from which zstd compresses on two worker threads. */
+#define PARALLEL_MIN (4u << 20)
+
 struct writer {
     const struct package_limits *lim;
     struct errbuf *e;
@@ -1095,8 +1098,13 @@ static int write_archive(struct writer *w, const char *manifest, size_t manifest
                  archive_error_string(a) ? archive_error_string(a) : "unknown error");
         goto out;
     }
-    /* optional: an older libzstd without threads still writes the same format */
-    archive_write_set_filter_option(a, "zstd", "threads", "2");
+    /* optional: an older libzstd without threads still writes the same format. Only for inputs
+     * worth it: starting the workers costs more than compressing a small package. */
+    uint64_t total = manifest_len;
+    for (size_t i = 0; i < w->es.nr; i++)
+        total += w->es.v[i].size;
+    if (total >= PARALLEL_MIN)
+        archive_write_set_filter_option(a, "zstd", "threads", "2");
     if (archive_write_open(a, w, NULL, out_write, NULL) != ARCHIVE_OK) {
         r = write_error(w, a);
         goto out;
