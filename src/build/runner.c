@@ -411,7 +411,8 @@ static int spawn(struct build *b, const char *cwd, const char *path, char *const
 
 /* The bubblewrap command line of a step: read-only /usr and a few /etc files, the workspace at
  * /workspace, the build's private /tmp, the step scripts read-only at /slipway, no network
- * unless asked for, its own pid namespace. `block`: bwrap sets the sandbox up, then waits for a
+ * unless asked for, its own pid namespace (whose pid 1 is the step's shell: when it ends, every
+ * process left in the namespace is killed). `block`: bwrap sets the sandbox up, then waits for a
  * byte on its stdin before it starts the command (a warm sandbox). */
 static void sandbox_argv(const char *root, bool network, bool block, const char *command,
                          const char *argv[64], char paths[3][PATH_MAX])
@@ -424,6 +425,7 @@ static void sandbox_argv(const char *root, bool network, bool block, const char 
     argv[a++] = "--die-with-parent";
     argv[a++] = "--new-session";
     argv[a++] = "--unshare-all";
+    argv[a++] = "--as-pid-1"; /* the step's shell is the namespace's pid 1: no extra fork */
     if (network)
         argv[a++] = "--share-net";
     if (block) {

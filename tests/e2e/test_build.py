@@ -309,7 +309,7 @@ def test_first_step_environment_in_a_warm_sandbox(app):
             "  steps:\n"
             "    - 'mkdir -p out && printf \"%s|%s|%s|%s\" \"$GREETING\" \"$SLIPWAY_VERSION\" "
             "\"$PWD\" \"$(readlink /proc/self/fd/0)\" > out/one'\n"
-            "    - 'printf \"%s|%s\" \"$GREETING\" \"$SLIPWAY_VERSION\" > out/two'\n"
+            "    - 'printf \"%s|%s|%s\" \"$GREETING\" \"$SLIPWAY_VERSION\" $$ > out/two'\n"
             "package:\n  include:\n    - out/\n")
     commit(repo, {"slipway.yml": text.encode()})
     n = head_number(sw, dev, app_id)
@@ -321,7 +321,8 @@ def test_first_step_environment_in_a_warm_sandbox(app):
         version = f"2.0.{i}.{n}"
         assert tar.extractfile("out/one").read().decode() == \
             f"it's \"$HOME\" `x`|{version}|/workspace|/dev/null"
-        assert tar.extractfile("out/two").read().decode() == f"it's \"$HOME\" `x`|{version}"
+        # the step's shell is pid 1 of the sandbox's pid namespace
+        assert tar.extractfile("out/two").read().decode() == f"it's \"$HOME\" `x`|{version}|1"
 
 
 def zombie_children(pid):
