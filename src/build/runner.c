@@ -35,6 +35,7 @@
 #define PIPELINE_FILE "slipway.yml"
 #define PIPELINE_MAX  (256 * 1024)
 #define MAX_EXECUTORS 64
+#define MAX_WORKERS   4
 #define STOPPED       "the server stopped during the build"
 
 enum watch_kind { WATCH_WAKE, WATCH_OUTPUT, WATCH_EXIT, WATCH_WARM };
@@ -78,6 +79,14 @@ struct build {
     int64_t deadline_ns;
     int64_t step_started_ns;
     bool killed;
+    /* Work a worker thread does for it (export, package), and what came of it. */
+    enum work { WORK_NONE, WORK_EXPORT, WORK_PACKAGE } work;
+    struct build *work_next; /* in the workers' queue or done list */
+    int work_r;
+    char work_err[512];
+    uint64_t size;
+    char sha256[65];
+    bool tag_failed;
     /* when each phase ended (monotonic ns): for the server's log line at the end */
     int64_t t_claimed, t_exported, t_steps, t_packaged;
     char reason[STORE_REASON_MAX + 1]; /* why it failed, once known */
@@ -714,7 +723,7 @@ static void output_drain(struct build *b)
     }
 }
 
-static void build_finish_package(struct build *b);
+static void work_submit(struct build *b, enum work what);
 
 /* The step's process exited: record it and go on. */
 static void step_done(struct build *b)
@@ -751,28 +760,63 @@ static void step_done(struct build *b)
         return;
     }
     b->t_steps = time_mono_ns();
-    build_finish_package(b);
+    log_line(b, "==> packaging %zu path(s)", b->pl.nr_package_include);
+    work_submit(b, WORK_PACKAGE);
 }
 
 /* ---- starting and finishing a build -------------------------------------------------------- */
 
-static void build_finish_package(struct build *b)
+/* ---- work off the engine thread ------------------------------------------------------------ */
+
+/* Exporting a revision and writing a package take as long as the app is large: worker threads do
+ * them, so that the engine goes on draining logs, starting steps and noticing cancels meanwhile.
+ * A build being worked on stays in E.running, with no process; the engine hands it over with
+ * work_submit() and takes it back in work_finished() after the worker's wake-up. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct build *todo, **todo_tail, *done;
+    bool stop;
+    pthread_t thread[MAX_WORKERS];
+    size_t nr_threads;
+} W = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .todo_tail = &W.todo};
+
+static void work_submit(struct build *b, enum work what)
+{
+    b->work = what;
+    b->work_next = NULL;
+    pthread_mutex_lock(&W.lock);
+    *W.todo_tail = b;
+    W.todo_tail = &b->work_next;
+    pthread_cond_signal(&W.cond);
+    pthread_mutex_unlock(&W.lock);
+}
+
+static int open_repo(const struct build *b, struct vcs_repo **repo)
+{
+    char *path = NULL;
+    int r = asprintf(&path, "%s/repos/%s.git", E.cfg.data_dir, b->pkg.app_id) < 0
+                ? -ENOMEM
+                : vcs_open(path, repo);
+    free(path);
+    return r;
+}
+
+/* The package: the package.include paths and manifest.json, then the version tag. */
+static int write_package(struct build *b)
 {
     char *dest = runner_package_path(E.cfg.data_dir, b->pkg.app_id, b->pkg.package_id);
     char *dir = dest ? strndup(dest, (size_t)(strrchr(dest, '/') - dest)) : NULL;
-    char sha[65] = "", err[512] = "";
-    uint64_t size = 0;
-    json_t *manifest = NULL;
     char *sections = NULL;
+    json_t *manifest = NULL;
     int r = -ENOMEM;
     if (!dest || !dir || (r = fs_mkdirs(dir, 0700)))
-        goto fail;
-    log_line(b, "==> packaging %zu path(s)", b->pl.nr_package_include);
+        goto out;
     sections = pipeline_manifest_json(&b->pl);
     manifest = sections ? json_loads(sections, 0, NULL) : NULL;
     if (!manifest) {
         r = -ENOMEM;
-        goto fail;
+        goto out;
     }
     json_object_set_new(manifest, "app", json_string(b->pkg.app_id));
     json_object_set_new(manifest, "branch", json_string(b->pkg.branch));
@@ -783,31 +827,114 @@ static void build_finish_package(struct build *b)
     json_object_set_new(manifest, "creator", json_string(b->pkg.creator));
     struct package_limits lim = PACKAGE_LIMITS_DEFAULT;
     r = package_write(b->ws, (const char *const *)b->pl.package_include, b->pl.nr_package_include,
-                      manifest, dest, &lim, sha, &size, err, sizeof(err));
+                      manifest, dest, &lim, b->sha256, &b->size, b->work_err, sizeof(b->work_err));
     if (r)
-        goto fail;
+        goto out;
     b->t_packaged = time_mono_ns();
     struct vcs_repo *repo;
-    char *repo_path = NULL;
-    if (asprintf(&repo_path, "%s/repos/%s.git", E.cfg.data_dir, b->pkg.app_id) >= 0 &&
-        vcs_open(repo_path, &repo) == 0) {
-        int t = vcs_tag(repo, b->pkg.revision, b->pkg.version);
-        if (t && t != -EEXIST)
-            log_line(b, "==> warning: cannot tag the commit with %s", b->pkg.version);
+    int t = open_repo(b, &repo);
+    if (!t)
+        t = vcs_tag(repo, b->pkg.revision, b->pkg.version);
+    b->tag_failed = t && t != -EEXIST;
+out:
+    json_decref(manifest);
+    free(sections);
+    free(dir);
+    free(dest);
+    return r;
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    pthread_mutex_lock(&W.lock);
+    for (;;) {
+        while (!W.todo && !W.stop)
+            pthread_cond_wait(&W.cond, &W.lock);
+        if (W.stop)
+            break;
+        struct build *b = W.todo;
+        if (!(W.todo = b->work_next))
+            W.todo_tail = &W.todo;
+        pthread_mutex_unlock(&W.lock);
+        b->work_err[0] = '\0';
+        if (b->work == WORK_EXPORT) {
+            struct vcs_repo *repo;
+            b->work_r = open_repo(b, &repo);
+            if (!b->work_r)
+                b->work_r = vcs_export(repo, b->pkg.revision, b->ws);
+        } else {
+            b->work_r = write_package(b);
+        }
+        pthread_mutex_lock(&W.lock);
+        b->work_next = W.done;
+        W.done = b;
+        runner_wake();
     }
-    free(repo_path);
-    json_decref(manifest);
-    free(sections);
-    free(dir);
-    free(dest);
-    build_end(b, true, (int64_t)size, sha);
-    return;
-fail:
-    json_decref(manifest);
-    free(sections);
-    free(dir);
-    free(dest);
-    build_fail(b, "cannot write the package: %s", err[0] ? err : strerror(-r));
+    pthread_mutex_unlock(&W.lock);
+    vcs_thread_release();
+    return NULL;
+}
+
+/* The engine takes back the builds whose work is done and goes on with them. */
+static void work_finished(void)
+{
+    pthread_mutex_lock(&W.lock);
+    struct build *b = W.done, *next;
+    W.done = NULL;
+    pthread_mutex_unlock(&W.lock);
+    for (; b; b = next) {
+        next = b->work_next;
+        enum work what = b->work;
+        b->work = WORK_NONE;
+        if (what == WORK_EXPORT && b->work_r) {
+            build_fail(b, "cannot export revision %s into the workspace", b->pkg.revision);
+        } else if (what == WORK_EXPORT) {
+            b->t_exported = time_mono_ns();
+            b->deadline_ns = b->t_exported + b->pl.build_timeout_s * 1000000000LL;
+            b->step = 0;
+            if (atomic_load(&E.stopping)) /* failed with the others at the engine's end */
+                continue;
+            if (step_start(b))
+                build_fail(b, "cannot start step 1");
+        } else if (b->work_r) {
+            build_fail(b, "cannot write the package: %s",
+                       b->work_err[0] ? b->work_err : strerror(-b->work_r));
+        } else {
+            if (b->tag_failed)
+                log_line(b, "==> warning: cannot tag the commit with %s", b->pkg.version);
+            build_end(b, true, (int64_t)b->size, b->sha256);
+        }
+    }
+}
+
+static int work_start(void)
+{
+    size_t n = E.cfg.executors < MAX_WORKERS ? E.cfg.executors : MAX_WORKERS;
+    W.stop = false;
+    for (W.nr_threads = 0; W.nr_threads < n; W.nr_threads++) {
+        int r = pthread_create(&W.thread[W.nr_threads], NULL, worker, NULL);
+        if (r)
+            return -r;
+    }
+    return 0;
+}
+
+/* Stops the workers once their current work is done; builds still queued stay with the engine. */
+static void work_stop(void)
+{
+    pthread_mutex_lock(&W.lock);
+    W.stop = true;
+    pthread_cond_broadcast(&W.cond);
+    pthread_mutex_unlock(&W.lock);
+    for (size_t i = 0; i < W.nr_threads; i++)
+        pthread_join(W.thread[i], NULL);
+    W.nr_threads = 0;
+    W.todo = NULL;
+    W.todo_tail = &W.todo;
 }
 
 static void build_start(struct build *b)
@@ -884,15 +1011,11 @@ static void build_start(struct build *b)
     bool warm = E.bwrap && !E.cfg.unsafe_no_sandbox && !b->pl.build_network && warm_take(b);
     if (!warm)
         fs_remove_tree(b->root);
-    if ((!warm && build_dirs(b->root)) || vcs_export(repo, b->pkg.revision, b->ws)) {
-        build_fail(b, "cannot export revision %s into the workspace", b->pkg.revision);
+    if (!warm && build_dirs(b->root)) {
+        build_fail(b, "cannot create the workspace");
         goto out;
     }
-    b->t_exported = time_mono_ns();
-    b->deadline_ns = b->t_exported + b->pl.build_timeout_s * 1000000000LL;
-    b->step = 0;
-    if (step_start(b))
-        build_fail(b, "cannot start step 1");
+    work_submit(b, WORK_EXPORT); /* then work_finished() starts step 1 */
 out:
     strbuf_release(&yml);
     free(repo_path);
@@ -965,6 +1088,7 @@ static void *engine(void *arg)
                 uint64_t v;
                 ssize_t rd = read(E.wake_fd, &v, sizeof(v));
                 (void)rd;
+                work_finished();
             } else if (w->kind == WATCH_WARM) {
                 warm_died(w->warm);
             } else if (w->kind == WATCH_OUTPUT) {
@@ -982,6 +1106,8 @@ static void *engine(void *arg)
             }
         }
     }
+    work_stop();
+    work_finished(); /* packages written by now are kept */
     while (E.nr_running) {
         struct build *b = E.running[0];
         snprintf(b->reason, sizeof(b->reason), STOPPED);
@@ -1160,9 +1286,13 @@ int runner_start(const struct runner_config *cfg)
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &E.wake_watch};
     epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, E.wake_fd, &ev);
     atomic_store(&E.stopping, false);
-    int r = pthread_create(&E.thread, NULL, engine, NULL);
-    if (r)
+    int r = work_start();
+    if (!r)
+        r = pthread_create(&E.thread, NULL, engine, NULL);
+    if (r) {
+        work_stop();
         return -r;
+    }
     E.started = true;
     return 0;
 }

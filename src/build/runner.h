@@ -8,6 +8,10 @@
  * build.timeout and cancellation by killing the whole sandbox, and on success writes the package
  * (atomically) and tags the commit with the package's version.
  *
+ * Exporting a revision and writing a package run on worker threads, so that one large build does
+ * not hold up the others; each step runs in a cgroup v2 group of its own where the host allows;
+ * a bubblewrap sandbox per free executor is set up ahead for the next build's first step.
+ *
  * After a crash, builds that were running are marked Failed at the next start (the server never
  * resumes half-run steps); Queued builds simply run.
  */

@@ -370,3 +370,23 @@ def test_server_as_pid_1_reaps_orphans(server_factory, tmp_path, sandbox):
                   f"{zombie_children(server)}")
     os.kill(server, signal.SIGTERM)  # unshare itself ignores SIGTERM while it waits
     assert srv.proc.wait(timeout=20) == 0
+
+
+def test_a_large_package_does_not_hold_up_other_builds(app):
+    """Writing a package (and exporting a revision) runs beside the engine: while one build
+    packages 300 MB, another build starts, runs its steps and succeeds."""
+    sw, dev, app_id, repo = app
+    commit(repo, {"slipway.yml": yml(["mkdir -p out && head -c 300000000 /dev/urandom > out/big"]),
+                  "quick/slipway.yml": TRIVIAL})
+    big_rev = head_number(sw, dev, app_id)
+    commit(repo, {"slipway.yml": TRIVIAL}, branch="quick")
+    big = start(sw, dev, app_id, big_rev, "5.0.0")
+    wait_for(lambda: "==> packaging" in build_log(sw, dev, app_id, big), timeout=60,
+             interval=0.01, what="the large build packaging")
+    quick = start(sw, dev, app_id, head_number(sw, dev, app_id, "quick"), "5.0.1", "quick")
+    assert wait_done(sw, dev, app_id, quick, timeout=30)["Status"] == "Succeeded"
+    assert package(sw, dev, app_id, big)["Status"] == "Building", \
+        "the large package was written before the quick build could finish"
+    p = wait_done(sw, dev, app_id, big, timeout=120)
+    assert p["Status"] == "Succeeded" and p["Size"] > 300000000, build_log(sw, dev, app_id, big)
+    assert sw.delete(f"/api/1/apps/{app_id}/packages/{big}", dev).status_code in (200, 204)
