@@ -356,6 +356,24 @@ class Slipway:
         return repo
 
 
+def children(pid):
+    """The processes whose parent is pid, as (pid, command name, state letter)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        fields = rest.split()
+        if int(fields[1]) == pid:
+            found.append((int(entry), comm, fields[0]))
+    return found
+
+
 def quote(s):
     return urllib.parse.quote(s, safe="")
 

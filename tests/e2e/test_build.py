@@ -12,7 +12,7 @@ import pytest
 
 from builds import (TRIVIAL, build_log, commit, details, head_number, package,
                     processes_matching, start, untar, wait_done, yml)
-from conftest import assert_error, assert_ok, wait_for
+from conftest import assert_error, assert_ok, children, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.normpath(os.path.join(HERE, "..", "..", "examples", "hello-c"))
@@ -327,18 +327,7 @@ def test_first_step_environment_in_a_warm_sandbox(app):
 
 def zombie_children(pid):
     """Children of pid that have exited and that nobody reaped."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] == "Z" and int(fields[1]) == pid:
-            found.append(int(entry))
-    return found
+    return [c for c, _, state in children(pid) if state == "Z"]
 
 
 @pytest.mark.parametrize("sandbox", [True, False], ids=["sandbox", "unsafe"])

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from conftest import User, assert_error, assert_ok, unique, wait_for
+from conftest import User, assert_error, assert_ok, children, unique, wait_for
 
 
 def branch(sw, user, app_id, name="main"):
@@ -213,20 +213,7 @@ def test_email_with_plus_and_upper_case_in_the_url(sw):
 def server_children(pid):
     """Processes whose parent is pid, but the warm build sandboxes (bwrap) it keeps: git
     http-backend while it serves, or its zombie."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        comm = stat.split("(", 1)[1].split(")")[0]
-        if int(fields[1]) == pid and comm != "bwrap":
-            kids.append((int(entry), comm, fields[0]))
-    return kids
+    return [c for c in children(pid) if c[1] != "bwrap"]
 
 
 def test_client_gone_mid_clone_leaves_nothing_behind(sw):

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,21 @@ static inline void temp_dir(char dir[PATH_MAX], const char *name)
     int n = snprintf(dir, PATH_MAX, "%s/slipway-%s-XXXXXX", base && *base ? base : "/tmp", name);
     cr_assert(n > 0 && n < PATH_MAX);
     cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+}
+
+/* The state letter of process pid in /proc/<pid>/stat ('R', 'S', 'Z' for a zombie, ...), or
+ * '\0' when there is no such process. */
+static inline char proc_state(int pid)
+{
+    char path[64], stat[512] = "";
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return '\0';
+    bool ok = fgets(stat, sizeof(stat), f) != NULL;
+    fclose(f);
+    const char *end = strrchr(stat, ')'); /* the command name may hold anything */
+    return ok && end && end[1] == ' ' ? end[2] : '\0';
 }
 
 __attribute__((format(printf, 1, 0))) static inline char *fmt_alloc(const char *fmt, va_list ap)

@@ -6,6 +6,8 @@
 #include "base/cgroup.h"
 #include "base/proc.h"
 
+#include "../helpers.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,15 +37,8 @@ static void teardown(void)
 /* Whether pid runs (a zombie waiting for its new parent to reap it does not). */
 static bool alive(pid_t pid)
 {
-    char path[64], stat[512] = "";
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    bool ok = fgets(stat, sizeof(stat), f) != NULL;
-    fclose(f);
-    const char *state = strrchr(stat, ')');
-    return ok && state && state[1] == ' ' && state[2] != 'Z' && state[2] != 'X';
+    char state = proc_state(pid);
+    return state && state != 'Z' && state != 'X';
 }
 
 /* The pid a shell wrote into fd's pipe as one line. */

@@ -18,15 +18,7 @@ static char *env[] = {"PATH=/usr/bin:/bin", NULL};
 
 static bool zombie(pid_t pid)
 {
-    char path[64], stat[256] = "";
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    bool ok = fgets(stat, sizeof(stat), f) != NULL;
-    fclose(f);
-    const char *end = strrchr(stat, ')');
-    return ok && end && end[1] == ' ' && end[2] == 'Z';
+    return proc_state(pid) == 'Z';
 }
 
 Test(proc, spawn_status_errors_stdio_and_cwd)
@@ -62,7 +54,7 @@ Test(proc, the_reaper_takes_orphans_and_leaves_our_children)
     /* a shell that starts a background job and exits: the job is re-parented to us */
     int out[2];
     cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
-    char *orphaner[] = {"sh", "-c", "true & echo $!", NULL};
+    char *orphaner[] = {"sh", "-c", "sleep 0.05 & echo $!", NULL}; /* outlives the shell */
     cr_assert_eq(proc_spawn("/bin/sh", orphaner, env, -1, out[1], -1, &parent), 0);
     close(out[1]);
     char buf[32] = "";
