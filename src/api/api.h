@@ -26,6 +26,10 @@ void api_stop_streams(void);
 void api_set_public_url(const char *url);
 /* The route table to give to http_server_start. */
 const struct http_route *api_routes(size_t *nr);
+/* The route table with the access each route needs, as JSON text (an array of {method, pattern,
+ * query, auth, scopes, target, role, rights, admin}); what `slipway routes` prints. Caller frees;
+ * NULL when out of memory. Needs no api_init. */
+char *api_routes_describe(void);
 /* The error-body formatter to give to http_server_start. */
 void api_error_body(const struct http_request *req, struct http_response *res, int status,
                     const char *code, const char *message);

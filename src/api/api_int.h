@@ -11,22 +11,142 @@
 
 extern struct api_config api_cfg;
 
-/* Route tables of each surface file. */
-extern const struct http_route api_teamserver_routes[];
-extern const size_t api_teamserver_nr_routes;
-extern const struct http_route api_repository_routes[];
-extern const size_t api_repository_nr_routes;
-extern const struct http_route api_slipway_routes[];
-extern const size_t api_slipway_nr_routes;
-extern const struct http_route api_git_routes[];
-extern const size_t api_git_nr_routes;
+/* ---- Who may call what: the route table (routes.c) ----
+ *
+ * Every endpoint is one row of the table in routes.c: its method, pattern and handler, and the
+ * access it needs. The dispatcher there enforces that access before the handler runs, so a
+ * handler only ever sees callers the table lets through; `slipway routes` prints the table and
+ * the authorization tests are generated from it. */
+
+enum api_auth_kinds {
+    API_AUTH_APIKEY = 1 << 0, /* Mendix-Username + Mendix-ApiKey */
+    API_AUTH_TOKEN = 1 << 1,  /* Authorization: MxToken <token> */
+    API_AUTH_BASIC = 1 << 2,  /* HTTP basic: email + API key or token (git) */
+    API_AUTH_SIGNED = 1 << 3, /* or no credentials, with a signed URL (api_signed_url) */
+};
+
+/* What the first route parameter names. */
+enum api_target {
+    API_TARGET_NONE,    /* nothing: the route is not about one app */
+    API_TARGET_APP,     /* an AppId */
+    API_TARGET_PROJECT, /* a ProjectId (the App Repository API) */
+    API_TARGET_GIT,     /* "<AppId>.git" */
+};
+
+struct api_access {
+    unsigned auth;          /* API_AUTH_* accepted; 0: public, no credentials looked at */
+    const char *scopes;     /* a token needs one of these (space-separated); NULL: any token */
+    enum api_target target; /* the app whose role and rights count */
+    enum store_role role;   /* the least role in the app; STORE_ROLE_NONE: no app */
+    unsigned rights;        /* RIGHT_* needed on at least one of the app's environments */
+    bool admin;             /* Slipway administrators only */
+};
+
+/* The caller as the dispatcher found it. Admins have the admin role and every right. */
+struct api_caller {
+    bool authenticated;        /* false on public routes and signed URLs */
+    struct auth_principal who; /* when authenticated */
+    struct store_app app;      /* the target app, when the route has one */
+    enum store_role role;
+    unsigned rights;
+};
+
+typedef void (*api_handler_fn)(struct http_request *req, struct http_response *res,
+                               const struct api_caller *c);
+
+struct api_route {
+    const char *method;  /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *pattern; /* as http_route's */
+    const char *query;   /* "name=value" this row needs; rows sharing a method and pattern are
+                            told apart by it (NULL: the row for any other query) */
+    api_handler_fn fn;
+    unsigned flags; /* HTTP_ROUTE_* */
+    struct api_access access;
+    const char *action; /* the audit log's name for it, used when access is refused to a known
+                           user (NULL: "<METHOD> <path>", as any request) */
+};
+
+extern const struct api_route api_route_table[];
+extern const size_t api_nr_route_table;
+
+/* Builds the http layer's routes from the table (one per method and pattern, all dispatched
+ * through the access checks). 0 or -ENOMEM. */
+int api_routes_init(void);
+void api_routes_release(void);
+
+/* A URL (public URL + path + ?expires=...&signature=...) that works without credentials on a
+ * route that accepts API_AUTH_SIGNED, for ttl_s seconds. Caller frees; NULL when out of memory. */
+char *api_signed_url(const char *path, int ttl_s);
+
+/* The handlers, by surface file. */
+void api_ts_apps_list(struct http_request *, struct http_response *,
+                      const struct api_caller *caller);
+void api_ts_app_get(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_ts_branches_list(struct http_request *, struct http_response *,
+                          const struct api_caller *caller);
+void api_ts_branch_get(struct http_request *, struct http_response *,
+                       const struct api_caller *caller);
+void api_repo_info(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_repo_branches(struct http_request *, struct http_response *,
+                       const struct api_caller *caller);
+void api_repo_branch(struct http_request *, struct http_response *,
+                     const struct api_caller *caller);
+void api_repo_commits(struct http_request *, struct http_response *,
+                      const struct api_caller *caller);
+void api_sw_healthz(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_sw_me(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_sw_users_list(struct http_request *, struct http_response *,
+                       const struct api_caller *caller);
+void api_sw_users_add(struct http_request *, struct http_response *,
+                      const struct api_caller *caller);
+void api_sw_apikey_add(struct http_request *, struct http_response *,
+                       const struct api_caller *caller);
+void api_sw_apikey_revoke(struct http_request *, struct http_response *,
+                          const struct api_caller *caller);
+void api_sw_token_add(struct http_request *, struct http_response *,
+                      const struct api_caller *caller);
+void api_sw_token_revoke(struct http_request *, struct http_response *,
+                         const struct api_caller *caller);
+void api_sw_apps_list(struct http_request *, struct http_response *,
+                      const struct api_caller *caller);
+void api_sw_apps_add(struct http_request *, struct http_response *,
+                     const struct api_caller *caller);
+void api_sw_members_list(struct http_request *, struct http_response *,
+                         const struct api_caller *caller);
+void api_sw_members_add(struct http_request *, struct http_response *,
+                        const struct api_caller *caller);
+void api_sw_grant(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_sw_revoke(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_sw_audit_list(struct http_request *, struct http_response *,
+                       const struct api_caller *caller);
+void api_git_serve(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_git_dumb(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_build_start(struct http_request *, struct http_response *,
+                     const struct api_caller *caller);
+void api_build_list(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_build_get(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_build_delete(struct http_request *, struct http_response *,
+                      const struct api_caller *caller);
+void api_build_download(struct http_request *, struct http_response *,
+                        const struct api_caller *caller);
+void api_build_details(struct http_request *, struct http_response *,
+                       const struct api_caller *caller);
+void api_build_log(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_build_manifest(struct http_request *, struct http_response *,
+                        const struct api_caller *caller);
+void api_build_cancel(struct http_request *, struct http_response *,
+                      const struct api_caller *caller);
+void api_build_usage(struct http_request *, struct http_response *,
+                     const struct api_caller *caller);
+void api_upload_v1(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_upload_v2(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_upload_job_get(struct http_request *, struct http_response *,
+                        const struct api_caller *caller);
+
 int api_git_init(void);
-extern const struct http_route api_build_routes[];
-extern const size_t api_build_nr_routes;
-int api_build_init(void);
-extern const struct http_route api_upload_routes[];
-extern const size_t api_upload_nr_routes;
 void api_git_shutdown(void);
+/* Reads the server secret that signs URLs. 0 (a missing secret is logged: signed URLs fail). */
+int api_sign_init(void);
 
 /* Answers with the error body of the request's surface. Always returns -1 (for `return api_fail`).
  */
@@ -36,12 +156,8 @@ __attribute__((format(printf, 5, 6))) int api_fail(const struct http_request *re
 /* Answers with `json` (taking ownership) serialized compactly. */
 void api_json(struct http_response *res, int status, json_t *json);
 
-enum api_auth_kinds {
-    API_AUTH_APIKEY = 1 << 0, /* Mendix-Username + Mendix-ApiKey */
-    API_AUTH_TOKEN = 1 << 1,  /* Authorization: MxToken <token> */
-};
-/* Authenticates the request with one of the allowed kinds. 0 and *p filled (and req->user set),
- * or -1 with a 401 answer in res. */
+/* Authenticates the request with one of the allowed kinds (API_AUTH_APIKEY, API_AUTH_TOKEN).
+ * 0 and *p filled (and req->user set), or -1 with a 401 answer in res. The dispatcher calls it. */
 int api_authenticate(struct http_request *req, struct http_response *res, unsigned kinds,
                      struct auth_principal *p);
 /* Parses a JSON request body leniently: whitespace only or empty is {}; anything but an object
@@ -61,11 +177,6 @@ const char *api_str(json_t *obj, const char *key);
 void api_audit(struct http_request *req, const char *actor, const char *action, const char *app,
                const char *env, int status, const char *detail);
 
-/* Authenticates (API key or token), finds the app of the first route parameter and requires
- * membership with API Rights on at least one of its environments (admins have every right).
- * 0 (and *who filled when not NULL), or -1 with 401/400/404/403 answered. */
-int api_app_access(struct http_request *req, struct http_response *res, struct store_app *app,
-                   struct auth_principal *who);
 /* Finds the app by AppId: 0, or -1 with 400 INVALID_APPID / 404 APP_NOT_FOUND answered. */
 int api_app_find(const struct http_request *req, struct http_response *res, const char *app_id,
                  struct store_app *app);

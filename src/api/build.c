@@ -11,8 +11,8 @@
  * and stops when the client goes away, after 24 h, or at api_stop_streams(). At most --threads
  * minus one streams follow at once, so that one worker always stays free.
  *
- * Download URLs (?url=true) are signed: HMAC-SHA-256 with the server secret over the app, the
- * package and the expiry time; they work without credentials until they expire.
+ * Download URLs (?url=true) are signed URLs (api_signed_url): they work without credentials until
+ * they expire.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,39 +43,6 @@
 #define FOLLOW_READ         (64 * 1024)                /* bytes of log read at once */
 #define FOLLOW_LINE_MAX     (16 * 1024)                /* SSE: a longer line is sent in pieces */
 #define FOLLOW_OUT_MAX      (1024 * 1024) /* one event: SSE adds 7 bytes to each line */
-
-static unsigned char secret[32];
-
-int api_build_init(void)
-{
-    char *path = NULL;
-    if (asprintf(&path, "%s/secret", api_cfg.data_dir) < 0)
-        return -ENOMEM;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, secret, sizeof(secret)) : -1;
-    if (fd >= 0)
-        close(fd);
-    if (n != (ssize_t)sizeof(secret))
-        log_error("cannot read the server secret '%s': signed URLs will not work", path);
-    free(path);
-    return 0;
-}
-
-/* The signature of a download URL, as 64 hex digits. */
-static void sign(const char *app_id, const char *package_id, int64_t expires, char out[65])
-{
-    char msg[256];
-    unsigned char mac[CRYPTO_SHA256_LEN];
-    int n = snprintf(msg, sizeof(msg), "download\n%s\n%s\n%lld", app_id, package_id,
-                     (long long)expires);
-    crypto_hmac_sha256(secret, sizeof(secret), msg, (size_t)n, mac);
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < CRYPTO_SHA256_LEN; i++) {
-        out[2 * i] = hex[mac[i] >> 4];
-        out[2 * i + 1] = hex[mac[i] & 15];
-    }
-    out[64] = '\0';
-}
 
 static json_t *package_json(const struct store_package *p)
 {
@@ -114,15 +81,16 @@ static bool version_valid(const char *v)
     return *v == '\0';
 }
 
-static void build_start(struct http_request *req, struct http_response *res)
+void api_build_start(struct http_request *req, struct http_response *res,
+                     const struct api_caller *caller)
 {
-    struct store_app app;
-    struct auth_principal who;
+    const struct store_app app = caller->app;
+    const struct auth_principal *who = &caller->who;
     struct vcs_repo *repo;
     struct vcs_commit c = {0};
     json_t *body = NULL;
     const char *why;
-    if (api_app_access(req, res, &app, &who) || !(body = api_body_object(req, res)))
+    if (!(body = api_body_object(req, res)))
         goto out;
     const char *branch = api_str(body, "Branch"), *revision = api_str(body, "Revision");
     const char *version = api_str(body, "Version"), *desc = api_str(body, "Description");
@@ -177,7 +145,7 @@ static void build_start(struct http_request *req, struct http_response *res)
     snprintf(p.revision, sizeof(p.revision), "%s", c.id);
     p.revision_number = c.number;
     snprintf(p.description, sizeof(p.description), "%s", desc ? desc : "");
-    snprintf(p.creator, sizeof(p.creator), "%s", who.user.name);
+    snprintf(p.creator, sizeof(p.creator), "%s", who->user.name);
     snprintf(p.name, sizeof(p.name), "%s-%s.tar.zst", git_name, p.version);
     for (char *s = p.name; *s; s++)
         if (*s == '/')
@@ -189,7 +157,7 @@ static void build_start(struct http_request *req, struct http_response *res)
     runner_wake();
     char detail[128];
     snprintf(detail, sizeof(detail), "package=%s version=%s", p.package_id, p.version);
-    api_audit(req, who.user.email, "build", app.app_id, "", 201, detail);
+    api_audit(req, who->user.email, "build", app.app_id, "", 201, detail);
     api_json(res, 201, json_pack("{s:s}", "PackageId", p.package_id));
 out:
     vcs_commit_release(&c);
@@ -201,11 +169,10 @@ static int add_package(const struct store_package *p, void *arg)
     return json_array_append_new(arg, package_json(p)) ? -ENOMEM : 0;
 }
 
-static void packages_list(struct http_request *req, struct http_response *res)
+void api_build_list(struct http_request *req, struct http_response *res,
+                    const struct api_caller *caller)
 {
-    struct store_app app;
-    if (api_app_access(req, res, &app, NULL))
-        return;
+    const struct store_app app = caller->app;
     json_t *arr = json_array();
     if (store_package_each(app.id, add_package, arr)) {
         json_decref(arr);
@@ -215,19 +182,20 @@ static void packages_list(struct http_request *req, struct http_response *res)
     api_json(res, 200, arr);
 }
 
-static void package_get(struct http_request *req, struct http_response *res)
+void api_build_get(struct http_request *req, struct http_response *res,
+                   const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct store_package p;
-    if (api_app_access(req, res, &app, NULL) || find_package(req, res, &app, &p))
+    if (find_package(req, res, &app, &p))
         return;
     json_t *j = package_json(&p);
     if (http_query_bool(req, "url") && p.status == PKG_SUCCEEDED) {
-        int64_t expires = time_now_ms() / 1000 + URL_TTL_S;
-        char sig[65], *url = NULL;
-        sign(app.app_id, p.package_id, expires, sig);
-        if (asprintf(&url, "%s/api/1/apps/%s/packages/%s/download?expires=%lld&signature=%s",
-                     api_cfg.public_url, app.app_id, p.package_id, (long long)expires, sig) >= 0)
+        char path[STORE_APPID_MAX + CRYPTO_UUID_LEN + 64];
+        snprintf(path, sizeof(path), "/api/1/apps/%s/packages/%s/download", app.app_id,
+                 p.package_id);
+        char *url = api_signed_url(path, URL_TTL_S);
+        if (url)
             json_object_set_new(j, "Url",
                                 json_pack("{s:s,s:i}", "Location", url, "TTL", URL_TTL_S));
         free(url);
@@ -235,38 +203,13 @@ static void package_get(struct http_request *req, struct http_response *res)
     api_json(res, 200, j);
 }
 
-/* A download is allowed with credentials, or with a signed URL that has not expired. */
-static void package_download(struct http_request *req, struct http_response *res)
+/* A download is allowed with credentials, or with a signed URL that has not expired (the
+ * dispatcher checks either). */
+void api_build_download(struct http_request *req, struct http_response *res,
+                        const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct store_package p;
-    char *sig = http_query(req, "signature"), *exp = http_query(req, "expires");
-    if (sig || exp) {
-        int64_t expires = 0;
-        char want[65];
-        bool ok = sig && exp && !parse_i64(exp, 0, INT64_MAX, &expires) &&
-                  admin_app_id_valid(req->params[0]) &&
-                  strlen(req->params[1]) == CRYPTO_UUID_LEN - 1;
-        if (ok) {
-            sign(req->params[0], req->params[1], expires, want);
-            ok = crypto_equal(want, 64, sig, strlen(sig));
-        }
-        free(sig);
-        free(exp);
-        if (!ok) {
-            api_fail(req, res, 403, "INVALID_SIGNATURE", "the download URL is not valid");
-            return;
-        }
-        if (expires < time_now_ms() / 1000) {
-            api_fail(req, res, 403, "URL_EXPIRED",
-                     "the download URL has expired: ask for a new one with ?url=true");
-            return;
-        }
-        if (api_app_find(req, res, req->params[0], &app))
-            return;
-    } else if (api_app_access(req, res, &app, NULL)) {
-        return;
-    }
     if (find_package(req, res, &app, &p))
         return;
     if (p.status != PKG_SUCCEEDED) {
@@ -292,12 +235,12 @@ static void package_download(struct http_request *req, struct http_response *res
     http_res_header(res, "Content-Disposition", disp);
 }
 
-static void package_delete(struct http_request *req, struct http_response *res)
+void api_build_delete(struct http_request *req, struct http_response *res,
+                      const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct store_package p;
-    struct auth_principal who;
-    if (api_app_access(req, res, &app, &who) || find_package(req, res, &app, &p))
+    if (find_package(req, res, &app, &p))
         return;
     if (store_package_in_use(p.package_id)) {
         api_fail(req, res, 409, "PACKAGE_IN_USE", "an environment holds this package");
@@ -328,11 +271,12 @@ static void package_delete(struct http_request *req, struct http_response *res)
 
 /* The package's manifest.json: the first entry of the package file (the package was checked
  * when it was written or uploaded). */
-static void package_manifest(struct http_request *req, struct http_response *res)
+void api_build_manifest(struct http_request *req, struct http_response *res,
+                        const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct store_package p;
-    if (api_app_access(req, res, &app, NULL) || find_package(req, res, &app, &p))
+    if (find_package(req, res, &app, &p))
         return;
     if (p.status != PKG_SUCCEEDED) {
         api_fail(req, res, 404, "PACKAGE_NOT_FOUND",
@@ -357,11 +301,12 @@ static void package_manifest(struct http_request *req, struct http_response *res
     api_json(res, 200, manifest);
 }
 
-static void package_details(struct http_request *req, struct http_response *res)
+void api_build_details(struct http_request *req, struct http_response *res,
+                       const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct store_package p;
-    if (api_app_access(req, res, &app, NULL) || find_package(req, res, &app, &p))
+    if (find_package(req, res, &app, &p))
         return;
     json_t *j = package_json(&p);
     json_object_set_new(j, "Branch", json_string(p.branch));
@@ -625,11 +570,12 @@ static void log_follow_start(struct http_request *req, struct http_response *res
     res->stream_arg = f;
 }
 
-static void package_log(struct http_request *req, struct http_response *res)
+void api_build_log(struct http_request *req, struct http_response *res,
+                   const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct store_package p;
-    if (api_app_access(req, res, &app, NULL) || find_package(req, res, &app, &p))
+    if (find_package(req, res, &app, &p))
         return;
     const char *accept = http_header(req, "Accept");
     bool sse = accept && strcasestr(accept, "text/event-stream");
@@ -676,12 +622,11 @@ static int add_usage(const struct store_package *p, void *arg)
     return 0;
 }
 
-static void app_usage(struct http_request *req, struct http_response *res)
+void api_build_usage(struct http_request *req, struct http_response *res,
+                     const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct usage u = {0};
-    if (api_app_access(req, res, &app, NULL))
-        return;
     if (store_package_each(app.id, add_usage, &u)) {
         api_fail(req, res, 500, "INTERNAL_ERROR", "cannot list packages");
         return;
@@ -691,12 +636,13 @@ static void app_usage(struct http_request *req, struct http_response *res)
                        "PackageBytes", u.package_bytes, "LogBytes", u.log_bytes));
 }
 
-static void package_cancel(struct http_request *req, struct http_response *res)
+void api_build_cancel(struct http_request *req, struct http_response *res,
+                      const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
+    const struct auth_principal *who = &caller->who;
     struct store_package p;
-    struct auth_principal who;
-    if (api_app_access(req, res, &app, &who) || find_package(req, res, &app, &p))
+    if (find_package(req, res, &app, &p))
         return;
     int r = store_package_cancel(p.package_id);
     if (r == -EALREADY) {
@@ -709,20 +655,6 @@ static void package_cancel(struct http_request *req, struct http_response *res)
         return;
     }
     runner_wake();
-    api_audit(req, who.user.email, "build cancel", app.app_id, "", 202, p.package_id);
+    api_audit(req, who->user.email, "build cancel", app.app_id, "", 202, p.package_id);
     api_json(res, 202, json_pack("{s:s}", "PackageId", p.package_id));
 }
-
-const struct http_route api_build_routes[] = {
-    {"GET", "/api/1/apps/:app/packages", packages_list, 0, NULL},
-    {"POST", "/api/1/apps/:app/packages", build_start, 0, NULL},
-    {"GET", "/api/1/apps/:app/packages/:package", package_get, 0, NULL},
-    {"DELETE", "/api/1/apps/:app/packages/:package", package_delete, 0, NULL},
-    {"GET", "/api/1/apps/:app/packages/:package/download", package_download, 0, NULL},
-    {"GET", "/api/slipway/apps/:app/packages/:package", package_details, 0, NULL},
-    {"GET", "/api/slipway/apps/:app/packages/:package/log", package_log, 0, NULL},
-    {"GET", "/api/slipway/apps/:app/packages/:package/manifest", package_manifest, 0, NULL},
-    {"POST", "/api/slipway/apps/:app/packages/:package/cancel", package_cancel, 0, NULL},
-    {"GET", "/api/slipway/apps/:app/usage", app_usage, 0, NULL},
-};
-const size_t api_build_nr_routes = sizeof(api_build_routes) / sizeof(api_build_routes[0]);

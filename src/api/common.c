@@ -1,5 +1,5 @@
 /* api — shared helpers: error bodies per surface, JSON answers, authentication, lenient bodies,
- * audit; and the assembled route table. */
+ * audit. */
 #include "api/api_int.h"
 
 #include <errno.h>
@@ -13,9 +13,6 @@
 #include "base/util.h"
 
 struct api_config api_cfg;
-
-static struct http_route *routes;
-static size_t nr_routes;
 
 static bool is_v4(const struct http_request *req)
 {
@@ -190,37 +187,15 @@ int api_init(const struct api_config *cfg)
     api_set_public_url(cfg->public_url ? cfg->public_url : "");
     if (!api_cfg.data_dir || !api_cfg.public_url)
         return -ENOMEM;
-    const struct {
-        const struct http_route *r;
-        size_t n;
-    } parts[] = {
-        {api_slipway_routes, api_slipway_nr_routes},
-        {api_teamserver_routes, api_teamserver_nr_routes},
-        {api_repository_routes, api_repository_nr_routes},
-        {api_git_routes, api_git_nr_routes},
-        {api_build_routes, api_build_nr_routes},
-        {api_upload_routes, api_upload_nr_routes},
-    };
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
-        total += parts[i].n;
-    routes = calloc(total, sizeof(*routes));
-    if (!routes)
-        return -ENOMEM;
-    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-        memcpy(routes + nr_routes, parts[i].r, parts[i].n * sizeof(*routes));
-        nr_routes += parts[i].n;
-    }
-    int r = api_git_init();
-    return r ? r : api_build_init();
+    int r = api_routes_init();
+    r = r ? r : api_sign_init();
+    return r ? r : api_git_init();
 }
 
 void api_shutdown(void)
 {
     api_git_shutdown();
-    free(routes);
-    routes = NULL;
-    nr_routes = 0;
+    api_routes_release();
     free((char *)api_cfg.data_dir);
     free((char *)api_cfg.public_url);
     api_cfg = (struct api_config){0};
@@ -234,10 +209,4 @@ void api_set_public_url(const char *url)
         n--;
     api_cfg.public_url = strndup(url, n);
     free(old);
-}
-
-const struct http_route *api_routes(size_t *nr)
-{
-    *nr = nr_routes;
-    return routes;
 }

@@ -152,83 +152,36 @@ static void stream_free(void *arg)
     free(s);
 }
 
-static void challenge(struct http_request *req, struct http_response *res, const char *msg)
+/* Dumb-protocol paths (and info/refs without a smart service): not served. */
+void api_git_dumb(struct http_request *req, struct http_response *res,
+                  const struct api_caller *caller)
 {
-    http_res_header(res, "WWW-Authenticate", "Basic realm=\"Slipway\", charset=\"UTF-8\"");
-    api_fail(req, res, 401, "UNAUTHORIZED", "%s", msg);
+    (void)caller;
+    api_fail(req, res, 404, "NOT_FOUND",
+             "only the smart HTTP protocol is served: clone with 'git clone'");
 }
 
-static void serve_git(struct http_request *req, struct http_response *res)
+/* info/refs?service=git-upload-pack|git-receive-pack, git-upload-pack, git-receive-pack: the
+ * route table lets only those through, with the role each needs. */
+void api_git_serve(struct http_request *req, struct http_response *res,
+                   const struct api_caller *caller)
 {
-    const char *repo_seg = req->params[0];
-    size_t len = strlen(repo_seg);
-    char app_id[STORE_APPID_MAX + 1];
-    if (len > 4 && strcmp(repo_seg + len - 4, ".git") == 0)
-        len -= 4;
-    if (len >= sizeof(app_id)) {
-        api_fail(req, res, 404, "APP_NOT_FOUND", "no such repository");
-        return;
-    }
-    memcpy(app_id, repo_seg, len);
-    app_id[len] = '\0';
-
-    /* the git operation: info/refs?service=..., git-upload-pack, git-receive-pack */
-    struct strbuf tail = STRBUF_INIT;
-    for (size_t i = req->tail_index; i < req->path.nr_seg; i++) {
+    const struct auth_principal *p = &caller->who;
+    const struct store_app app = caller->app;
+    struct strbuf tail = STRBUF_INIT; /* "/info/refs", "/git-upload-pack", ... */
+    for (size_t i = 2; i < req->path.nr_seg; i++) {
         strbuf_addch(&tail, '/');
         strbuf_adds(&tail, req->path.seg[i]);
     }
     char *service = http_query(req, "service");
-    bool push;
-    if (strcmp(tail.buf, "/info/refs") == 0 && strcmp(req->method, "GET") == 0 && service &&
-        (strcmp(service, "git-upload-pack") == 0 || strcmp(service, "git-receive-pack") == 0)) {
-        push = strcmp(service, "git-receive-pack") == 0;
-    } else if (strcmp(req->method, "POST") == 0 && (strcmp(tail.buf, "/git-upload-pack") == 0 ||
-                                                    strcmp(tail.buf, "/git-receive-pack") == 0)) {
-        push = strcmp(tail.buf, "/git-receive-pack") == 0;
-    } else {
-        free(service);
-        strbuf_release(&tail);
-        api_fail(req, res, 404, "NOT_FOUND",
-                 "only the smart HTTP protocol is served: clone with 'git clone'");
-        return;
-    }
+    bool push = strcmp(req->path.seg[req->path.nr_seg - 1], "git-receive-pack") == 0 ||
+                (service && strcmp(service, "git-receive-pack") == 0);
     free(service);
     /* reads are not audited; a push is, by cgi_free or below (or by api_request_completed) */
     bool post_push = push && strcmp(req->method, "POST") == 0;
     /* git first probes a large push with a 4-byte "0000" POST: not a push of its own */
     bool probe = post_push && req->body_size <= 4;
     req->recorded = !post_push;
-
-    struct auth_principal p;
-    const char *authz = http_header(req, "Authorization");
-    struct store_app app;
-    enum store_role role;
-    unsigned rights;
-    if (!authz || strncasecmp(authz, "Basic ", 6) != 0) {
-        challenge(req, res, "authentication needed: your email and an API key or token");
-        goto out;
-    }
-    if (auth_check_basic(authz + 6, &p)) {
-        challenge(req, res, "invalid credentials");
-        goto out;
-    }
-    snprintf(req->user, sizeof(req->user), "%s", p.user.email);
-    if (api_app_find(req, res, app_id, &app))
-        goto out;
-    if (auth_app_access(&p.user, &app, &role, &rights)) {
-        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the rights");
-        goto out;
-    }
-    if (role == STORE_ROLE_NONE || (push && role < STORE_ROLE_DEVELOPER)) {
-        if (post_push)
-            api_audit(req, p.user.email, "git push", app.app_id, "", 403, "");
-        api_fail(req, res, 403, "NO_ACCESS",
-                 push ? "pushing to '%s' needs the developer role"
-                      : "reading '%s' needs membership of the app",
-                 app.app_id);
-        goto out;
-    }
 
     /* the CGI environment: an allowlist, nothing inherited from the server */
     char *env[24] = {0};
@@ -247,7 +200,7 @@ static void serve_git(struct http_request *req, struct http_response *res)
             add_env(env, &n, 24, "PATH_INFO", path_info) ||
             add_env(env, &n, 24, "REQUEST_METHOD", req->method) ||
             add_env(env, &n, 24, "QUERY_STRING", query.buf) ||
-            add_env(env, &n, 24, "REMOTE_USER", p.user.email) ||
+            add_env(env, &n, 24, "REMOTE_USER", p->user.email) ||
             add_env(env, &n, 24, "REMOTE_ADDR", req->remote_addr) ||
             add_env(env, &n, 24, "CONTENT_TYPE", http_header(req, "Content-Type")) ||
             add_env(env, &n, 24, "HTTP_CONTENT_ENCODING", http_header(req, "Content-Encoding")) ||
@@ -268,7 +221,7 @@ static void serve_git(struct http_request *req, struct http_response *res)
     /* A push is audited before it starts too: receive-pack finishes a push on its own even if
      * the server dies meanwhile, and cgi_free() would then never write the result. */
     if (!r && post_push && !probe &&
-        store_audit_append(p.user.email, "git push", app.app_id, "", req->remote_addr, "started",
+        store_audit_append(p->user.email, "git push", app.app_id, "", req->remote_addr, "started",
                            ""))
         log_error("cannot write the audit log entry for a push");
     if (!r) {
@@ -301,7 +254,7 @@ static void serve_git(struct http_request *req, struct http_response *res)
     }
     *c = (struct cgi){.pid = pid, .out_fd = pipefd[0], .push = post_push && !probe};
     req->recorded = true;
-    snprintf(c->actor, sizeof(c->actor), "%s", p.user.email);
+    snprintf(c->actor, sizeof(c->actor), "%s", p->user.email);
     snprintf(c->app, sizeof(c->app), "%s", app.app_id);
     snprintf(c->source, sizeof(c->source), "%s", req->remote_addr);
     s->cgi = c;
@@ -352,9 +305,3 @@ static void serve_git(struct http_request *req, struct http_response *res)
 out:
     strbuf_release(&tail);
 }
-
-const struct http_route api_git_routes[] = {
-    {"GET", "/git/:repo/*", serve_git, HTTP_ROUTE_TAIL, NULL},
-    {"POST", "/git/:repo/*", serve_git, HTTP_ROUTE_TAIL | HTTP_ROUTE_SPOOL, NULL},
-};
-const size_t api_git_nr_routes = sizeof(api_git_routes) / sizeof(api_git_routes[0]);

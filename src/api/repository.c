@@ -1,7 +1,7 @@
 /* api — App Repository API (Mendix-compatible) under /v1/repositories/<ProjectId>: info, branches
  * and commits with cursor paging. Authentication is a personal access token (MxToken) with the
- * scope mx:modelrepository:repo:read; the user must be a member of the app. Dates are RFC 3339;
- * errors are {"errorCode":"RS<status>","errorMessage"}.
+ * scope mx:modelrepository:repo:read; the user must be a member of the app (routes.c checks). Dates
+ * are RFC 3339; errors are {"errorCode":"RS<status>","errorMessage"}.
  *
  * Cursors are opaque to clients: base64url of "o:<offset>".
  */
@@ -17,34 +17,10 @@
 #define PAGE_DEFAULT 20
 #define PAGE_MAX     100
 
-static int repo_access(struct http_request *req, struct http_response *res, struct store_app *app)
+void api_repo_info(struct http_request *req, struct http_response *res,
+                   const struct api_caller *caller)
 {
-    struct auth_principal p;
-    enum store_role role;
-    unsigned rights;
-    if (api_authenticate(req, res, API_AUTH_TOKEN, &p))
-        return -1;
-    if (!auth_scope_has(p.scopes,
-                        AUTH_SCOPE_REPO_READ)) /* admins' tokens too: scopes bound tokens */
-        return api_fail(req, res, 403, "NO_ACCESS", "the token lacks the scope '%s'",
-                        AUTH_SCOPE_REPO_READ);
-    int r = strlen(req->params[0]) == CRYPTO_UUID_LEN - 1
-                ? store_app_by_project_id(req->params[0], app)
-                : -ENOENT;
-    if (r == -ENOENT)
-        return api_fail(req, res, 404, "APP_NOT_FOUND", "no app with id '%.60s'", req->params[0]);
-    if (r || auth_app_access(&p.user, app, &role, &rights))
-        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the app");
-    if (role == STORE_ROLE_NONE)
-        return api_fail(req, res, 403, "NO_ACCESS", "you are not a member of this app");
-    return 0;
-}
-
-static void info(struct http_request *req, struct http_response *res)
-{
-    struct store_app app;
-    if (repo_access(req, res, &app))
-        return;
+    const struct store_app app = caller->app;
     char *url = NULL;
     if (asprintf(&url, "%s/git/%s.git", api_cfg.public_url, app.app_id) < 0) {
         api_fail(req, res, 500, "INTERNAL_ERROR", "out of memory");
@@ -134,13 +110,13 @@ static int add_branch(const struct vcs_branch *b, void *arg)
     return json_array_append_new(bp->items, j) ? -ENOMEM : 0;
 }
 
-static void branches(struct http_request *req, struct http_response *res)
+void api_repo_branches(struct http_request *req, struct http_response *res,
+                       const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct vcs_repo *repo;
     struct branch_page bp = {0};
-    if (repo_access(req, res, &app) || paging(req, res, &bp.limit, &bp.offset) ||
-        api_repo_open(req, res, &app, &repo))
+    if (paging(req, res, &bp.limit, &bp.offset) || api_repo_open(req, res, &app, &repo))
         return;
     bp.items = json_array();
     if (vcs_branch_each(repo, add_branch, &bp)) {
@@ -164,12 +140,13 @@ static int find_branch(struct http_request *req, struct http_response *res,
     return 0;
 }
 
-static void branch(struct http_request *req, struct http_response *res)
+void api_repo_branch(struct http_request *req, struct http_response *res,
+                     const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct vcs_repo *repo;
     struct vcs_branch b = {0};
-    if (repo_access(req, res, &app) || find_branch(req, res, &app, &repo, &b))
+    if (find_branch(req, res, &app, &repo, &b))
         return;
     api_json(
         res, 200,
@@ -182,14 +159,14 @@ static int add_commit(const struct vcs_commit *c, void *arg)
     return json_array_append_new(arg, commit_json(c)) ? -ENOMEM : 0;
 }
 
-static void commits(struct http_request *req, struct http_response *res)
+void api_repo_commits(struct http_request *req, struct http_response *res,
+                      const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct vcs_repo *repo;
     struct vcs_branch b = {0};
     size_t limit, offset;
-    if (repo_access(req, res, &app) || paging(req, res, &limit, &offset) ||
-        find_branch(req, res, &app, &repo, &b))
+    if (paging(req, res, &limit, &offset) || find_branch(req, res, &app, &repo, &b))
         return;
     json_t *items = json_array();
     if (vcs_revision_each(repo, b.name, offset, limit, add_commit, items)) {
@@ -200,12 +177,3 @@ static void commits(struct http_request *req, struct http_response *res)
     }
     vcs_branch_release(&b);
 }
-
-const struct http_route api_repository_routes[] = {
-    {"GET", "/v1/repositories/:project/info", info, 0, NULL},
-    {"GET", "/v1/repositories/:project/branches", branches, 0, NULL},
-    {"GET", "/v1/repositories/:project/branches/:branch", branch, 0, NULL},
-    {"GET", "/v1/repositories/:project/branches/:branch/commits", commits, 0, NULL},
-};
-const size_t api_repository_nr_routes =
-    sizeof(api_repository_routes) / sizeof(api_repository_routes[0]);

@@ -14,9 +14,11 @@
 #define AUDIT_PAGE_DEFAULT 100
 #define AUDIT_PAGE_MAX     1000
 
-static void healthz(struct http_request *req, struct http_response *res)
+void api_sw_healthz(struct http_request *req, struct http_response *res,
+                    const struct api_caller *caller)
 {
     (void)req;
+    (void)caller;
     api_json(res, 200, json_pack("{s:s}", "status", "ok"));
 }
 
@@ -26,25 +28,17 @@ static json_t *user_json(const struct store_user *u)
                      "active", u->active, "created", (json_int_t)u->created_ms);
 }
 
-static void me(struct http_request *req, struct http_response *res)
+void api_sw_me(struct http_request *req, struct http_response *res, const struct api_caller *caller)
 {
-    struct auth_principal p;
-    if (api_authenticate(req, res, API_AUTH_APIKEY | API_AUTH_TOKEN, &p))
-        return;
-    api_json(res, 200, user_json(&p.user));
+    (void)req;
+    api_json(res, 200, user_json(&caller->who.user));
 }
 
-/* Authenticates an admin user; fills the actor. -1 with 401/403 answered otherwise. */
-static int admin_only(struct http_request *req, struct http_response *res, struct auth_principal *p,
-                      struct admin_actor *a)
+/* The administrator making the request, for the admin operations (routes.c checked that the
+ * caller is one). */
+static struct admin_actor actor_of(const struct http_request *req, const struct api_caller *caller)
 {
-    if (api_authenticate(req, res, API_AUTH_APIKEY | API_AUTH_TOKEN, p))
-        return -1;
-    if (!p->user.admin)
-        return api_fail(req, res, 403, "NO_ACCESS", "this needs an administrator");
-    a->name = p->user.email;
-    a->source = req->remote_addr;
-    return 0;
+    return (struct admin_actor){.name = caller->who.user.email, .source = req->remote_addr};
 }
 
 /* Reads required string members; -1 with a 400 answered when one is missing. */
@@ -75,12 +69,10 @@ static int add_user(const struct store_user *u, void *arg)
     return json_array_append_new(arg, user_json(u)) ? -ENOMEM : 0;
 }
 
-static void users_list(struct http_request *req, struct http_response *res)
+void api_sw_users_list(struct http_request *req, struct http_response *res,
+                       const struct api_caller *caller)
 {
-    struct auth_principal p;
-    struct admin_actor a;
-    if (admin_only(req, res, &p, &a))
-        return;
+    (void)caller;
     json_t *arr = json_array();
     if (store_user_each(add_user, arr)) {
         json_decref(arr);
@@ -90,15 +82,15 @@ static void users_list(struct http_request *req, struct http_response *res)
     api_json(res, 200, arr);
 }
 
-static void users_add(struct http_request *req, struct http_response *res)
+void api_sw_users_add(struct http_request *req, struct http_response *res,
+                      const struct api_caller *caller)
 {
-    struct auth_principal p;
-    struct admin_actor a;
+    struct admin_actor a = actor_of(req, caller);
     struct admin_error err;
     struct store_user u;
     const char *email, *name;
     json_t *body;
-    if (admin_only(req, res, &p, &a) || !(body = api_body_object(req, res)))
+    if (!(body = api_body_object(req, res)))
         return;
     if (!need(req, res, body, "email", &email) && !need(req, res, body, "name", &name)) {
         bool is_admin = json_is_true(json_object_get(body, "admin"));
@@ -110,14 +102,14 @@ static void users_add(struct http_request *req, struct http_response *res)
     json_decref(body);
 }
 
-static void secret_add(struct http_request *req, struct http_response *res, bool token)
+static void secret_add(struct http_request *req, struct http_response *res,
+                       const struct api_caller *caller, bool token)
 {
-    struct auth_principal p;
-    struct admin_actor a;
+    struct admin_actor a = actor_of(req, caller);
     struct admin_error err;
     json_t *body;
     char *secret = NULL;
-    if (admin_only(req, res, &p, &a) || !(body = api_body_object(req, res)))
+    if (!(body = api_body_object(req, res)))
         return;
     const char *scopes = api_str(body, "scopes");
     int r = token
@@ -135,37 +127,39 @@ static void secret_add(struct http_request *req, struct http_response *res, bool
     json_decref(body);
 }
 
-static void apikey_add(struct http_request *req, struct http_response *res)
+void api_sw_apikey_add(struct http_request *req, struct http_response *res,
+                       const struct api_caller *caller)
 {
-    secret_add(req, res, false);
+    secret_add(req, res, caller, false);
 }
 
-static void token_add(struct http_request *req, struct http_response *res)
+void api_sw_token_add(struct http_request *req, struct http_response *res,
+                      const struct api_caller *caller)
 {
-    secret_add(req, res, true);
+    secret_add(req, res, caller, true);
 }
 
-static void secret_revoke(struct http_request *req, struct http_response *res, bool token)
+static void secret_revoke(struct http_request *req, struct http_response *res,
+                          const struct api_caller *caller, bool token)
 {
-    struct auth_principal p;
-    struct admin_actor a;
+    struct admin_actor a = actor_of(req, caller);
     struct admin_error err;
-    if (admin_only(req, res, &p, &a))
-        return;
     if (ran(req, admin_secret_revoke(&a, req->params[0], token, req->params[1], &err)))
         answer_error(req, res, &err);
     else
         api_json(res, 200, json_object());
 }
 
-static void apikey_revoke(struct http_request *req, struct http_response *res)
+void api_sw_apikey_revoke(struct http_request *req, struct http_response *res,
+                          const struct api_caller *caller)
 {
-    secret_revoke(req, res, false);
+    secret_revoke(req, res, caller, false);
 }
 
-static void token_revoke(struct http_request *req, struct http_response *res)
+void api_sw_token_revoke(struct http_request *req, struct http_response *res,
+                         const struct api_caller *caller)
 {
-    secret_revoke(req, res, true);
+    secret_revoke(req, res, caller, true);
 }
 
 static json_t *app_json(const struct store_app *a)
@@ -180,12 +174,10 @@ static int add_app(const struct store_app *a, void *arg)
     return json_array_append_new(arg, app_json(a)) ? -ENOMEM : 0;
 }
 
-static void apps_list(struct http_request *req, struct http_response *res)
+void api_sw_apps_list(struct http_request *req, struct http_response *res,
+                      const struct api_caller *caller)
 {
-    struct auth_principal p;
-    struct admin_actor a;
-    if (admin_only(req, res, &p, &a))
-        return;
+    (void)caller;
     json_t *arr = json_array();
     if (store_app_each(0, add_app, arr)) {
         json_decref(arr);
@@ -195,15 +187,15 @@ static void apps_list(struct http_request *req, struct http_response *res)
     api_json(res, 200, arr);
 }
 
-static void apps_add(struct http_request *req, struct http_response *res)
+void api_sw_apps_add(struct http_request *req, struct http_response *res,
+                     const struct api_caller *caller)
 {
-    struct auth_principal p;
-    struct admin_actor a;
+    struct admin_actor a = actor_of(req, caller);
     struct admin_error err;
     struct store_app app;
     const char *app_id, *name;
     json_t *body;
-    if (admin_only(req, res, &p, &a) || !(body = api_body_object(req, res)))
+    if (!(body = api_body_object(req, res)))
         return;
     if (!need(req, res, body, "AppId", &app_id) && !need(req, res, body, "Name", &name)) {
         if (ran(req, admin_app_add(&a, app_id, name, &app, &err)))
@@ -214,14 +206,14 @@ static void apps_add(struct http_request *req, struct http_response *res)
     json_decref(body);
 }
 
-static void members_add(struct http_request *req, struct http_response *res)
+void api_sw_members_add(struct http_request *req, struct http_response *res,
+                        const struct api_caller *caller)
 {
-    struct auth_principal p;
-    struct admin_actor a;
+    struct admin_actor a = actor_of(req, caller);
     struct admin_error err;
     const char *email, *role;
     json_t *body;
-    if (admin_only(req, res, &p, &a) || !(body = api_body_object(req, res)))
+    if (!(body = api_body_object(req, res)))
         return;
     if (!need(req, res, body, "email", &email) && !need(req, res, body, "role", &role)) {
         if (ran(req, admin_member_add(&a, req->params[0], email, role, &err)))
@@ -262,15 +254,11 @@ static int add_member(const struct store_member *m, void *arg)
     return json_array_append_new(ml->arr, j) ? -ENOMEM : 0;
 }
 
-static void members_list(struct http_request *req, struct http_response *res)
+void api_sw_members_list(struct http_request *req, struct http_response *res,
+                         const struct api_caller *caller)
 {
-    struct auth_principal p;
-    struct admin_actor a;
-    struct store_app app;
-    if (admin_only(req, res, &p, &a) || api_app_find(req, res, req->params[0], &app))
-        return;
-    struct member_list ml = {app.id, json_array()};
-    if (store_member_each(app.id, add_member, &ml)) {
+    struct member_list ml = {caller->app.id, json_array()};
+    if (store_member_each(caller->app.id, add_member, &ml)) {
         json_decref(ml.arr);
         api_fail(req, res, 500, "INTERNAL_ERROR", "cannot list members");
         return;
@@ -278,14 +266,14 @@ static void members_list(struct http_request *req, struct http_response *res)
     api_json(res, 200, ml.arr);
 }
 
-static void rights_change(struct http_request *req, struct http_response *res, bool revoke)
+static void rights_change(struct http_request *req, struct http_response *res,
+                          const struct api_caller *caller, bool revoke)
 {
-    struct auth_principal p;
-    struct admin_actor a;
+    struct admin_actor a = actor_of(req, caller);
     struct admin_error err;
     const char *email, *env, *rights;
     json_t *body;
-    if (admin_only(req, res, &p, &a) || !(body = api_body_object(req, res)))
+    if (!(body = api_body_object(req, res)))
         return;
     if (!need(req, res, body, "email", &email) && !need(req, res, body, "env", &env) &&
         !need(req, res, body, "rights", &rights)) {
@@ -297,14 +285,16 @@ static void rights_change(struct http_request *req, struct http_response *res, b
     json_decref(body);
 }
 
-static void grant(struct http_request *req, struct http_response *res)
+void api_sw_grant(struct http_request *req, struct http_response *res,
+                  const struct api_caller *caller)
 {
-    rights_change(req, res, false);
+    rights_change(req, res, caller, false);
 }
 
-static void revoke(struct http_request *req, struct http_response *res)
+void api_sw_revoke(struct http_request *req, struct http_response *res,
+                   const struct api_caller *caller)
 {
-    rights_change(req, res, true);
+    rights_change(req, res, caller, true);
 }
 
 static int add_audit(const struct store_audit *e, void *arg)
@@ -316,12 +306,10 @@ static int add_audit(const struct store_audit *e, void *arg)
     return json_array_append_new(arg, j) ? -ENOMEM : 0;
 }
 
-static void audit_list(struct http_request *req, struct http_response *res)
+void api_sw_audit_list(struct http_request *req, struct http_response *res,
+                       const struct api_caller *caller)
 {
-    struct auth_principal p;
-    struct admin_actor a;
-    if (admin_only(req, res, &p, &a))
-        return;
+    (void)caller;
     int64_t after = 0, limit = AUDIT_PAGE_DEFAULT;
     char *s_after = http_query(req, "after"), *s_limit = http_query(req, "limit");
     bool bad = (s_after && parse_i64(s_after, 0, INT64_MAX, &after)) ||
@@ -345,22 +333,3 @@ static void audit_list(struct http_request *req, struct http_response *res)
     bool intact = store_audit_verify(&bad_id) == 0;
     api_json(res, 200, json_pack("{s:o,s:b}", "entries", arr, "chainIntact", intact));
 }
-
-const struct http_route api_slipway_routes[] = {
-    {"GET", "/healthz", healthz, 0, NULL},
-    {"GET", "/api/slipway/me", me, 0, NULL},
-    {"GET", "/api/slipway/users", users_list, 0, NULL},
-    {"POST", "/api/slipway/users", users_add, 0, NULL},
-    {"POST", "/api/slipway/users/:email/apikeys", apikey_add, 0, NULL},
-    {"DELETE", "/api/slipway/users/:email/apikeys/:id", apikey_revoke, 0, NULL},
-    {"POST", "/api/slipway/users/:email/tokens", token_add, 0, NULL},
-    {"DELETE", "/api/slipway/users/:email/tokens/:id", token_revoke, 0, NULL},
-    {"GET", "/api/slipway/apps", apps_list, 0, NULL},
-    {"POST", "/api/slipway/apps", apps_add, 0, NULL},
-    {"GET", "/api/slipway/apps/:app/members", members_list, 0, NULL},
-    {"POST", "/api/slipway/apps/:app/members", members_add, 0, NULL},
-    {"POST", "/api/slipway/apps/:app/grant", grant, 0, NULL},
-    {"POST", "/api/slipway/apps/:app/revoke", revoke, 0, NULL},
-    {"GET", "/api/slipway/audit", audit_list, 0, NULL},
-};
-const size_t api_slipway_nr_routes = sizeof(api_slipway_routes) / sizeof(api_slipway_routes[0]);

@@ -61,28 +61,6 @@ int api_branch_resolve(struct vcs_repo *repo, const struct store_app *app, const
     return r ? r : vcs_branch_get(repo, git_name, out);
 }
 
-int api_app_access(struct http_request *req, struct http_response *res, struct store_app *app,
-                   struct auth_principal *who)
-{
-    struct auth_principal p;
-    enum store_role role;
-    unsigned rights;
-    store_read_begin();
-    int r = api_authenticate(req, res, API_AUTH_APIKEY | API_AUTH_TOKEN, &p) ||
-            api_app_find(req, res, req->params[0], app) ||
-            (auth_app_access(&p.user, app, &role, &rights) &&
-             api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the rights"));
-    store_read_end();
-    if (r)
-        return -1;
-    if (who)
-        *who = p;
-    if (role == STORE_ROLE_NONE || !(rights & RIGHT_API))
-        return api_fail(req, res, 403, "NO_ACCESS", "you have no API Rights on app '%s'",
-                        app->app_id);
-    return 0;
-}
-
 static json_t *app_json(const struct store_app *a)
 {
     return json_pack("{s:s,s:s,s:s,s:s}", "AppId", a->app_id, "Name", a->name, "ProjectId",
@@ -94,13 +72,12 @@ static int add_app(const struct store_app *a, void *arg)
     return json_array_append_new(arg, app_json(a)) ? -ENOMEM : 0;
 }
 
-static void apps_list(struct http_request *req, struct http_response *res)
+void api_ts_apps_list(struct http_request *req, struct http_response *res,
+                      const struct api_caller *caller)
 {
-    struct auth_principal p;
-    if (api_authenticate(req, res, API_AUTH_APIKEY | API_AUTH_TOKEN, &p))
-        return;
+    const struct store_user *u = &caller->who.user;
     json_t *arr = json_array();
-    if (store_app_each(p.user.admin ? 0 : p.user.id, add_app, arr)) {
+    if (store_app_each(u->admin ? 0 : u->id, add_app, arr)) {
         json_decref(arr);
         api_fail(req, res, 500, "INTERNAL_ERROR", "cannot list apps");
         return;
@@ -108,12 +85,11 @@ static void apps_list(struct http_request *req, struct http_response *res)
     api_json(res, 200, arr);
 }
 
-static void app_get(struct http_request *req, struct http_response *res)
+void api_ts_app_get(struct http_request *req, struct http_response *res,
+                    const struct api_caller *caller)
 {
-    struct store_app app;
-    if (api_app_access(req, res, &app, NULL))
-        return;
-    api_json(res, 200, app_json(&app));
+    (void)req;
+    api_json(res, 200, app_json(&caller->app));
 }
 
 static json_t *branch_json(const struct store_app *app, const struct vcs_branch *b)
@@ -137,11 +113,12 @@ static int add_branch(const struct vcs_branch *b, void *arg)
     return json_array_append_new(bl->arr, branch_json(bl->app, b)) ? -ENOMEM : 0;
 }
 
-static void branches_list(struct http_request *req, struct http_response *res)
+void api_ts_branches_list(struct http_request *req, struct http_response *res,
+                          const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct vcs_repo *repo;
-    if (api_app_access(req, res, &app, NULL) || api_repo_open(req, res, &app, &repo))
+    if (api_repo_open(req, res, &app, &repo))
         return;
     struct branch_list bl = {&app, json_array()};
     if (vcs_branch_each(repo, add_branch, &bl)) {
@@ -216,13 +193,14 @@ static bool revisions_of(struct http_request *req, struct http_response *res,
 }
 
 /* GET /api/1/apps/<AppId>/branches/<Name>[/revisions]: <Name> may span several segments. */
-static void branch_get(struct http_request *req, struct http_response *res)
+void api_ts_branch_get(struct http_request *req, struct http_response *res,
+                       const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct vcs_repo *repo;
     struct vcs_branch b = {0};
     size_t first = req->tail_index, end = req->path.nr_seg;
-    if (api_app_access(req, res, &app, NULL) || api_repo_open(req, res, &app, &repo))
+    if (api_repo_open(req, res, &app, &repo))
         return;
     if (end - first > 1 && strcmp(req->path.seg[end - 1], "revisions") == 0 &&
         revisions_of(req, res, &app, repo, first, end))
@@ -291,12 +269,3 @@ static void revisions_list(struct http_request *req, struct http_response *res,
     else if (r)
         api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the revisions");
 }
-
-const struct http_route api_teamserver_routes[] = {
-    {"GET", "/api/1/apps", apps_list, 0, NULL},
-    {"GET", "/api/1/apps/:app", app_get, 0, NULL},
-    {"GET", "/api/1/apps/:app/branches", branches_list, 0, NULL},
-    {"GET", "/api/1/apps/:app/branches/*", branch_get, HTTP_ROUTE_TAIL, NULL},
-};
-const size_t api_teamserver_nr_routes =
-    sizeof(api_teamserver_routes) / sizeof(api_teamserver_routes[0]);

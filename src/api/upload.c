@@ -238,10 +238,11 @@ static int record(struct store_package *pkg, struct store_job *job)
     return store_commit();
 }
 
-static void upload(struct http_request *req, struct http_response *res, bool v1)
+static void upload(struct http_request *req, struct http_response *res,
+                   const struct api_caller *caller, bool v1)
 {
-    struct store_app app;
-    struct auth_principal who;
+    const struct store_app app = caller->app;
+    const struct auth_principal *who = &caller->who;
     struct upload_file f = {.fd = -1};
     struct store_package pkg = {.upload = true, .status = PKG_SUCCEEDED};
     struct store_job job = {.kind = "upload"};
@@ -251,9 +252,6 @@ static void upload(struct http_request *req, struct http_response *res, bool v1)
     char err[STORE_REASON_MAX] = "", detail[STORE_REASON_MAX + 256];
     int r;
     bool refused = false; /* a v2 answer of 200 for a package that was refused */
-    if (api_app_access(req, res, &app, &who))
-        return; /* refused before it was an upload: audited as any request */
-
     r = name_param(req, &name);
     if (r) {
         api_fail(req, res, r == -ENOMEM ? 500 : 400,
@@ -339,7 +337,7 @@ static void upload(struct http_request *req, struct http_response *res, bool v1)
     pkg.app = app.id;
     pkg.size = (int64_t)f.size;
     snprintf(pkg.name, sizeof(pkg.name), "%s", name);
-    snprintf(pkg.creator, sizeof(pkg.creator), "%s", who.user.name);
+    snprintf(pkg.creator, sizeof(pkg.creator), "%s", who->user.name);
     manifest_version(manifest, pkg.version);
     job.status = JOB_COMPLETED;
     dest = runner_package_path(api_cfg.data_dir, app.app_id, pkg.package_id);
@@ -362,7 +360,7 @@ static void upload(struct http_request *req, struct http_response *res, bool v1)
     api_json(res, 200, json_pack("{s:s,s:s}", "PackageId", pkg.package_id, "JobId", job.job_id));
 out:
     /* the audit tells the upload's outcome: a refused package is an error in v2 too */
-    api_audit(req, who.user.email, "package upload", app.app_id, "", refused ? 400 : res->status,
+    api_audit(req, who->user.email, "package upload", app.app_id, "", refused ? 400 : res->status,
               detail);
     json_decref(manifest);
     if (f.fd >= 0)
@@ -372,22 +370,23 @@ out:
     free(tmp_dir);
 }
 
-static void upload_v1(struct http_request *req, struct http_response *res)
+void api_upload_v1(struct http_request *req, struct http_response *res,
+                   const struct api_caller *caller)
 {
-    upload(req, res, true);
+    upload(req, res, caller, true);
 }
 
-static void upload_v2(struct http_request *req, struct http_response *res)
+void api_upload_v2(struct http_request *req, struct http_response *res,
+                   const struct api_caller *caller)
 {
-    upload(req, res, false);
+    upload(req, res, caller, false);
 }
 
-static void job_get(struct http_request *req, struct http_response *res)
+void api_upload_job_get(struct http_request *req, struct http_response *res,
+                        const struct api_caller *caller)
 {
-    struct store_app app;
+    const struct store_app app = caller->app;
     struct store_job job;
-    if (api_app_access(req, res, &app, NULL))
-        return;
     int r = strlen(req->params[1]) == CRYPTO_UUID_LEN - 1 ? store_job_get(req->params[1], &job)
                                                           : -ENOENT;
     if (!r && job.app != app.id)
@@ -406,12 +405,3 @@ static void job_get(struct http_request *req, struct http_response *res)
         json_object_set_new(j, "Reason", api_text(job.reason));
     api_json(res, 200, j);
 }
-
-const struct http_route api_upload_routes[] = {
-    {"POST", "/api/1/apps/:app/packages/upload", upload_v1, HTTP_ROUTE_SPOOL | HTTP_ROUTE_UPLOAD,
-     NULL},
-    {"POST", "/api/v2/apps/:app/packages/upload", upload_v2, HTTP_ROUTE_SPOOL | HTTP_ROUTE_UPLOAD,
-     NULL},
-    {"GET", "/api/v2/apps/:app/jobs/:job", job_get, 0, NULL},
-};
-const size_t api_upload_nr_routes = sizeof(api_upload_routes) / sizeof(api_upload_routes[0]);

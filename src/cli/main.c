@@ -1,7 +1,10 @@
-/* slipway — one binary: the server (`serve`) and offline administration (`admin`). */
+/* slipway — one binary: the server (`serve`), offline administration (`admin`) and the route
+ * table (`routes`). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "cli/cli.h"
 
 static const char usage[] =
@@ -14,6 +17,8 @@ static const char usage[] =
     "  serve   run the platform server on a data directory\n"
     "  admin   administer users, keys, tokens, apps and rights on a data directory,\n"
     "          whether or not a server runs on it\n"
+    "  routes  print every endpoint with the credentials, token scopes, app role and\n"
+    "          rights it needs (JSON)\n"
     "\n"
     "options:\n"
     "  -h, --help      show this help ('slipway <command> --help' for a command's)\n"
@@ -38,6 +43,14 @@ int main(int argc, char **argv)
         return cli_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "admin"))
         return cli_admin(argc - 1, argv + 1);
+    if (!strcmp(cmd, "routes") && argc == 2) {
+        char *text = api_routes_describe();
+        if (!text)
+            return 1;
+        puts(text);
+        free(text);
+        return 0;
+    }
     fprintf(stderr, "slipway: unknown command '%s'\n\n%s", cmd, usage);
     return 2;
 }

@@ -31,6 +31,9 @@ BIN = os.environ.get("SLIPWAY_BIN") or os.path.join(ROOT, "build", "slipway")
 
 ADMIN_EMAIL = "admin@localhost"
 REPO_SCOPE = "mx:modelrepository:repo:read"
+# what a test user's token may do unless a test says otherwise: read and push the repository,
+# build, upload and deploy (scopes: docs/api.md)
+USER_SCOPES = "mx:modelrepository:repo:read,mx:modelrepository:repo:write,mx:deployment:write"
 READY_RE = re.compile(r"^slipway: listening on http://127\.0\.0\.1:(\d+)$")
 START_DEADLINE = 20.0  # seconds for the server to print its readiness line
 STOP_DEADLINE = 20.0  # seconds for it to exit after SIGTERM
@@ -251,7 +254,7 @@ class Slipway:
         return self.cli(*args).stdout
 
     # users and apps, made through the admin HTTP API (fast; the CLI is tested on its own)
-    def new_user(self, prefix="user", admin=False, key=True, token=True, scopes=REPO_SCOPE):
+    def new_user(self, prefix="user", admin=False, key=True, token=True, scopes=USER_SCOPES):
         email = unique_email(prefix)
         assert_ok(self.post("/api/slipway/users", self.admin,
                             json={"email": email, "name": f"Name of {email}", "admin": admin}), 201)
@@ -535,5 +538,5 @@ def pytest_report_header(config):
     return f"slipway binary: {BIN}"
 
 
-__all__ = ["ADMIN_EMAIL", "REPO_SCOPE", "BIN", "Server", "User", "Slipway", "Repo", "unique",
+__all__ = ["ADMIN_EMAIL", "REPO_SCOPE", "USER_SCOPES", "BIN", "Server", "User", "Slipway", "Repo", "unique",
            "unique_email", "wait_for", "assert_error", "assert_ok", "quote", "raw_http", "json"]

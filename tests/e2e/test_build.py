@@ -212,15 +212,15 @@ def test_expired_or_forged_url_refused(app):
     with open(os.path.join(sw.data, "secret"), "rb") as f:
         secret = f.read()
     past = int(time.time()) - 10
-    sig = hmac.new(secret, f"download\n{app_id}\n{pid}\n{past}".encode(), hashlib.sha256).hexdigest()
-    base = f"{sw.base}/api/1/apps/{app_id}/packages/{pid}/download"
+    path = f"/api/1/apps/{app_id}/packages/{pid}/download"
+    sig = hmac.new(secret, f"GET\n{path}\n{past}".encode(), hashlib.sha256).hexdigest()
+    base = f"{sw.base}{path}"
     r = sw.http.get(f"{base}?expires={past}&signature={sig}", timeout=10)
     assert r.status_code == 403 and r.json()["errorCode"] == "URL_EXPIRED"
     future = int(time.time()) + 600
     r = sw.http.get(f"{base}?expires={future}&signature={sig}", timeout=10)
     assert r.status_code == 403 and r.json()["errorCode"] == "INVALID_SIGNATURE"
-    good = hmac.new(secret, f"download\n{app_id}\n{pid}\n{future}".encode(),
-                    hashlib.sha256).hexdigest()
+    good = hmac.new(secret, f"GET\n{path}\n{future}".encode(), hashlib.sha256).hexdigest()
     assert sw.http.get(f"{base}?expires={future}&signature={good}", timeout=10).status_code == 200
 
 
