@@ -1,145 +1,327 @@
-"""Authorization matrix: every endpoint x {anonymous, member, non-member, admin}, exact statuses.
+"""Authorization matrices, generated from the server's own route table (`slipway routes`).
 
-Team Server and Slipway endpoints use API-key headers; the App Repository API uses tokens with
-the scope mx:modelrepository:repo:read for every identity; git uses HTTP basic (email + key).
-Endpoints that change something get fresh targets for each cell from `prepare`.
+Every row of the table (method, pattern and, for git, the query that tells rows apart) must have
+a recipe here, a request that the row's handler accepts; a new endpoint without one fails
+test_every_route_has_a_recipe. Each recipe is then sent
+  - by every identity: anonymous, a non-member, a viewer, a developer, an app admin (member with
+    the admin role) and a Slipway administrator, with the route's usual credentials;
+  - with tokens of every scope the table names (one at a time), none, and an unrelated one, by a
+    Slipway administrator (whom roles never stop), so that only the scope decides;
+and the answer must be exactly what the row's access says: 401 without acceptable credentials,
+403 NO_ACCESS for a missing scope, role or right, else the recipe's own status. The expectation
+is computed here from the table's fields, independently of the server's code. The table itself
+is checked against docs/api.md and against the rule that every change needs the developer role
+(or an administrator) and a write scope.
 """
+
+import json
+import os
+import re
+import subprocess
 
 import pytest
 import requests
 
-from conftest import REPO_SCOPE, User, assert_error, quote, unique, unique_email
+from builds import TRIVIAL, commit, head_number, start, wait_done
+from conftest import BIN, assert_error, assert_ok, quote, unique, unique_email
+from test_upload import make_package
 
-ANON, MEMBER, NONMEMBER, ADMIN = "anonymous", "member", "non-member", "admin"
-WHO = [ANON, MEMBER, NONMEMBER, ADMIN]
+ROUTES = json.loads(subprocess.run([BIN, "routes"], capture_output=True, check=True,
+                                   text=True).stdout)
+ROLES = ["", "viewer", "developer", "admin"]
+ANON, OUTSIDER, VIEWER, DEVELOPER, APPADMIN, ADMIN = (
+    "anonymous", "non-member", "viewer", "developer", "app-admin", "admin")
+WHO = [ANON, OUTSIDER, VIEWER, DEVELOPER, APPADMIN, ADMIN]
+ROLE_OF = {OUTSIDER: "", VIEWER: "viewer", DEVELOPER: "developer", APPADMIN: "admin"}
+UNRELATED = "mx:webhook:read"
 
+
+def key(r):
+    return f"{r['method']} {r['pattern']}" + (f"?{r['query']}" if r["query"] else "")
+
+
+ALL_SCOPES = sorted({s for r in ROUTES for s in r["scopes"]})
+SCOPE_CASES = ["", UNRELATED] + ALL_SCOPES
+
+
+# --- the world the recipes act on -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def ctx(sw):
-    member = sw.new_user("mx-member")
-    nonmember = sw.new_user("mx-nonmember")
-    app = sw.new_app("matrix", [(member, "developer")])
-    sw.repo_with_commits(app["AppId"], member, 2)
-    admin = User(sw.admin.email, sw.admin.key, sw.new_token(sw.admin.email, REPO_SCOPE), True)
-    return {"sw": sw, "app": app["AppId"], "pid": app["ProjectId"],
-            "users": {ANON: None, MEMBER: member, NONMEMBER: nonmember, ADMIN: admin}}
+    users = {who: sw.new_user(f"mx-{who}", token=False) for who in (OUTSIDER, VIEWER, DEVELOPER,
+                                                                     APPADMIN)}
+    users[ADMIN] = sw.new_user("mx-admin", admin=True, token=False)
+    app = sw.new_app("matrix", [(users[r], ROLE_OF[r]) for r in (VIEWER, DEVELOPER, APPADMIN)])
+    a = app["AppId"]
+    dev = users[DEVELOPER]
+    repo = sw.clone(a, dev)
+    commit(repo, {"slipway.yml": TRIVIAL})
+    n = head_number(sw, dev, a)
+    pid = start(sw, dev, a, n)
+    assert wait_done(sw, dev, a, pid)["Status"] == "Succeeded"
+    r = sw.post(f"/api/v2/apps/{a}/packages/upload", sw.admin,
+                files={"file": ("p.mda", make_package(), "application/octet-stream")})
+    job = assert_ok(r, 200)["JobId"]
+    return {"sw": sw, "app": a, "pid": app["ProjectId"], "package": pid, "revision": n,
+            "job": job, "users": users, "tokens": {}, "versions": iter(range(1, 100000))}
 
 
-def victim(ctx):
-    """A fresh user that admin-only endpoints act on."""
-    return ctx["sw"].new_user("mx-victim", token=False)
+def token(ctx, who, scopes):
+    """A token of `who` with exactly these scopes (made once)."""
+    k = (who, scopes)
+    if k not in ctx["tokens"]:
+        ctx["tokens"][k] = ctx["sw"].new_token(ctx["users"][who].email, scopes)
+    return ctx["tokens"][k]
 
 
-def fresh_member(ctx):
-    u = victim(ctx)
-    ctx["sw"].add_member(ctx["app"], u, "developer")
+def victim(ctx, member=False):
+    u = ctx["sw"].new_user("mx-victim", token=False)
+    if member:
+        ctx["sw"].add_member(ctx["app"], u, "developer")
     return u
 
 
-def prep_apikey_delete(ctx):
-    u = victim(ctx)
-    return {"path": f"/api/slipway/users/{quote(u.email)}/apikeys/{u.key[:12]}"}
+def fresh_package(ctx):
+    r = ctx["sw"].post(f"/api/1/apps/{ctx['app']}/packages/upload", ctx["sw"].admin,
+                       files={"file": ("p.mda", make_package(), "application/octet-stream")})
+    return assert_ok(r, 200)["PackageId"] if "PackageId" in r.text else _last_package(ctx)
 
 
-def prep_token_delete(ctx):
-    u = victim(ctx)
-    token = ctx["sw"].new_token(u.email)
-    return {"path": f"/api/slipway/users/{quote(u.email)}/tokens/{token[4:16]}"}
+def _last_package(ctx):
+    pkgs = assert_ok(ctx["sw"].get(f"/api/1/apps/{ctx['app']}/packages", ctx["sw"].admin))
+    return max(pkgs, key=lambda p: p["CreationDate"])["PackageId"]
 
 
-def prep_user_post(ctx, what):
-    u = victim(ctx)
-    body = {"scopes": REPO_SCOPE} if what == "tokens" else {}
-    return {"path": f"/api/slipway/users/{quote(u.email)}/{what}", "json": body}
+def upload_files():
+    return {"file": ("p.mda", make_package(), "application/octet-stream")}
 
 
-def prep_rights(ctx, verb):
-    u = fresh_member(ctx)
-    return {"path": f"/api/slipway/apps/{ctx['app']}/{verb}",
-            "json": {"email": u.email, "env": "Production", "rights": "api"}}
+# --- one recipe per row: (path, extra request arguments, the status when allowed) ------------------
+
+def recipes(c):
+    a, p, pkg = c["app"], c["pid"], c["package"]
+    return {
+        "GET /healthz": lambda: ("/healthz", {}, 200),
+        "GET /api/slipway/me": lambda: ("/api/slipway/me", {}, 200),
+        "GET /api/slipway/users": lambda: ("/api/slipway/users", {}, 200),
+        "POST /api/slipway/users": lambda: (
+            "/api/slipway/users", {"json": {"email": unique_email("mx"), "name": "M"}}, 201),
+        "POST /api/slipway/users/:email/apikeys": lambda: (
+            f"/api/slipway/users/{quote(victim(c).email)}/apikeys", {"json": {}}, 201),
+        "DELETE /api/slipway/users/:email/apikeys/:id": lambda: (
+            (lambda u: f"/api/slipway/users/{quote(u.email)}/apikeys/{u.key[:12]}")(victim(c)),
+            {}, 200),
+        "POST /api/slipway/users/:email/tokens": lambda: (
+            f"/api/slipway/users/{quote(victim(c).email)}/tokens",
+            {"json": {"scopes": "mx:deployment:read"}}, 201),
+        "DELETE /api/slipway/users/:email/tokens/:id": lambda: (
+            (lambda u: f"/api/slipway/users/{quote(u.email)}/tokens/"
+                       f"{c['sw'].new_token(u.email)[4:16]}")(victim(c)), {}, 200),
+        "GET /api/slipway/apps": lambda: ("/api/slipway/apps", {}, 200),
+        "POST /api/slipway/apps": lambda: (
+            "/api/slipway/apps", {"json": {"AppId": unique("mx"), "Name": "M"}}, 201),
+        "GET /api/slipway/apps/:app/members": lambda: (f"/api/slipway/apps/{a}/members", {}, 200),
+        "POST /api/slipway/apps/:app/members": lambda: (
+            f"/api/slipway/apps/{a}/members",
+            {"json": {"email": victim(c).email, "role": "viewer"}}, 200),
+        "POST /api/slipway/apps/:app/grant": lambda: (
+            f"/api/slipway/apps/{a}/grant",
+            {"json": {"email": victim(c, True).email, "env": "Production", "rights": "api"}}, 200),
+        "POST /api/slipway/apps/:app/revoke": lambda: (
+            f"/api/slipway/apps/{a}/revoke",
+            {"json": {"email": victim(c, True).email, "env": "Test", "rights": "api"}}, 200),
+        "GET /api/slipway/audit": lambda: ("/api/slipway/audit?limit=1", {}, 200),
+        "GET /api/slipway/apps/:app/packages/:package": lambda: (
+            f"/api/slipway/apps/{a}/packages/{pkg}", {}, 200),
+        "GET /api/slipway/apps/:app/packages/:package/log": lambda: (
+            f"/api/slipway/apps/{a}/packages/{pkg}/log", {}, 200),
+        "GET /api/slipway/apps/:app/packages/:package/manifest": lambda: (
+            f"/api/slipway/apps/{a}/packages/{pkg}/manifest", {}, 200),
+        # the build has ended: allowed callers learn that, refused ones do not
+        "POST /api/slipway/apps/:app/packages/:package/cancel": lambda: (
+            f"/api/slipway/apps/{a}/packages/{pkg}/cancel", {}, 409),
+        "GET /api/slipway/apps/:app/usage": lambda: (f"/api/slipway/apps/{a}/usage", {}, 200),
+        "GET /api/1/apps": lambda: ("/api/1/apps", {}, 200),
+        "GET /api/1/apps/:app": lambda: (f"/api/1/apps/{a}", {}, 200),
+        "GET /api/1/apps/:app/branches": lambda: (f"/api/1/apps/{a}/branches", {}, 200),
+        "GET /api/1/apps/:app/branches/*": lambda: (f"/api/1/apps/{a}/branches/main", {}, 200),
+        "GET /api/1/apps/:app/packages": lambda: (f"/api/1/apps/{a}/packages", {}, 200),
+        "POST /api/1/apps/:app/packages": lambda: (
+            f"/api/1/apps/{a}/packages",
+            {"json": {"Branch": "main", "Revision": str(c["revision"]),
+                      "Version": f"7.{next(c['versions'])}.0"}}, 201),
+        "POST /api/1/apps/:app/packages/upload": lambda: (
+            f"/api/1/apps/{a}/packages/upload", {"files": upload_files()}, 200),
+        "GET /api/1/apps/:app/packages/:package": lambda: (
+            f"/api/1/apps/{a}/packages/{pkg}", {}, 200),
+        "DELETE /api/1/apps/:app/packages/:package": lambda: (
+            f"/api/1/apps/{a}/packages/{fresh_package(c)}", {}, 200),
+        "GET /api/1/apps/:app/packages/:package/download": lambda: (
+            f"/api/1/apps/{a}/packages/{pkg}/download", {}, 200),
+        "POST /api/v2/apps/:app/packages/upload": lambda: (
+            f"/api/v2/apps/{a}/packages/upload", {"files": upload_files()}, 200),
+        "GET /api/v2/apps/:app/jobs/:job": lambda: (f"/api/v2/apps/{a}/jobs/{c['job']}", {}, 200),
+        "GET /v1/repositories/:project/info": lambda: (f"/v1/repositories/{p}/info", {}, 200),
+        "GET /v1/repositories/:project/branches": lambda: (
+            f"/v1/repositories/{p}/branches", {}, 200),
+        "GET /v1/repositories/:project/branches/:branch": lambda: (
+            f"/v1/repositories/{p}/branches/main", {}, 200),
+        "GET /v1/repositories/:project/branches/:branch/commits": lambda: (
+            f"/v1/repositories/{p}/branches/main/commits", {}, 200),
+        "GET /git/:repo/info/refs?service=git-upload-pack": lambda: (
+            f"/git/{a}.git/info/refs?service=git-upload-pack", {}, 200),
+        "GET /git/:repo/info/refs?service=git-receive-pack": lambda: (
+            f"/git/{a}.git/info/refs?service=git-receive-pack", {}, 200),
+        "GET /git/:repo/info/refs": lambda: (f"/git/{a}.git/info/refs", {}, 404),
+        # a flush packet: the client has nothing to ask for, or no ref to update
+        "POST /git/:repo/git-upload-pack": lambda: (
+            f"/git/{a}.git/git-upload-pack",
+            {"data": b"0000",
+             "headers": {"Content-Type": "application/x-git-upload-pack-request"}}, 200),
+        "POST /git/:repo/git-receive-pack": lambda: (
+            f"/git/{a}.git/git-receive-pack",
+            {"data": b"0000",
+             "headers": {"Content-Type": "application/x-git-receive-pack-request"}}, 200),
+        "GET /git/:repo/*": lambda: (f"/git/{a}.git/HEAD", {}, 404),
+    }
 
 
-# (id, method, path or prepare(ctx) -> {path, json}, auth kind, statuses by identity)
-R_READ = {ANON: 401, MEMBER: 200, NONMEMBER: 403, ADMIN: 200}
-R_ADMIN = {ANON: 401, MEMBER: 403, NONMEMBER: 403, ADMIN: 200}
-R_ADMIN_NEW = {ANON: 401, MEMBER: 403, NONMEMBER: 403, ADMIN: 201}
-R_ANY = {ANON: 401, MEMBER: 200, NONMEMBER: 200, ADMIN: 200}
+RECIPE_KEYS = set(recipes({"app": "", "pid": "", "package": ""}))
 
-ENDPOINTS = [
-    # Team Server API v1
-    ("ts-apps", "GET", "/api/1/apps", "key", R_ANY),
-    ("ts-apps-slash", "GET", "/api/1/apps/", "key", R_ANY),
-    ("ts-app", "GET", "/api/1/apps/{app}", "key", R_READ),
-    ("ts-branches", "GET", "/api/1/apps/{app}/branches", "key", R_READ),
-    ("ts-branch", "GET", "/api/1/apps/{app}/branches/main", "key", R_READ),
-    ("ts-trunk", "GET", "/api/1/apps/{app}/branches/trunk", "key", R_READ),
-    ("ts-revisions", "GET", "/api/1/apps/{app}/branches/main/revisions", "key", R_READ),
-    ("ts-revisions-enc", "GET", "/api/1/apps/{app}/branches/branches%2Fmain/revisions", "key",
-     R_READ),
-    ("ts-app-via-token", "GET", "/api/1/apps/{app}", "token", R_READ),
-    # App Repository API
-    ("repo-info", "GET", "/v1/repositories/{pid}/info", "token", R_READ),
-    ("repo-branches", "GET", "/v1/repositories/{pid}/branches", "token", R_READ),
-    ("repo-branch", "GET", "/v1/repositories/{pid}/branches/main", "token", R_READ),
-    ("repo-commits", "GET", "/v1/repositories/{pid}/branches/main/commits", "token", R_READ),
-    # Slipway's own API
-    ("me", "GET", "/api/slipway/me", "key", R_ANY),
-    ("users-list", "GET", "/api/slipway/users", "key", R_ADMIN),
-    ("users-add", "POST",
-     lambda c: {"path": "/api/slipway/users", "json": {"email": unique_email("mx"), "name": "M"}},
-     "key", R_ADMIN_NEW),
-    ("apikey-add", "POST", lambda c: prep_user_post(c, "apikeys"), "key", R_ADMIN_NEW),
-    ("apikey-revoke", "DELETE", prep_apikey_delete, "key", R_ADMIN),
-    ("token-add", "POST", lambda c: prep_user_post(c, "tokens"), "key", R_ADMIN_NEW),
-    ("token-revoke", "DELETE", prep_token_delete, "key", R_ADMIN),
-    ("apps-list", "GET", "/api/slipway/apps", "key", R_ADMIN),
-    ("apps-add", "POST",
-     lambda c: {"path": "/api/slipway/apps", "json": {"AppId": unique("mx"), "Name": "M"}},
-     "key", R_ADMIN_NEW),
-    ("members-list", "GET", "/api/slipway/apps/{app}/members", "key", R_ADMIN),
-    ("members-add", "POST",
-     lambda c: {"path": f"/api/slipway/apps/{c['app']}/members",
-                "json": {"email": victim(c).email, "role": "viewer"}}, "key", R_ADMIN),
-    ("grant", "POST", lambda c: prep_rights(c, "grant"), "key", R_ADMIN),
-    ("revoke", "POST", lambda c: prep_rights(c, "revoke"), "key", R_ADMIN),
-    ("audit", "GET", "/api/slipway/audit", "key", R_ADMIN),
-    ("healthz", "GET", "/healthz", "key", {ANON: 200, MEMBER: 200, NONMEMBER: 200, ADMIN: 200}),
-    # git smart HTTP
-    ("git-upload-pack", "GET", "/git/{app}.git/info/refs?service=git-upload-pack", "basic",
-     R_READ),
-    ("git-receive-pack", "GET", "/git/{app}.git/info/refs?service=git-receive-pack", "basic",
-     R_READ),
-]
+
+# --- what the table says -------------------------------------------------------------------------
+
+def expected(route, who, cred, scopes, ok):
+    """The status the row's access gives `who` presenting `cred` ("apikey", "token", "basic" with
+    an API key, "basic-token"); scopes: the token's."""
+    if not route["auth"]:
+        return ok
+    if who == ANON:
+        return 401
+    if cred.split("-")[0] not in route["auth"]:
+        return 401
+    if cred in ("token", "basic-token") and route["scopes"]:
+        if not set(scopes.split(",")) & set(route["scopes"]):
+            return 403
+    if route["admin"] and who != ADMIN:
+        return 403
+    if route["target"] and who != ADMIN:
+        role = ROLE_OF[who]
+        if not role or ROLES.index(role) < ROLES.index(route["role"]):
+            return 403
+        # members have API Rights on Test and Acceptance by default
+    return ok
+
+
+def send(ctx, route, who, cred, scopes=""):
+    path, kw, ok = recipes(ctx)[key(route)]()
+    kw = dict(kw)
+    headers = dict(kw.pop("headers", {}))
+    user = ctx["users"].get(who)
+    if user is not None:
+        if cred == "apikey":
+            headers.update(user.key_headers())
+        elif cred == "token":
+            headers["Authorization"] = f"MxToken {token(ctx, who, scopes)}"
+        elif cred == "basic":
+            kw["auth"] = user.basic()
+        else:
+            kw["auth"] = user.basic(token(ctx, who, scopes))
+    r = requests.request(route["method"], ctx["sw"].base + path, headers=headers, timeout=60,
+                         **kw)
+    return r, ok
+
+
+def check(r, want, what):
+    if want in (401, 403):
+        body = assert_error(r, want)
+        code = body.get("errorCode") or body.get("error", {}).get("code")
+        assert code in ("UNAUTHORIZED", "NO_ACCESS", "RS401", "RS403", want), (what, body)
+    else:
+        assert r.status_code == want, f"{what}: {r.status_code} {r.text[:300]}"
+
+
+def usual_cred(route):
+    for cred in ("apikey", "basic", "token"):
+        if cred in route["auth"]:
+            return cred
+    return "apikey"
+
+
+# --- the tests -------------------------------------------------------------------------------------
+
+def test_every_route_has_a_recipe():
+    table = {key(r) for r in ROUTES}
+    assert table - RECIPE_KEYS == set(), "routes without a recipe in test_matrix.py"
+    assert RECIPE_KEYS - table == set(), "recipes of routes that no longer exist"
+
+
+READS_BY_POST = {"POST /git/:repo/git-upload-pack"}  # a fetch: git's protocol POSTs it
+
+
+def test_every_change_needs_a_developer_and_a_write_scope():
+    for r in ROUTES:
+        if r["method"] == "GET" or not r["auth"] or key(r) in READS_BY_POST:
+            continue
+        assert r["admin"] or ROLES.index(r["role"]) >= ROLES.index("developer"), key(r)
+        assert r["scopes"] and all(s.endswith(":write") or s == "slipway:admin"
+                                   for s in r["scopes"]), key(r)
+
+
+def test_docs_list_every_route_with_its_access():
+    """docs/api.md's access table has one line per row, with the same credentials, scopes, role
+    and rights."""
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "api.md")).read()
+    doc = doc.split("## Who may call what", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in doc.splitlines():
+        m = re.match(r"\| `(GET|POST|PUT|PATCH|DELETE) ([^`]+)` \|(.*)\|\s*$", line)
+        if m:
+            rows[f"{m.group(1)} {m.group(2)}"] = [c.strip() for c in m.group(3).split("|")]
+    assert set(rows) == {key(r) for r in ROUTES}
+    for r in ROUTES:
+        creds, scopes, who = rows[key(r)][:3]
+        assert creds == (", ".join(r["auth"]) or "none"), key(r)
+        assert scopes == (" or ".join(f"`{s}`" for s in r["scopes"]) or "-"), key(r)
+        want = ("administrator" if r["admin"] else
+                (r["role"] + (" + API Rights" if "api" in r["rights"] else "")) if r["role"]
+                else "any user" if r["auth"] else "anyone")
+        assert who == want, key(r)
 
 
 @pytest.mark.parametrize("who", WHO)
-@pytest.mark.parametrize("name, method, target, auth, expect", ENDPOINTS,
-                         ids=[e[0] for e in ENDPOINTS])
-def test_matrix(ctx, name, method, target, auth, expect, who):
-    sw = ctx["sw"]
-    user = ctx["users"][who]
-    if callable(target):
-        req = target(ctx)
-    else:
-        req = {"path": target.format(app=ctx["app"], pid=ctx["pid"])}
-    kw = {"timeout": 30}
-    if "json" in req:
-        kw["json"] = req["json"]
-    headers = {}
-    if user is not None:
-        if auth == "key":
-            headers = user.key_headers()
-        elif auth == "token":
-            headers = user.token_headers()
-        else:
-            kw["auth"] = user.basic()
-    r = requests.request(method, sw.base + req["path"], headers=headers, **kw)
-    want = expect[who]
-    if want >= 400:
-        body = assert_error(r, want)
-        if want == 403:
-            assert body["errorCode"] in ("NO_ACCESS", "RS403"), body
-        if want == 401 and auth == "basic":
-            assert r.headers.get("WWW-Authenticate", "").startswith("Basic ")
-    else:
-        assert r.status_code == want, f"{who} {method} {req['path']}: {r.status_code} {r.text[:300]}"
+@pytest.mark.parametrize("route", ROUTES, ids=[key(r) for r in ROUTES])
+def test_role_matrix(ctx, route, who):
+    cred = usual_cred(route)
+    scopes = ",".join(route["scopes"])
+    r, ok = send(ctx, route, who, cred, scopes)
+    check(r, expected(route, who, cred, scopes, ok), f"{who} {key(route)}")
+
+
+TOKEN_ROUTES = [r for r in ROUTES if "token" in r["auth"] or "basic" in r["auth"]]
+
+
+@pytest.mark.parametrize("scopes", SCOPE_CASES, ids=[s or "no-scope" for s in SCOPE_CASES])
+@pytest.mark.parametrize("route", TOKEN_ROUTES, ids=[key(r) for r in TOKEN_ROUTES])
+def test_scope_matrix(ctx, route, scopes):
+    cred = "token" if "token" in route["auth"] else "basic-token"
+    r, ok = send(ctx, route, ADMIN, cred, scopes)
+    check(r, expected(route, ADMIN, cred, scopes, ok), f"scopes '{scopes}' {key(route)}")
+
+
+def test_api_keys_are_not_bound_by_scopes(ctx):
+    """An API key stands for its user whole: a developer builds and pushes with one."""
+    route = next(r for r in ROUTES if key(r) == "POST /api/1/apps/:app/packages")
+    r, ok = send(ctx, route, DEVELOPER, "apikey")
+    check(r, ok, "developer's API key builds")
+
+
+def test_signed_download_needs_no_credentials_and_only_that_path(ctx):
+    sw, a, pkg = ctx["sw"], ctx["app"], ctx["package"]
+    url = assert_ok(sw.get(f"/api/1/apps/{a}/packages/{pkg}?url=true",
+                           ctx["users"][VIEWER]))["Url"]["Location"]
+    assert requests.get(url, timeout=30).status_code == 200
+    # the signature is for that path: another endpoint or package does not take it
+    query = url.split("?", 1)[1]
+    other = f"{sw.base}/api/1/apps/{a}/packages?{query}"
+    assert_error(requests.get(other, timeout=30), 401)
