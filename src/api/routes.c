@@ -107,7 +107,8 @@ const struct api_route api_route_table[] = {
                APP(VIEWER, SC_REPO_READ), NULL},
 
     /* Build API v1 and Deploy API v1/v2 packages */
-    {"GET",    "/api/1/apps/:app/packages", NULL, api_build_list, 0, APP(VIEWER, SC_DEPLOY_READ), NULL},
+    {"GET",    "/api/1/apps/:app/packages", NULL, api_build_list, 0,
+               APP(VIEWER, SC_DEPLOY_READ), NULL},
     {"POST",   "/api/1/apps/:app/packages", NULL, api_build_start, 0,
                APP(DEVELOPER, SC_DEPLOY_WRITE), "build"},
     {"POST",   "/api/1/apps/:app/packages/upload", NULL, api_upload_v1, UPLOAD,
@@ -139,7 +140,8 @@ const struct api_route api_route_table[] = {
     {"GET",    "/git/:repo/info/refs", "service=git-receive-pack", api_git_serve, 0,
                GIT(DEVELOPER, SC_REPO_WRITE), NULL},
     {"GET",    "/git/:repo/info/refs", NULL, api_git_dumb, 0, PUBLIC, NULL},
-    {"POST",   "/git/:repo/git-upload-pack", NULL, api_git_serve, SPOOL, GIT(VIEWER, SC_REPO_READ), NULL},
+    {"POST",   "/git/:repo/git-upload-pack", NULL, api_git_serve, SPOOL,
+               GIT(VIEWER, SC_REPO_READ), NULL},
     {"POST",   "/git/:repo/git-receive-pack", NULL, api_git_serve, SPOOL,
                GIT(DEVELOPER, SC_REPO_WRITE), "git push"},
     {"GET",    "/git/:repo/*", NULL, api_git_dumb, HTTP_ROUTE_TAIL, PUBLIC, NULL},
