@@ -32,15 +32,18 @@ void api_error_body(const struct http_request *req, struct http_response *res, i
 {
     json_t *j;
     char rs[16];
+    /* Messages quote what the client sent (path segments, names), cut to a length that may
+     * split a character: lossy, so that jansson never refuses the body (which answered 500). */
+    json_t *msg = api_text(message);
     if (is_v4(req)) {
-        j = json_pack("{s:{s:i,s:s,s:[]}}", "error", "code", status, "message", message,
+        j = json_pack("{s:{s:i,s:o,s:[]}}", "error", "code", status, "message", msg,
                       "invalid-params");
     } else {
         if (is_repository(req)) { /* the App Repository API's codes are RS<status> */
             snprintf(rs, sizeof(rs), "RS%d", status);
             code = rs;
         }
-        j = json_pack("{s:s,s:s}", "errorCode", code, "errorMessage", message);
+        j = json_pack("{s:s,s:o}", "errorCode", code, "errorMessage", msg);
     }
     api_json(res, status, j);
 }
