@@ -61,6 +61,28 @@ const char *api_str(json_t *obj, const char *key);
 void api_audit(struct http_request *req, const char *actor, const char *action, const char *app,
                const char *env, int status, const char *detail);
 
+/* ---- counters for GET /metrics, and the audit budget (metrics.c) ---- */
+/* Why a mutating request was counted instead of written to the audit log. */
+enum api_unaudited {
+    API_UNAUDITED_UNROUTED,          /* it matched no route: nothing ran */
+    API_UNAUDITED_ANONYMOUS,         /* it presented no credentials and was refused */
+    API_UNAUDITED_FAILED_LOGIN_RATE, /* refused credentials beyond the budget below */
+    API_UNAUDITED_NR,
+};
+/* Requests whose credentials were refused get an audit entry each, up to this many a minute
+ * (all clients together); beyond it they are counted, and summed up in one entry later. */
+#define API_FAILED_LOGINS_PER_MINUTE 60
+void api_metrics_init(void);
+/* Counts a completed request by its status class, and whether it matched a route. */
+void api_metrics_request(int status, bool routed);
+void api_metrics_unaudited(enum api_unaudited why);
+/* Takes one audit entry of the refused-credentials budget: true when there is room; false when
+ * the minute's budget is spent (the request is then counted). When a new minute starts,
+ * *counted_before is how many the previous one counted (0: none) and *since_ms its start. */
+bool api_failed_login_budget(uint64_t *counted_before, int64_t *since_ms);
+/* Appends every counter in the Prometheus text format (version 0.0.4). */
+void api_metrics_text(struct strbuf *out);
+
 /* Authenticates (API key or token), finds the app of the first route parameter and requires
  * membership with API Rights on at least one of its environments (admins have every right).
  * 0 (and *who filled when not NULL), or -1 with 401/400/404/403 answered. */

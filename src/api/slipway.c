@@ -1,9 +1,10 @@
 /* api — Slipway's own API: /healthz (no auth) and, under /api/slipway/, who-am-I, and the
  * administration of users, credentials, apps, members and rights (admin users only), and the
  * audit log. Errors are {"errorCode","errorMessage"}. The operations are the admin module's, the
- * same that `slipway admin` runs; they audit themselves.
+ * same that `slipway admin` runs; they audit themselves. And /metrics (admin users only).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -346,6 +347,21 @@ static void audit_list(struct http_request *req, struct http_response *res)
     api_json(res, 200, json_pack("{s:o,s:b}", "entries", arr, "chainIntact", intact));
 }
 
+/* GET /metrics: the server's counters in the Prometheus text format, for administrators (a
+ * scraper sends an admin's token: `Authorization: MxToken <token>`). */
+static void metrics(struct http_request *req, struct http_response *res)
+{
+    struct auth_principal p;
+    struct admin_actor a;
+    if (admin_only(req, res, &p, &a))
+        return;
+    res->status = 200;
+    strbuf_reset(&res->body);
+    api_metrics_text(&res->body);
+    snprintf(res->content_type, sizeof(res->content_type), "%s",
+             "text/plain; version=0.0.4; charset=utf-8");
+}
+
 const struct http_route api_slipway_routes[] = {
     {"GET", "/healthz", healthz, 0, NULL},
     {"GET", "/api/slipway/me", me, 0, NULL},
@@ -362,5 +378,6 @@ const struct http_route api_slipway_routes[] = {
     {"POST", "/api/slipway/apps/:app/grant", grant, 0, NULL},
     {"POST", "/api/slipway/apps/:app/revoke", revoke, 0, NULL},
     {"GET", "/api/slipway/audit", audit_list, 0, NULL},
+    {"GET", "/metrics", metrics, 0, NULL},
 };
 const size_t api_slipway_nr_routes = sizeof(api_slipway_routes) / sizeof(api_slipway_routes[0]);

@@ -32,6 +32,11 @@ struct http_server {
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
+bool http_request_routed(const struct http_request *req)
+{
+    return req->route != NULL;
+}
+
 const char *http_header(const struct http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);

@@ -103,6 +103,7 @@ ENDPOINTS = [
     ("grant", "POST", lambda c: prep_rights(c, "grant"), "key", R_ADMIN),
     ("revoke", "POST", lambda c: prep_rights(c, "revoke"), "key", R_ADMIN),
     ("audit", "GET", "/api/slipway/audit", "key", R_ADMIN),
+    ("metrics", "GET", "/metrics", "key", R_ADMIN),
     ("healthz", "GET", "/healthz", "key", {ANON: 200, MEMBER: 200, NONMEMBER: 200, ADMIN: 200}),
     # git smart HTTP
     ("git-upload-pack", "GET", "/git/{app}.git/info/refs?service=git-upload-pack", "basic",
