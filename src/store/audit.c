@@ -28,8 +28,7 @@ static void entry_hash(const char *prev, int64_t at_ms, const char *const fields
 int store_audit_append(const char *actor, const char *action, const char *app, const char *env,
                        const char *source, const char *result, const char *detail)
 {
-    const char *in[7] = {actor,  action, app ? app : "",      env ? env : "",
-                         source, result, detail ? detail : ""};
+    const char *in[7] = {actor, action, app, env, source, result, detail}; /* NULL: "" */
     const char *fields[7];
     struct strbuf text[7];
     for (int i = 0; i < 7; i++) {
