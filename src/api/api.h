@@ -30,12 +30,16 @@ const struct http_route *api_routes(size_t *nr);
  * query, auth, scopes, target, role, rights, admin}); what `slipway routes` prints. Caller frees;
  * NULL when out of memory. Needs no api_init. */
 char *api_routes_describe(void);
-/* The error-body formatter to give to http_server_start. */
+/* The error-body formatter to give to http_server_start. The message may hold any bytes (it
+ * quotes what clients send): those that are not UTF-8 become U+FFFD. */
 void api_error_body(const struct http_request *req, struct http_response *res, int status,
                     const char *code, const char *message);
 
-/* To give to http_server_start as `completed`: audits every mutating request (POST, PUT,
- * PATCH, DELETE) that its handler did not audit itself — refused ones included. */
+/* To give to http_server_start as `completed`: counts every request (GET /metrics) and audits
+ * every mutating request (POST, PUT, PATCH, DELETE) that its handler did not audit itself,
+ * refused ones included, except what would let any client grow the log: a request that matched
+ * no route, or presented no credentials, is counted instead; one whose credentials were refused
+ * is audited up to API_FAILED_LOGINS_PER_MINUTE a minute, the rest counted and summed up. */
 void api_request_completed(const struct http_request *req, int status);
 
 #endif

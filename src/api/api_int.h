@@ -119,6 +119,7 @@ void api_sw_grant(struct http_request *, struct http_response *, const struct ap
 void api_sw_revoke(struct http_request *, struct http_response *, const struct api_caller *caller);
 void api_sw_audit_list(struct http_request *, struct http_response *,
                        const struct api_caller *caller);
+void api_sw_metrics(struct http_request *, struct http_response *, const struct api_caller *caller);
 void api_git_serve(struct http_request *, struct http_response *, const struct api_caller *caller);
 void api_git_dumb(struct http_request *, struct http_response *, const struct api_caller *caller);
 void api_build_start(struct http_request *, struct http_response *,
@@ -177,6 +178,27 @@ const char *api_str(json_t *obj, const char *key);
 void api_audit(struct http_request *req, const char *actor, const char *action, const char *app,
                const char *env, int status, const char *detail);
 
+/* ---- counters for GET /metrics, and the audit budget (metrics.c) ---- */
+/* Why a mutating request was counted instead of written to the audit log. */
+enum api_unaudited {
+    API_UNAUDITED_UNROUTED,          /* it matched no route: nothing ran */
+    API_UNAUDITED_ANONYMOUS,         /* it presented no credentials and was refused */
+    API_UNAUDITED_FAILED_LOGIN_RATE, /* refused credentials beyond the budget below */
+    API_UNAUDITED_NR,
+};
+/* Requests whose credentials were refused get an audit entry each, up to this many a minute
+ * (all clients together); beyond it they are counted, and summed up in one entry later. */
+#define API_FAILED_LOGINS_PER_MINUTE 60
+void api_metrics_init(void);
+/* Counts a completed request by its status class, and whether it matched a route. */
+void api_metrics_request(int status, bool routed);
+void api_metrics_unaudited(enum api_unaudited why);
+/* Takes one audit entry of the refused-credentials budget: true when there is room; false when
+ * the minute's budget is spent (the request is then counted). When a new minute starts,
+ * *counted_before is how many the previous one counted (0: none) and *since_ms its start. */
+bool api_failed_login_budget(uint64_t *counted_before, int64_t *since_ms);
+/* Appends every counter in the Prometheus text format (version 0.0.4). */
+void api_metrics_text(struct strbuf *out);
 /* Finds the app by AppId: 0, or -1 with 400 INVALID_APPID / 404 APP_NOT_FOUND answered. */
 int api_app_find(const struct http_request *req, struct http_response *res, const char *app_id,
                  struct store_app *app);

@@ -29,15 +29,18 @@ void api_error_body(const struct http_request *req, struct http_response *res, i
 {
     json_t *j;
     char rs[16];
+    /* Messages quote what the client sent (path segments, names), cut to a length that may
+     * split a character: lossy, so that jansson never refuses the body (which answered 500). */
+    json_t *msg = api_text(message);
     if (is_v4(req)) {
-        j = json_pack("{s:{s:i,s:s,s:[]}}", "error", "code", status, "message", message,
+        j = json_pack("{s:{s:i,s:o,s:[]}}", "error", "code", status, "message", msg,
                       "invalid-params");
     } else {
         if (is_repository(req)) { /* the App Repository API's codes are RS<status> */
             snprintf(rs, sizeof(rs), "RS%d", status);
             code = rs;
         }
-        j = json_pack("{s:s,s:s}", "errorCode", code, "errorMessage", message);
+        j = json_pack("{s:s,s:o}", "errorCode", code, "errorMessage", msg);
     }
     api_json(res, status, j);
 }
@@ -156,10 +159,49 @@ const char *api_str(json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
+/* Whether the request carried credentials of any kind (API key headers, MxToken, Basic). */
+static bool credentials_presented(const struct http_request *req)
+{
+    return http_header(req, "Mendix-Username") || http_header(req, "Mendix-ApiKey") ||
+           http_header(req, "Authorization");
+}
+
+/* Which refused requests may have an audit entry: no client may grow the log by sending
+ * requests. Nothing ran for one that matched no route, nor for one without credentials:
+ * those are counted (GET /metrics). Refused credentials are itemized within a budget. */
+static bool itemize_unauthenticated(const struct http_request *req)
+{
+    if (!http_request_routed(req)) {
+        api_metrics_unaudited(API_UNAUDITED_UNROUTED);
+        return false;
+    }
+    if (!credentials_presented(req)) {
+        api_metrics_unaudited(API_UNAUDITED_ANONYMOUS);
+        return false;
+    }
+    uint64_t counted = 0;
+    int64_t since_ms = 0;
+    bool itemize = api_failed_login_budget(&counted, &since_ms);
+    if (counted) {
+        char when[21], detail[160];
+        time_rfc3339(since_ms / 1000, when);
+        snprintf(detail, sizeof(detail),
+                 "%llu more in the minute from %s were counted, not itemized (the budget is %d)",
+                 (unsigned long long)counted, when, API_FAILED_LOGINS_PER_MINUTE);
+        if (store_audit_append("anonymous", "unauthenticated requests", "", "", "", "error",
+                               detail))
+            log_error("cannot write the audit log entry for unauthenticated requests");
+    }
+    return itemize;
+}
+
 void api_request_completed(const struct http_request *req, int status)
 {
+    api_metrics_request(status, http_request_routed(req));
     if (req->recorded || !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD") ||
         !strcmp(req->method, "OPTIONS"))
+        return;
+    if (!req->user[0] && !itemize_unauthenticated(req))
         return;
     char action[300];
     snprintf(action, sizeof(action), "%s %.256s", req->method, req->raw_path);
@@ -184,6 +226,7 @@ int api_init(const struct api_config *cfg)
 {
     api_cfg.data_dir = strdup(cfg->data_dir);
     api_cfg.threads = cfg->threads;
+    api_metrics_init();
     api_set_public_url(cfg->public_url ? cfg->public_url : "");
     if (!api_cfg.data_dir || !api_cfg.public_url)
         return -ENOMEM;

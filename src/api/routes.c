@@ -87,6 +87,7 @@ const struct api_route api_route_table[] = {
     {"POST",   "/api/slipway/apps/:app/grant", NULL, api_sw_grant, 0, ADMIN_APP, NULL},
     {"POST",   "/api/slipway/apps/:app/revoke", NULL, api_sw_revoke, 0, ADMIN_APP, NULL},
     {"GET",    "/api/slipway/audit", NULL, api_sw_audit_list, 0, ADMIN, NULL},
+    {"GET",    "/metrics", NULL, api_sw_metrics, 0, ADMIN, NULL},
     {"GET",    "/api/slipway/apps/:app/packages/:package", NULL, api_build_details, 0,
                APP(VIEWER, SC_DEPLOY_READ), NULL},
     {"GET",    "/api/slipway/apps/:app/packages/:package/log", NULL, api_build_log, 0,

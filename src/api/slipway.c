@@ -1,9 +1,10 @@
 /* api — Slipway's own API: /healthz (no auth) and, under /api/slipway/, who-am-I, and the
  * administration of users, credentials, apps, members and rights (admin users only), and the
  * audit log. Errors are {"errorCode","errorMessage"}. The operations are the admin module's, the
- * same that `slipway admin` runs; they audit themselves.
+ * same that `slipway admin` runs; they audit themselves. And /metrics (admin users only).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -332,4 +333,18 @@ void api_sw_audit_list(struct http_request *req, struct http_response *res,
     }
     bool intact = store_audit_verify(&bad_id) == 0;
     api_json(res, 200, json_pack("{s:o,s:b}", "entries", arr, "chainIntact", intact));
+}
+
+/* GET /metrics: the server's counters in the Prometheus text format, for administrators (a
+ * scraper sends an admin's token with the scope slipway:admin). */
+void api_sw_metrics(struct http_request *req, struct http_response *res,
+                    const struct api_caller *caller)
+{
+    (void)req;
+    (void)caller;
+    res->status = 200;
+    strbuf_reset(&res->body);
+    api_metrics_text(&res->body);
+    snprintf(res->content_type, sizeof(res->content_type), "%s",
+             "text/plain; version=0.0.4; charset=utf-8");
 }

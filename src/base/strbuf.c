@@ -200,3 +200,12 @@ void strbuf_add_utf8_lossy(struct strbuf *sb, const char *s)
         }
     }
 }
+
+bool str_utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n;
+    while (*p && (n = utf8_seq(p)) > 0)
+        p += n;
+    return *p == '\0';
+}

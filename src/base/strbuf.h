@@ -42,6 +42,9 @@ void strbuf_add_json_str(struct strbuf *sb, const char *s);
 void strbuf_add_json_strn(struct strbuf *sb, const char *s, size_t len);
 /* Appends s as UTF-8, each byte that is not part of a valid sequence replaced by U+FFFD. */
 void strbuf_add_utf8_lossy(struct strbuf *sb, const char *s);
+/* Whether s is valid UTF-8 (what strbuf_add_utf8_lossy copies unchanged): no overlong forms, no
+ * surrogates, nothing above U+10FFFF. */
+bool str_utf8_valid(const char *s);
 void strbuf_reset(struct strbuf *sb);
 static inline bool strbuf_ok(const struct strbuf *sb)
 {

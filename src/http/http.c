@@ -32,6 +32,11 @@ struct http_server {
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
+bool http_request_routed(const struct http_request *req)
+{
+    return req->route != NULL;
+}
+
 const char *http_header(const struct http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -260,6 +265,25 @@ static enum MHD_Result send_error(struct http_server *s, struct http_request *re
     return send_error_allow(s, req, status, code, message, NULL);
 }
 
+/* A decoded path segment that is not UTF-8 names nothing handlers could serve (every name
+ * Slipway shows is UTF-8) and would reach lookups and error messages: 400, naming the segment
+ * with U+FFFD for each bad byte. */
+static enum MHD_Result send_bad_segment(struct http_server *s, struct http_request *req,
+                                        const char *seg)
+{
+    char cut[201];
+    snprintf(cut, sizeof(cut), "%s", seg);
+    struct strbuf msg = STRBUF_INIT;
+    strbuf_adds(&msg, "the path segment '");
+    strbuf_add_utf8_lossy(&msg, cut);
+    strbuf_adds(&msg,
+                strlen(seg) >= sizeof(cut) ? "...' is not valid UTF-8" : "' is not valid UTF-8");
+    enum MHD_Result ret = send_error(s, req, 400, "INVALID_PARAMETERS",
+                                     strbuf_ok(&msg) ? msg.buf : "the request path is not UTF-8");
+    strbuf_release(&msg);
+    return ret;
+}
+
 /* ---- libmicrohttpd callbacks ------------------------------------------------------------- */
 
 static void request_free(struct http_request *req)
@@ -318,6 +342,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = req;
         if (url_path_parse(url, &req->path) < 0)
             return send_error(s, req, 400, "INVALID_PARAMETERS", "the request path is malformed");
+        for (size_t i = 0; i < req->path.nr_seg; i++)
+            if (!str_utf8_valid(req->path.seg[i]))
+                return send_bad_segment(s, req, req->path.seg[i]);
         struct strbuf allow = STRBUF_INIT;
         req->route = route_find(s, req, &allow);
         if (!req->route) {

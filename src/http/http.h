@@ -106,6 +106,9 @@ unsigned http_server_port(const struct http_server *s);
 /* Stops accepting, waits for the workers and frees the server. NULL is a no-op. */
 void http_server_stop(struct http_server *s);
 
+/* Whether the request matched a route (false for the 404, 405 and 400 the server answers
+ * before routing); valid in `completed` too. */
+bool http_request_routed(const struct http_request *req);
 /* A request header, matched case-insensitively; NULL if absent. */
 const char *http_header(const struct http_request *req, const char *name);
 /* A query parameter, percent-decoded; caller frees. NULL if absent. */

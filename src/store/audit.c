@@ -1,5 +1,9 @@
 /* store: the audit log, append-only (triggers forbid UPDATE and DELETE) and hash-chained: each
- * entry's hash covers the previous entry's hash and all of its own fields. */
+ * entry's hash covers the previous entry's hash and all of its own fields.
+ *
+ * Every field is stored as valid UTF-8 (each byte that is not part of a valid sequence becomes
+ * U+FFFD) and hashed as stored. Rows written by older versions may hold other bytes: they are
+ * read the same lossy way, but verified over the bytes they hold. */
 #include <errno.h>
 #include <string.h>
 
@@ -24,11 +28,21 @@ static void entry_hash(const char *prev, int64_t at_ms, const char *const fields
 int store_audit_append(const char *actor, const char *action, const char *app, const char *env,
                        const char *source, const char *result, const char *detail)
 {
-    const char *fields[7] = {actor,  action, app ? app : "",      env ? env : "",
-                             source, result, detail ? detail : ""};
-    int r = store_begin();
+    const char *in[7] = {actor, action, app, env, source, result, detail}; /* NULL: "" */
+    const char *fields[7];
+    struct strbuf text[7];
+    for (int i = 0; i < 7; i++) {
+        strbuf_init(&text[i], 0);
+        strbuf_add_utf8_lossy(&text[i], in[i] ? in[i] : "");
+        fields[i] = text[i].buf;
+    }
+    int r = -ENOMEM;
+    for (int i = 0; i < 7; i++)
+        if (!strbuf_ok(&text[i]))
+            goto out;
+    r = store_begin();
     if (r)
-        return r;
+        goto out;
     char prev[CRYPTO_SHA256_HEX] = "";
     sqlite3_stmt *st = store_stmt("SELECT hash FROM audit ORDER BY id DESC LIMIT 1");
     r = -EIO;
@@ -54,9 +68,13 @@ int store_audit_append(const char *actor, const char *action, const char *app, c
     sqlite3_bind_text(st, 10, hash, -1, SQLITE_STATIC);
     if ((r = store_exec_stmt(st)))
         goto fail;
-    return store_commit();
+    r = store_commit();
+    goto out;
 fail:
     store_rollback();
+out:
+    for (int i = 0; i < 7; i++)
+        strbuf_release(&text[i]);
     return r;
 }
 
@@ -76,6 +94,23 @@ static void audit_read(sqlite3_stmt *st, struct store_audit *a)
     }
 }
 
+/* Points a's text fields at valid UTF-8: themselves, or lossy copies in text[] (reused). */
+static int audit_utf8(struct store_audit *a, struct strbuf text[8])
+{
+    const char **f[] = {&a->actor,  &a->action, &a->app,    &a->env,
+                        &a->source, &a->result, &a->detail, &a->hash};
+    for (int i = 0; i < 8; i++) {
+        if (str_utf8_valid(*f[i]))
+            continue;
+        strbuf_reset(&text[i]);
+        strbuf_add_utf8_lossy(&text[i], *f[i]);
+        if (!strbuf_ok(&text[i]))
+            return -ENOMEM;
+        *f[i] = text[i].buf;
+    }
+    return 0;
+}
+
 int store_audit_each(int64_t after_id, int limit, int (*fn)(const struct store_audit *, void *),
                      void *arg)
 {
@@ -84,15 +119,22 @@ int store_audit_each(int64_t after_id, int limit, int (*fn)(const struct store_a
         return -EIO;
     sqlite3_bind_int64(st, 1, after_id);
     sqlite3_bind_int(st, 2, limit);
+    struct strbuf text[8];
+    for (int i = 0; i < 8; i++)
+        strbuf_init(&text[i], 0);
     int rc, r = 0;
     while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct store_audit a;
         audit_read(st, &a);
-        r = fn(&a, arg);
+        r = audit_utf8(&a, text);
+        if (!r)
+            r = fn(&a, arg);
     }
     if (!r && rc != SQLITE_DONE)
         r = -EIO;
     sqlite3_reset(st);
+    for (int i = 0; i < 8; i++)
+        strbuf_release(&text[i]);
     return r;
 }
 

@@ -224,9 +224,13 @@ struct store_audit {
         *detail; /* app/env/detail may be "" */
     const char *hash;
 };
+/* Appends an entry. Fields may hold any bytes (paths and names come from clients): each is stored
+ * as valid UTF-8, every byte that is not part of a valid sequence replaced by U+FFFD, and the
+ * hash covers what is stored. */
 int store_audit_append(const char *actor, const char *action, const char *app, const char *env,
                        const char *source, const char *result, const char *detail);
-/* Entries with id > after_id, oldest first, at most limit. */
+/* Entries with id > after_id, oldest first, at most limit. Every field handed to fn is valid UTF-8:
+ * rows that older versions stored with other bytes are read lossily (U+FFFD), never refused. */
 int store_audit_each(int64_t after_id, int limit, int (*fn)(const struct store_audit *, void *),
                      void *arg);
 /* Recomputes the hash chain; 0 when intact, -EBADMSG (and *bad_id) at the first broken entry. */

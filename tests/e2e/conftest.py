@@ -303,6 +303,14 @@ class Slipway:
                 return entries, intact
             after = j["entries"][-1]["id"]
 
+    def metrics(self):
+        """GET /metrics (as the admin) as {'name{labels}': value}, comments left out."""
+        r = self.get("/metrics", self.admin)
+        assert r.status_code == 200, r.text[:500]
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers
+        return {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in r.text.splitlines()
+                                         if ln and not ln.startswith("#"))}
+
     # the request log
     def log(self):
         return self.server.stderr()

@@ -131,6 +131,7 @@ def recipes(c):
             f"/api/slipway/apps/{a}/revoke",
             {"json": {"email": victim(c, True).email, "env": "Test", "rights": "api"}}, 200),
         "GET /api/slipway/audit": lambda: ("/api/slipway/audit?limit=1", {}, 200),
+        "GET /metrics": lambda: ("/metrics", {}, 200),
         "GET /api/slipway/apps/:app/packages/:package": lambda: (
             f"/api/slipway/apps/{a}/packages/{pkg}", {}, 200),
         "GET /api/slipway/apps/:app/packages/:package/log": lambda: (

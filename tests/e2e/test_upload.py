@@ -343,7 +343,10 @@ def test_rights_and_unknown_app_or_job(app):
     assert_error(sw.get(f"/api/v2/apps/{app_id}/jobs/00000000-0000-4000-8000-000000000000", dev),
                  404, "JOB_NOT_FOUND")
     assert_error(sw.get(f"/api/v2/apps/{app_id}/jobs/nope", dev), 404, "JOB_NOT_FOUND")
-    assert_error(sw.get(f"/api/v2/apps/{app_id}/jobs/%FF" + "0" * 35, dev), 404, "JOB_NOT_FOUND")
+    # a job id that is not UTF-8 is refused before any lookup (see test_paths.py)
+    body = assert_error(sw.get(f"/api/v2/apps/{app_id}/jobs/%FF" + "0" * 35, dev), 400,
+                        "INVALID_PARAMETERS")
+    assert body["errorMessage"] == "the path segment '\ufffd" + "0" * 35 + "' is not valid UTF-8"
     # the job route is v2 only, and GET is not an upload
     assert_error(sw.get(f"/api/1/apps/{app_id}/jobs/{ids['JobId']}", dev), 404)
     r = sw.get(f"/api/v2/apps/{app_id}/packages/upload", dev)

@@ -422,3 +422,48 @@ Test(strbuf, json_cap)
 {
     json_respects_cap();
 }
+
+/* ---- UTF-8 validity and the lossy copy (what the audit log and error bodies rely on) ---- */
+
+static void utf8_valid_accepts_utf8_only(void)
+{
+    cr_assert(str_utf8_valid(""));
+    cr_assert(str_utf8_valid("plain ascii /x"));
+    cr_assert(str_utf8_valid("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbd"));
+    /* lone bytes, truncated and overlong sequences, a surrogate, above U+10FFFF */
+    static const char *const bad[] = {
+        "\xff",         "/x\xff\xfe",       "\xc3",     "a\xc3(", "\xc0\xaf", "\xe0\x80\xaf",
+        "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "ok\x80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_not(str_utf8_valid(bad[i]), "accepted bad[%zu]", i);
+}
+
+static void lossy_replaces_each_bad_byte_and_result_is_valid(void)
+{
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_add_utf8_lossy(&sb, "POST /x\xff\xfe");
+    cr_assert_str_eq(sb.buf, "POST /x\xef\xbf\xbd\xef\xbf\xbd");
+    cr_assert(str_utf8_valid(sb.buf));
+    strbuf_reset(&sb);
+    strbuf_add_utf8_lossy(&sb, "caf\xc3\xa9 \xc3");
+    cr_assert_str_eq(sb.buf, "caf\xc3\xa9 \xef\xbf\xbd");
+    strbuf_release(&sb);
+    /* every single byte, and every pair: the copy is always valid */
+    char in[3] = {0};
+    for (int a = 1; a < 256; a++) {
+        for (int b = 0; b < 256; b++) {
+            in[0] = (char)a;
+            in[1] = (char)b;
+            strbuf_add_utf8_lossy(&sb, in);
+            cr_assert(str_utf8_valid(sb.buf), "0x%02x 0x%02x", a, b);
+            strbuf_reset(&sb);
+        }
+    }
+    strbuf_release(&sb);
+}
+
+Test(strbuf, utf8_valid_and_lossy)
+{
+    utf8_valid_accepts_utf8_only();
+    lossy_replaces_each_bad_byte_and_result_is_valid();
+}
