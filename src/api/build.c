@@ -102,10 +102,11 @@ static int find_package(struct http_request *req, struct http_response *res,
 
 static bool version_valid(const char *v)
 {
-    /* major.minor.patch, each 1-9 digits */
+    /* major.minor.patch, each 1-9 digits without a leading zero ("0" itself is fine): "01.0.0"
+     * would make a tag that sorts and reads as another version's */
     for (int part = 0; part < 3; part++) {
         size_t n = strspn(v, "0123456789");
-        if (n < 1 || n > 9)
+        if (n < 1 || n > 9 || (n > 1 && v[0] == '0'))
             return false;
         v += n;
         if (part < 2 && *v++ != '.')
