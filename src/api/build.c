@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,16 +70,55 @@ static int find_package(struct http_request *req, struct http_response *res,
 
 static bool version_valid(const char *v)
 {
-    /* major.minor.patch, each 1-9 digits */
+    /* major.minor.patch, each 1-9 digits without a leading zero ("0" itself is fine): "01.0.0"
+     * would make a tag that sorts and reads as another version's */
     for (int part = 0; part < 3; part++) {
         size_t n = strspn(v, "0123456789");
-        if (n < 1 || n > 9)
+        if (n < 1 || n > 9 || (n > 1 && v[0] == '0'))
             return false;
         v += n;
         if (part < 2 && *v++ != '.')
             return false;
     }
     return *v == '\0';
+}
+
+/* POSTs check the version tag and queue their build one at a time, so that two builds that
+ * would put the same tag on different commits cannot both pass the check. */
+static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A build of commit c puts the tag `tag` (<Version>.<Number>) on it. The tag must not name
+ * another commit already, nor be what a queued or running build will put on another commit
+ * (tags are unique, as on Mendix's Team Server); on the same commit it is a rebuild, and fine.
+ * Call with queue_lock held. 0, or -1 with 409 TAG_EXISTS (or 500) answered. */
+static int tag_check(struct http_request *req, struct http_response *res,
+                     const struct store_app *app, struct vcs_repo *repo, const struct vcs_commit *c,
+                     const char *branch, const char *tag)
+{
+    char named[VCS_OID_HEX];
+    int r = vcs_tag_lookup(repo, tag, named);
+    if (!r && strcmp(named, c->id))
+        return api_fail(req, res, 409, "TAG_EXISTS",
+                        "the tag '%s' exists on %s%s; this build would put it on commit %s "
+                        "(revision %lld of '%.60s'): a tag names one commit, choose another "
+                        "Version",
+                        tag, named[0] ? "commit " : "something that is not a commit", named, c->id,
+                        (long long)c->number, branch);
+    if (r && r != -ENOENT)
+        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the tags");
+    struct store_package holder;
+    r = store_package_find_pending(app->id, tag, c->id, &holder);
+    if (r && r != -ENOENT)
+        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot list packages");
+    if (!r)
+        return api_fail(req, res, 409, "TAG_EXISTS",
+                        "build %s (%s) will put the tag '%s' on commit %s (revision %lld of "
+                        "'%.60s'); this build would put it on commit %s (revision %lld of "
+                        "'%.60s'): a tag names one commit, choose another Version",
+                        holder.package_id, store_pkg_status_name(holder.status), tag,
+                        holder.revision, (long long)holder.revision_number, holder.branch, c->id,
+                        (long long)c->number, branch);
+    return 0;
 }
 
 void api_build_start(struct http_request *req, struct http_response *res,
@@ -150,7 +190,14 @@ void api_build_start(struct http_request *req, struct http_response *res,
     for (char *s = p.name; *s; s++)
         if (*s == '/')
             *s = '-';
-    if (crypto_uuid(p.package_id) || store_package_insert(&p)) {
+    pthread_mutex_lock(&queue_lock);
+    if (tag_check(req, res, &app, repo, &c, git_name, p.version)) {
+        pthread_mutex_unlock(&queue_lock);
+        goto out;
+    }
+    r = crypto_uuid(p.package_id) || store_package_insert(&p);
+    pthread_mutex_unlock(&queue_lock);
+    if (r) {
         api_fail(req, res, 500, "INTERNAL_ERROR", "cannot queue the build");
         goto out;
     }

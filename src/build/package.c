@@ -1298,16 +1298,25 @@ out:
  * nothing; format "raw"), `a` parses the tar it hands over. In between, tar_read counts the
  * decompressed bytes against `budget`: libarchive reads runs of special headers (GNU long names,
  * pax) in one go without returning, so a few KB of zstd could otherwise make it churn through
- * terabytes before any entry reaches our checks. */
+ * terabytes before any entry reaches our checks. The budget is the limits' until the manifest
+ * is read, then what the manifest's entries account for (manifest_budget).
+ *
+ * libarchive's tar reader stops at the end-of-archive blocks and never looks further, so a valid
+ * small tar followed by gigabytes of zeros in the same zstd stream (or in a second frame) would
+ * pass and expand to all of it on every download: check_tail reads on to the end of the stream
+ * and refuses anything but a record's padding after the end-of-archive. */
 struct reader {
     const struct package_limits *lim;
     struct errbuf *e;
     struct archive *raw, *a;
     int fd;
-    int read_errno;   /* read(fd) failed */
-    bool raw_failed;  /* decompression failed: raw's error says why */
-    bool over_budget; /* the tar stream grew past budget */
+    int read_errno;            /* read(fd) failed */
+    bool fd_eof;               /* read(fd) returned 0 */
+    bool raw_failed;           /* decompression failed: raw's error says why */
+    bool over_budget;          /* the tar stream grew past budget */
+    bool budget_from_manifest; /* budget is manifest_budget's, not tar_budget's */
     uint64_t read_bytes, tar_bytes, budget;
+    uint64_t nonzero_end; /* offset in the tar stream just past its last non-zero byte so far */
     unsigned char *inbuf, *data; /* IO_BUF each */
     json_t *manifest;
     struct entries files; /* the manifest's "files", sorted by path_cmp */
@@ -1326,6 +1335,7 @@ static la_ssize_t fd_read(struct archive *a, void *arg, const void **buf)
         if (n >= 0) {
             *buf = r->inbuf;
             r->read_bytes += (uint64_t)n;
+            r->fd_eof = n == 0;
             return n;
         }
         if (errno != EINTR) {
@@ -1336,21 +1346,41 @@ static la_ssize_t fd_read(struct archive *a, void *arg, const void **buf)
     }
 }
 
+/* The next block of the decompressed stream into *buf and *size (0 at its end), counted in
+ * tar_bytes, and nonzero_end moved past its last non-zero byte. Scanning from the block's end
+ * stops at once for most data; only runs of zeros are read through. 0, or -1 when
+ * decompression failed (raw_failed). */
+static int next_block(struct reader *r, const void **buf, size_t *size)
+{
+    la_int64_t offset;
+    int ar = archive_read_data_block(r->raw, buf, size, &offset);
+    if (ar == ARCHIVE_EOF) {
+        *size = 0;
+        return 0;
+    }
+    if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
+        r->raw_failed = true;
+        return -1;
+    }
+    const unsigned char *p = *buf;
+    size_t n = *size;
+    while (n && !p[n - 1])
+        n--;
+    if (n)
+        r->nonzero_end = r->tar_bytes + n;
+    r->tar_bytes += *size;
+    return 0;
+}
+
 /* The tar reader's input: raw's output, block by block (no copy), within the budget. */
 static la_ssize_t tar_read(struct archive *a, void *arg, const void **buf)
 {
     struct reader *r = arg;
     size_t size;
-    la_int64_t offset;
-    int ar = archive_read_data_block(r->raw, buf, &size, &offset);
-    if (ar == ARCHIVE_EOF)
-        return 0;
-    if (ar != ARCHIVE_OK && ar != ARCHIVE_WARN) {
-        r->raw_failed = true;
+    if (next_block(r, buf, &size)) {
         archive_set_error(a, EIO, "decompression failed");
         return -1;
     }
-    r->tar_bytes += size;
     if (r->tar_bytes > r->budget) {
         r->over_budget = true;
         archive_set_error(a, EFBIG, "too big");
@@ -1370,12 +1400,59 @@ static uint64_t tar_budget(const struct package_limits *lim)
     return add_sat(b, 2 << 20);
 }
 
+/* After the end-of-archive blocks, a tar writer pads its last record with zeros: to 10240
+ * bytes for GNU tar, bsdtar, libarchive and Python (a blocking factor of 20), to 64 KiB with a
+ * blocking factor of 128. Nothing else may follow, and no more zeros than that. */
+#define TAIL_MAX (64 * 1024)
+/* Headers of one entry besides its path and target: a ustar block, a pax or GNU long-name
+ * block, pax records (times, owner names, a few extended attributes), each rounded to 512. */
+#define HEADER_ALLOWANCE 4096
+
+static uint64_t round512(uint64_t n)
+{
+    return add_sat(n, 511) & ~(uint64_t)511;
+}
+
+/* Until the manifest is read: its header and data at most, and what libarchive reads ahead
+ * of the tar reader (a decompressor's block of 64-128 KiB, our 256 KiB read for an
+ * uncompressed tar, a header that straddles two blocks: 1 MiB is ample). */
+static uint64_t first_budget(const struct package_limits *lim)
+{
+    uint64_t b = add_sat(lim->max_manifest_bytes, add_sat(8192, mul_sat(4, lim->max_path)));
+    b = add_sat(b, 1 << 20);
+    uint64_t all = tar_budget(lim);
+    return b < all ? b : all;
+}
+
+/* Once the manifest is read (the stream is at most `seen` bytes long so far): the largest tar
+ * stream its entries can make. Each entry's headers (HEADER_ALLOWANCE plus twice its path and
+ * target, for a pax record or a GNU long name of each) and data rounded to 512, the
+ * end-of-archive blocks and TAIL_MAX of padding. Since `seen` covers the manifest's data and
+ * what was read ahead, no valid package reaches it; a bomb inside the tar (a run of special
+ * headers) is stopped there, one after the end-of-archive by check_tail at TAIL_MAX. */
+static uint64_t manifest_budget(const struct reader *r, uint64_t seen)
+{
+    uint64_t b = round512(seen);
+    for (size_t i = 0; i < r->files.nr; i++) {
+        const struct entry *en = &r->files.v[i];
+        uint64_t names = strlen(en->path) + (en->target ? strlen(en->target) : 0);
+        b = add_sat(b, add_sat(HEADER_ALLOWANCE, mul_sat(2, names)));
+        b = add_sat(b, round512(en->size));
+    }
+    return add_sat(b, 1024 + TAIL_MAX);
+}
+
 /* The error of a failed libarchive call; `path` is the entry being read, or NULL. */
 static int read_error(struct reader *r, const char *path)
 {
     struct quoted q, qm;
     if (r->read_errno)
         return fail(r->e, -r->read_errno, "cannot read the package: %s", strerror(r->read_errno));
+    if (r->over_budget && r->budget_from_manifest)
+        return fail(r->e, -EFBIG,
+                    "package expands to more than %llu bytes of tar, more than the entries of "
+                    "its 'manifest.json' account for",
+                    (unsigned long long)r->budget);
     if (r->over_budget)
         return fail(r->e, -EFBIG,
                     "package expands to more than %llu bytes of tar, more than its limits allow",
@@ -1539,6 +1616,56 @@ static int read_manifest(struct reader *r, struct archive_entry *ae)
             return rc;
     }
     return entries_check(e, &r->files, "manifest entry");
+}
+
+/* After the tar reader's end of archive: reads the rest of the decompressed stream, which may
+ * hold only zeros (a record's padding), at most TAIL_MAX of them after the end-of-archive
+ * blocks, and stops at the first block past that; then checks that the decompressor used every
+ * byte of the input (gzip ignores what follows its last member). */
+static int check_tail(struct reader *r)
+{
+    /* what the tar reader consumed: the entries and the end-of-archive blocks */
+    la_int64_t consumed = archive_filter_bytes(r->a, 0);
+    uint64_t end = consumed > 0 ? (uint64_t)consumed : 0;
+    for (;;) {
+        if (r->nonzero_end > end)
+            return fail(r->e, -EINVAL,
+                        "package has data after the end of its tar archive (which ends at byte "
+                        "%llu of the decompressed stream)",
+                        (unsigned long long)end);
+        if (r->tar_bytes > end + TAIL_MAX)
+            return fail(r->e, -EFBIG,
+                        "package goes on for more than %d bytes of zeros after the end of its "
+                        "tar archive (at byte %llu of the decompressed stream); a tar's padding "
+                        "is less",
+                        TAIL_MAX, (unsigned long long)end);
+        const void *buf;
+        size_t size;
+        if (next_block(r, &buf, &size)) {
+            struct quoted q;
+            const char *msg = archive_error_string(r->raw);
+            if (r->read_errno || archive_errno(r->raw) == ENOMEM)
+                return read_error(r, NULL);
+            return fail(r->e, -EINVAL,
+                        "package has damaged data after the end of its tar archive: %s",
+                        quote(&q, msg ? msg : "unknown error"));
+        }
+        if (!size)
+            break;
+    }
+    consumed = archive_filter_bytes(r->raw, -1);
+    uint64_t used = consumed > 0 ? (uint64_t)consumed : 0;
+    char byte;
+    ssize_t n = 0;
+    if (used == r->read_bytes && !r->fd_eof) {
+        while ((n = read(r->fd, &byte, 1)) < 0 && errno == EINTR)
+            ;
+    }
+    if (used < r->read_bytes || n > 0)
+        return fail(r->e, -EINVAL,
+                    "package has data after the end of its compressed stream (at byte %llu)",
+                    (unsigned long long)used);
+    return 0;
 }
 
 /* Creates the directory or symlink `en` below the destination (files: extract_file). */
@@ -1756,7 +1883,7 @@ static int read_package(int fd, const struct package_limits *lim, int dest_fd, b
     strbuf_init(&r.path, 0);
     cursor_init(&r.cur, dest_fd, true);
     int rc = -ENOMEM;
-    r.budget = tar_budget(r.lim);
+    r.budget = first_budget(r.lim);
     r.inbuf = malloc(IO_BUF);
     r.data = malloc(IO_BUF);
     if (!r.inbuf || !r.data || !(r.raw = archive_read_new()) || !(r.a = archive_read_new()))
@@ -1791,10 +1918,16 @@ static int read_package(int fd, const struct package_limits *lim, int dest_fd, b
     }
     if ((rc = read_manifest(&r, ae)))
         goto out;
+    uint64_t budget = manifest_budget(&r, r.tar_bytes), all = tar_budget(r.lim);
+    r.budget_from_manifest = budget < all;
+    r.budget = r.budget_from_manifest ? budget : all;
     for (; !manifest_only;) {
         ar = archive_read_next_header(r.a, &ae);
-        if (ar == ARCHIVE_EOF)
+        if (ar == ARCHIVE_EOF) {
+            if ((rc = check_tail(&r)))
+                goto out;
             break;
+        }
         if (ar < ARCHIVE_WARN) {
             rc = read_error(&r, NULL);
             goto out;

@@ -36,7 +36,18 @@
  *     max_file_bytes per file and max_total_bytes for all files together; and the tar stream,
  *     counted as it is decompressed, no longer than such a package can be (the manifest, the
  *     files, and 8 KiB + 4 * max_path of headers per entry, plus 2 MiB): a compressed bomb is
- *     stopped even where libarchive would read on without returning an entry.
+ *     stopped even where libarchive would read on without returning an entry;
+ *   - once the manifest is read, the tar stream no longer than its entries account for: what
+ *     has been read, then per entry its data rounded to 512 and 4 KiB of headers plus twice its
+ *     path and target, the end-of-archive blocks and 64 KiB of padding. Reading stops at the
+ *     first block past that bound, so refusing a bomb costs about as much as reading the real
+ *     content;
+ *   - nothing after the tar's end-of-archive blocks but zeros, at most 64 KiB of them (the
+ *     padding of tar's last record: 10240 bytes by default, 64 KiB with a blocking factor of
+ *     128), whether in the same zstd frame or gzip member or a later one; zstd's skippable
+ *     frames carry no data and are fine (pzstd writes them); and no byte after the compressed
+ *     stream (gzip itself would ignore it). A package with data after its end-of-archive would
+ *     pass every other rule and still expand to all of it on every download.
  *
  * Errors: every function returns 0 or a negative code, and on error writes a message a person
  * can act on into err (lowercase, NUL-terminated, truncated to err_cap), naming the entry or

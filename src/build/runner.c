@@ -87,6 +87,7 @@ struct build {
     uint64_t size;
     char sha256[65];
     bool tag_failed;
+    bool tag_taken; /* the version tag names another commit: the build fails (work_err) */
     /* when each phase ended (monotonic ns): for the server's log line at the end */
     int64_t t_claimed, t_exported, t_steps, t_packaged;
     char reason[STORE_REASON_MAX + 1]; /* why it failed, once known */
@@ -835,7 +836,21 @@ static int write_package(struct build *b)
     int t = open_repo(b, &repo);
     if (!t)
         t = vcs_tag(repo, b->pkg.revision, b->pkg.version);
-    b->tag_failed = t && t != -EEXIST;
+    char named[VCS_OID_HEX];
+    if (t == -EEXIST && !(t = vcs_tag_lookup(repo, b->pkg.version, named)) &&
+        strcmp(named, b->pkg.revision)) {
+        /* checked when the build was asked for; since then the tag was pushed. A package whose
+         * Version names another commit's tag would be taken for that commit's. */
+        snprintf(b->work_err, sizeof(b->work_err),
+                 "the tag '%s' was put on %s%s while the build ran; a tag names one commit, so "
+                 "the package is not kept: build again with another Version",
+                 b->pkg.version, named[0] ? "commit " : "something that is not a commit", named);
+        unlink(dest);
+        b->tag_taken = true;
+        r = -EEXIST;
+        goto out;
+    }
+    b->tag_failed = t != 0;
 out:
     json_decref(manifest);
     free(sections);
@@ -900,6 +915,8 @@ static void work_finished(void)
                 continue;
             if (step_start(b))
                 build_fail(b, "cannot start step 1");
+        } else if (b->tag_taken) {
+            build_fail(b, "%s", b->work_err);
         } else if (b->work_r) {
             build_fail(b, "cannot write the package: %s",
                        b->work_err[0] ? b->work_err : strerror(-b->work_r));

@@ -93,6 +93,26 @@ int store_package_get(const char *package_id, struct store_package *out)
     return r;
 }
 
+int store_package_find_pending(int64_t app, const char *version, const char *revision,
+                               struct store_package *out)
+{
+    /* through packages_status: only the queued and running builds are read */
+    sqlite3_stmt *st = store_stmt("SELECT " PKG_COLS PKG_FROM
+                                  "WHERE p.status IN ('Queued', 'Building') AND p.app = ? AND "
+                                  "p.source = 'build' AND p.version = ? AND p.revision <> ? "
+                                  "ORDER BY p.id LIMIT 1");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, app);
+    sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, revision, -1, SQLITE_STATIC);
+    int r = store_row(st, sqlite3_step(st));
+    if (!r)
+        pkg_read(st, out);
+    sqlite3_reset(st);
+    return r;
+}
+
 /* Calls fn with each row of a bound statement of PKG_COLS until it returns non-zero (returned);
  * 0, or -EIO. */
 static int each_row(sqlite3_stmt *st, int (*fn)(const struct store_package *, void *), void *arg)

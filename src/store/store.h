@@ -170,6 +170,11 @@ int store_package_insert(struct store_package *p);
 int store_package_get(const char *package_id, struct store_package *out);
 /* The app's packages, newest first. */
 int store_package_each(int64_t app, int (*fn)(const struct store_package *, void *), void *arg);
+/* The oldest Queued or Building build of the app with this Version of a commit other than
+ * `revision` (the one that will put the same version tag on another commit): 0 and *out,
+ * -ENOENT if none, or -EIO. */
+int store_package_find_pending(int64_t app, const char *version, const char *revision,
+                               struct store_package *out);
 /* Takes the oldest Queued build: sets it Building (started now) and fills *out. -ENOENT if none. */
 int store_package_claim(struct store_package *out);
 /* Ends a build: Succeeded (with size and sha256) or Failed (with a reason). */

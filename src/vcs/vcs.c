@@ -1318,6 +1318,36 @@ int vcs_export(struct vcs_repo *repo, const char *commit_id, const char *dest_di
     return r;
 }
 
+int vcs_tag_lookup(struct vcs_repo *repo, const char *name, char commit_id[VCS_OID_HEX])
+{
+    struct strbuf refname = STRBUF_INIT;
+    git_reference *ref = NULL;
+    git_object *commit = NULL;
+    int r, e;
+
+    strbuf_addf(&refname, REFS_TAGS "%s", name);
+    if (!strbuf_ok(&refname)) {
+        r = -ENOMEM;
+        goto out;
+    }
+    e = git_reference_lookup(&ref, repo->git, refname.buf);
+    if (e) {
+        r = e == GIT_ENOTFOUND || e == GIT_EINVALIDSPEC ? -ENOENT : -EIO;
+        goto out;
+    }
+    /* an annotated tag names its commit through a tag object; a tag of a tree, a blob or a
+     * missing object names no commit */
+    commit_id[0] = '\0';
+    if (!git_reference_peel(&commit, ref, GIT_OBJECT_COMMIT))
+        git_oid_tostr(commit_id, VCS_OID_HEX, git_object_id(commit));
+    r = 0;
+out:
+    git_object_free(commit);
+    git_reference_free(ref);
+    strbuf_release(&refname);
+    return r;
+}
+
 int vcs_tag(struct vcs_repo *repo, const char *commit_id, const char *name)
 {
     git_oid oid, tag;

@@ -88,6 +88,10 @@ int vcs_file_read(struct vcs_repo *repo, const char *commit_id, const char *path
 int vcs_export(struct vcs_repo *repo, const char *commit_id, const char *dest_dir);
 /* Creates the lightweight tag `name` on a commit. 0, -EEXIST, -EIO. */
 int vcs_tag(struct vcs_repo *repo, const char *commit_id, const char *name);
+/* Looks up the tag `name` (lightweight or annotated): 0 and commit_id receives the commit it
+ * names, or "" when it names no commit (a tree, a blob, a missing object); -ENOENT when there
+ * is no such tag; -ENOMEM or -EIO. */
+int vcs_tag_lookup(struct vcs_repo *repo, const char *name, char commit_id[VCS_OID_HEX]);
 
 /* True if `name` is a valid git branch short name (git check-ref-format rules). */
 bool vcs_branch_name_valid(const char *name);

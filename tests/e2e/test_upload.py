@@ -69,14 +69,16 @@ def member(path, kind, payload, mode):
     return info(path, tarfile.SYMTYPE, mode=0o777, target=payload), None
 
 
-def make_package(files=FILES, version="1.2.3.4", listed=None, extra=(), manifest_first=True):
+def make_package(files=FILES, version="1.2.3.4", listed=None, extra=(), manifest_first=True,
+                 tail=b""):
     """A .tar.zst: manifest.json (its "files" are `listed`, default the entries of `files`), the
-    files, then the `extra` (TarInfo, data) members that the manifest does not list."""
+    files, then the `extra` (TarInfo, data) members that the manifest does not list; `tail`
+    follows the tar in the same zstd stream."""
     manifest = {"app": "uploaded", "version": version,
                 "files": [manifest_entry(*f) for f in files] if listed is None else listed}
     text = json.dumps(manifest).encode()
     head = [(info("manifest.json", data=text), text)] if manifest_first else []
-    return zstd(tar_bytes(head + [member(*f) for f in files] + list(extra)))
+    return zstd(tar_bytes(head + [member(*f) for f in files] + list(extra)) + tail)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -241,9 +243,21 @@ def bad_not_a_package():
     return os.urandom(4096), "package"
 
 
+def bad_bomb():
+    """A valid package, then 64 MB of zeros in the same zstd stream: 2 KB that every download
+    would expand to 64 MB (the issue's had 10 GiB)."""
+    blob = make_package(tail=bytes(64 << 20))
+    assert len(blob) < 64 << 10
+    return blob, "after the end of its tar archive"
+
+
+def bad_trailing_frame():
+    return make_package() + zstd(b"more data"), "after the end of its tar archive"
+
+
 BAD = {f.__name__[4:]: f for f in (bad_traversal, bad_absolute, bad_symlink, bad_symlink_unlisted,
                                    bad_device, bad_hardlink, bad_no_manifest, bad_sha256,
-                                   bad_not_a_package)}
+                                   bad_not_a_package, bad_bomb, bad_trailing_frame)}
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

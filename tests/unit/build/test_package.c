@@ -182,7 +182,7 @@ static void tar_header(unsigned char h[512], const char *name, char type, size_t
     memcpy(h + 100, "0000644", 8);
     memcpy(h + 108, "0000000", 8);
     memcpy(h + 116, "0000000", 8);
-    snprintf((char *)h + 124, 12, "%011zo", size);
+    snprintf((char *)h + 124, 12, "%011zo", size % ((size_t)1 << 33)); /* 11 octal digits */
     memcpy(h + 136, "00000000000", 12);
     h[156] = (unsigned char)type;
     memcpy(h + 257, "ustar  ", 8);
@@ -765,4 +765,139 @@ Test(package, extract_never_writes_outside)
     free(p);
     free(text);
     json_decref(m);
+}
+
+/* --- decompression bombs: nothing after the tar, no more than the manifest accounts for --- */
+
+/* Asserts that `path` validates and extracts. */
+static void accepted(const char *path)
+{
+    json_t *m = NULL;
+    cr_assert_eq(validate_file(path, NULL, &m), 0, "%s: %s", path, err);
+    cr_assert(json_is_object(m));
+    json_decref(m);
+    char *x = str("%s/x-ok", root);
+    sh("rm -rf %s && mkdir %s", x, x);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    cr_assert_eq(package_extract(fd, x, NULL, err, sizeof(err)), 0, "%s: %s", path, err);
+    close(fd);
+    free(x);
+}
+
+/* Writes a tar member by hand: a header block, then `len` bytes of data padded to 512. */
+static void put_member(FILE *f, const char *name, char type, const void *data, size_t len)
+{
+    unsigned char h[512];
+    tar_header(h, name, type, len);
+    cr_assert_eq(fwrite(h, 1, sizeof(h), f), sizeof(h));
+    cr_assert_eq(fwrite(data, 1, len, f), len);
+    static const char zeros[512];
+    if (len % 512)
+        cr_assert_eq(fwrite(zeros, 1, 512 - len % 512, f), 512 - len % 512);
+}
+
+Test(package, data_after_the_tar)
+{
+#define P(name) keep(str("%s/%s", root, name))
+    struct spec one[] = {{"a.txt", 'f', "a\n"}};
+    /* a valid tar, padded to a record of 10240 bytes as libarchive, GNU tar and Python write it */
+    const char *tar = craft(P("pkg.tar"), "none", NULL, one, 1);
+    sh("zstd -q -c %s > %s/pkg.tar.zst && gzip -c %s > %s/pkg.tar.gz", tar, root, tar, root);
+    accepted(P("pkg.tar.zst"));
+
+    /* the bomb: the tar then 8 MB of zeros in the same zstd stream */
+    sh("(cat %s; head -c 8M /dev/zero) | zstd -q -c > %s/bomb.tar.zst", tar, root);
+    refused(P("bomb.tar.zst"), NULL, -EFBIG,
+            "more than 65536 bytes of zeros after the end of its tar archive", NULL);
+    /* ... or in a second frame */
+    sh("cp %s/pkg.tar.zst %s/frame.tar.zst && head -c 1M /dev/zero | zstd -q -c >> "
+       "%s/frame.tar.zst",
+       root, root, root);
+    refused(P("frame.tar.zst"), NULL, -EFBIG, "after the end of its tar archive", NULL);
+    /* data, not zeros, after the end-of-archive: in the stream, in a second frame, in a plain
+     * tar */
+    sh("(cat %s; printf x) | zstd -q -c > %s/garbage.tar.zst", tar, root);
+    refused(P("garbage.tar.zst"), NULL, -EINVAL,
+            "package has data after the end of its tar archive", NULL);
+    sh("cp %s/pkg.tar.zst %s/frame2.tar.zst && printf 'more' | zstd -q -c >> %s/frame2.tar.zst",
+       root, root, root);
+    refused(P("frame2.tar.zst"), NULL, -EINVAL, "data after the end of its tar archive", NULL);
+    sh("(cat %s; printf x) > %s/garbage.tar", tar, root);
+    refused(P("garbage.tar"), NULL, -EINVAL, "data after the end of its tar archive", NULL);
+    /* bytes after the last gzip member (which gzip itself ignores), or after the zstd frame */
+    sh("(cat %s/pkg.tar.gz; printf 'not gzip, a trailer') > %s/trailer.tar.gz", root, root);
+    refused(P("trailer.tar.gz"), NULL, -EINVAL, "data after the end of its compressed stream",
+            NULL);
+    sh("(cat %s/pkg.tar.zst; printf 'not zstd, a trailer') > %s/trailer.tar.zst", root, root);
+    refused(P("trailer.tar.zst"), NULL, -EINVAL, "Zstd decompression failed", NULL);
+
+    /* what is fine: zeros up to a record of 64 KiB (tar -b 128), a second frame of such zeros,
+     * skippable frames (pzstd writes one before each frame), GNU tar's own padding */
+    sh("(cat %s; head -c %d /dev/zero) | zstd -q -c > %s/pad.tar.zst", tar, 65536 - 10240, root);
+    accepted(P("pad.tar.zst"));
+    sh("cp %s/pkg.tar.zst %s/pad2.tar.zst && head -c 4096 /dev/zero | zstd -q -c >> "
+       "%s/pad2.tar.zst",
+       root, root, root);
+    accepted(P("pad2.tar.zst"));
+    sh("cp %s/pkg.tar.zst %s/skip.tar.zst && printf 'P*M\\030\\004\\000\\000\\000skip' >> "
+       "%s/skip.tar.zst",
+       root, root, root);
+    accepted(P("skip.tar.zst"));
+    sh("pzstd -q -c %s > %s/pzstd.tar.zst", tar, root);
+    accepted(P("pzstd.tar.zst"));
+    json_t *m = auto_manifest(one, 1);
+    char *text = json_dumps(m, 0), *gnu = P("gnu");
+    json_decref(m);
+    sh("mkdir %s", gnu);
+    put(keep(str("%s/manifest.json", gnu)), text, strlen(text), 0644);
+    put(keep(str("%s/a.txt", gnu)), "a\n", 2, 0644);
+    for (int blocking = 1; blocking <= 128; blocking *= 4) {
+        sh("cd %s && tar --format=gnu -b %d -cf - manifest.json a.txt | zstd -q -c > "
+           "../gnu-%d.tar.zst",
+           gnu, blocking, blocking);
+        accepted(keep(str("%s/gnu-%d.tar.zst", root, blocking)));
+    }
+
+    /* a bomb inside the tar: 16 pax headers of 1000 KB (libarchive takes up to 1 MiB each,
+     * 32 in a row) before a.txt's header; a few KB compressed, 16 MB of tar for a 2-byte file */
+    FILE *f = fopen(P("paxbomb.tar"), "w");
+    cr_assert_not_null(f);
+    put_member(f, "manifest.json", '0', text, strlen(text));
+    size_t rec_len = 1000 * 1024;
+    char *rec = malloc(rec_len);
+    int head = snprintf(rec, rec_len, "%zu comment=", rec_len);
+    memset(rec + head, 'z', rec_len - (size_t)head - 1);
+    rec[rec_len - 1] = '\n';
+    for (int i = 0; i < 16; i++)
+        put_member(f, "PaxHeader/a.txt", 'x', rec, rec_len);
+    put_member(f, "a.txt", '0', "a\n", 2);
+    static const char end[1024];
+    cr_assert_eq(fwrite(end, 1, sizeof(end), f), sizeof(end));
+    fclose(f);
+    free(rec);
+    free(text);
+    sh("zstd -q -c %s/paxbomb.tar > %s/paxbomb.tar.zst", root, root);
+    refused(P("paxbomb.tar.zst"), NULL, -EFBIG, "package expands to more than",
+            "more than the entries of its 'manifest.json' account for", NULL);
+#undef P
+}
+
+/* An endless stream of zeros after the tar, read from a pipe: refused once it is 64 KiB past
+ * the end-of-archive, so refusing a bomb costs no more than reading the real content. */
+Test(package, endless_bomb_stops_early)
+{
+    struct spec one[] = {{"a.txt", 'f', "a\n"}};
+    char *tar = str("%s/pkg.tar", root);
+    craft(tar, "none", NULL, one, 1);
+    char *cmd = str("(cat %s; cat /dev/zero) | zstd -q -1 -c", tar);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    json_t *m = (json_t *)1;
+    int r = package_validate(fileno(f), NULL, &m, err, sizeof(err));
+    pclose(f); /* zstd and cat end on SIGPIPE */
+    cr_assert_eq(r, -EFBIG, "%d: %s", r, err);
+    cr_assert_eq(m, (json_t *)1);
+    cr_assert(strstr(err, "after the end of its tar archive"), "%s", err);
+    free(cmd);
+    free(tar);
 }

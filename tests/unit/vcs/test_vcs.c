@@ -870,3 +870,34 @@ Test(vcs, history_from_a_head_id)
                                   collect_revision, &revs),
                  -EIO);
 }
+
+Test(vcs, tag_lookup)
+{
+    struct vcs_repo *repo = create_and_open();
+    commit("c1");
+    sh(GIT "-C %s tag 1.0.0.1", work); /* lightweight */
+    commit("c2");
+    sh(GIT "-C %s tag -a -m 'build 2' 1.0.0.2", work); /* annotated: peeled to its commit */
+    sh(GIT "-C %s tag 8.0.0.2 'main^{tree}'", work);   /* names a tree */
+    push("refs/heads/main");
+    push("refs/tags/*");
+    char *c1 = rev("main~1"), *c2 = rev("main");
+    char id[VCS_OID_HEX] = "untouched";
+    cr_assert_eq(vcs_tag_lookup(repo, "1.0.0.1", id), 0);
+    cr_assert_str_eq(id, c1);
+    cr_assert_eq(vcs_tag_lookup(repo, "1.0.0.2", id), 0);
+    cr_assert_str_eq(id, c2);
+    cr_assert_eq(vcs_tag_lookup(repo, "8.0.0.2", id), 0);
+    cr_assert_str_eq(id, "");
+    strcpy(id, "untouched");
+    cr_assert_eq(vcs_tag_lookup(repo, "9.9.9.9", id), -ENOENT);
+    cr_assert_eq(vcs_tag_lookup(repo, "bad..name", id), -ENOENT);
+    cr_assert_str_eq(id, "untouched");
+    /* vcs_tag on an existing tag is -EEXIST, whichever commit it names */
+    cr_assert_eq(vcs_tag(repo, c2, "1.0.0.1"), -EEXIST);
+    cr_assert_eq(vcs_tag(repo, c2, "1.0.0.3"), 0);
+    cr_assert_eq(vcs_tag_lookup(repo, "1.0.0.3", id), 0);
+    cr_assert_str_eq(id, c2);
+    free(c1);
+    free(c2);
+}
