@@ -260,6 +260,81 @@ static enum MHD_Result send_error(struct http_server *s, struct http_request *re
     return send_error_allow(s, req, status, code, message, NULL);
 }
 
+/* An error after which nothing more is read from the connection. (libmicrohttpd 0.9.75 closes a
+ * connection answered before its body anyway; the header says so and does not depend on it.) */
+static enum MHD_Result send_error_close(struct http_server *s, struct http_request *req, int status,
+                                        const char *code, const char *message)
+{
+    struct http_response *res = calloc(1, sizeof(*res));
+    if (!res)
+        return MHD_NO;
+    strbuf_init(&res->body, 0);
+    s->cfg.error(req, res, status, code, message);
+    http_res_header(res, MHD_HTTP_HEADER_CONNECTION, "close");
+    res->status = status;
+    return send_response(req, res);
+}
+
+/* ---- framing (RFC 9112 section 6) -------------------------------------------------------- */
+
+struct framing {
+    const char *content_length; /* the first value */
+    bool cl_differ, cl_invalid, name_invalid;
+    unsigned nr_te;
+    const char *te;
+};
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    struct framing *f = cls;
+    if (!value)
+        value = "";
+    if (!key[0] || key[strcspn(key, " \t")]) {
+        f->name_invalid = true;
+    } else if (str_ieq(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        if (!value[0] || value[strspn(value, "0123456789")])
+            f->cl_invalid = true;
+        else if (!f->content_length)
+            f->content_length = value;
+        else if (strcmp(f->content_length, value) != 0)
+            f->cl_differ = true;
+    } else if (str_ieq(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->nr_te++;
+        f->te = value;
+    }
+    return MHD_YES;
+}
+
+/* 0 when the request's body is framed without ambiguity; else the status to answer (the
+ * connection is then closed) and *why. libmicrohttpd uses the first Content-Length, and
+ * Transfer-Encoding over Content-Length: a proxy in front may choose otherwise and see a second
+ * request where we see a body, or the reverse. */
+static int framing_check(struct MHD_Connection *conn, const char **why)
+{
+    struct framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &f);
+    int status = 400;
+    if (f.name_invalid) {
+        *why = "a header name is empty or contains white space";
+    } else if (f.cl_invalid) {
+        *why = "the Content-Length header is not a number";
+    } else if (f.cl_differ) {
+        *why = "the request has Content-Length headers that differ";
+    } else if (f.nr_te && f.content_length) {
+        *why = "the request has both Content-Length and Transfer-Encoding";
+    } else if (f.nr_te > 1) {
+        *why = "the request has more than one Transfer-Encoding header";
+    } else if (f.nr_te && !str_ieq(f.te, "chunked")) {
+        *why = "only the chunked transfer coding is supported";
+        status = 501;
+    } else {
+        status = 0;
+    }
+    return status;
+}
+
 /* ---- libmicrohttpd callbacks ------------------------------------------------------------- */
 
 static void request_free(struct http_request *req)
@@ -316,6 +391,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         *con_cls = req;
+        const char *why;
+        int bad = framing_check(conn, &why);
+        if (bad)
+            return send_error_close(s, req, bad, bad == 501 ? "NOT_IMPLEMENTED" : "BAD_REQUEST",
+                                    why);
         if (url_path_parse(url, &req->path) < 0)
             return send_error(s, req, 400, "INVALID_PARAMETERS", "the request path is malformed");
         struct strbuf allow = STRBUF_INIT;

@@ -99,6 +99,12 @@ struct http_config {
     size_t nr_routes;
 };
 
+/* A request whose framing is ambiguous (RFC 9112 section 6: Content-Length values that differ or
+ * are not a number, Content-Length with Transfer-Encoding, more than one Transfer-Encoding, white
+ * space in a header name) gets 400, and a coding other than "chunked" 501; in both cases the
+ * connection is closed, so nothing after the headers is read as another request. Equal repeated
+ * Content-Length values are accepted (RFC 9112 section 6.3). */
+
 /* Starts listening and serving. The route table must outlive the server. 0, or -errno. */
 int http_server_start(const struct http_config *cfg, struct http_server **out);
 /* The port actually bound (useful with port 0). */
