@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,6 +64,14 @@ int proc_spawn_at(const char *cwd, const char *path, char *const argv[], char *c
     return proc_spawn_into(-1, cwd, path, argv, envp, in_fd, out_fd, err_fd, pid, NULL);
 }
 
+/* proc_set_child_nofile: written once before any child, then only read. */
+static rlim_t child_nofile;
+
+void proc_set_child_nofile(unsigned long soft)
+{
+    child_nofile = soft;
+}
+
 /* What the child of proc_spawn_into needs; it shares the parent's memory until its execve. */
 struct spawn_req {
     int cgroup_fd; /* -1: none */
@@ -102,6 +111,13 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
     }
     if (!err && req->cwd && chdir(req->cwd) < 0)
         err = errno;
+    struct rlimit nofile;
+    if (!err && child_nofile && getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+        nofile.rlim_cur > child_nofile) {
+        nofile.rlim_cur = child_nofile;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+            err = errno;
+    }
     if (!err) {
         sigprocmask(SIG_SETMASK, &none, NULL);
         execve(req->path, req->argv, req->envp);

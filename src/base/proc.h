@@ -32,6 +32,10 @@ int proc_kill_wait(pid_t pid);
  * because it is pid 1 (a container without an init) and their parent died. Only one thread
  * calls it (the server's main thread, on SIGCHLD). The number reaped. */
 int proc_reap_orphans(void);
+/* The soft RLIMIT_NOFILE that children get (set before their execve), for a server that raised
+ * its own: programs that use select() or loop over every descriptor expect the usual limit.
+ * 0 (the default): children inherit the server's. Call before any child is started. */
+void proc_set_child_nofile(unsigned long soft);
 /* Finds an executable by name in the colon-separated `path_list`; caller frees. NULL if none. */
 char *proc_find_program(const char *name, const char *path_list);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,6 +46,16 @@ static const char usage[] =
     "  --max-upload BYTES  largest package upload (default 1073741824)\n"
     "  --executors N       builds that run at once (default 2)\n"
     "  --max-log BYTES     build log kept per build (default 10485760)\n"
+    "  --max-connections N open HTTP connections at once (default: derived from the file\n"
+    "                      descriptor limit, which the server raises to its hard limit;\n"
+    "                      at most 16384)\n"
+    "  --max-connections-per-ip N\n"
+    "                      open HTTP connections at once from one client address; more are\n"
+    "                      closed at once (default 64; 0: no limit, e.g. behind a proxy)\n"
+    "  --header-timeout SECONDS\n"
+    "                      a request's headers must be complete this long after the\n"
+    "                      connection opened or the previous answer ended, or the\n"
+    "                      connection is closed (default 15)\n"
     "  --keep-packages N   after each successful build, keep the app's newest N ended packages\n"
     "                      and delete older ones with their build logs, except those an\n"
     "                      environment holds (default 50; 0 keeps all)\n"
@@ -68,6 +79,9 @@ struct serve_opts {
     int64_t max_log;
     unsigned keep_packages;
     bool unsafe_no_sandbox;
+    unsigned max_connections; /* 0: derived from the file descriptor limit */
+    unsigned max_connections_per_ip;
+    unsigned header_timeout_s;
 };
 
 static int parse_listen(const char *s, struct serve_opts *o)
@@ -166,6 +180,34 @@ static int lock_data_dir(const char *dir)
     return 0; /* the descriptor stays open: the lock lasts until the process ends */
 }
 
+/* The connections the file descriptor limit allows; *nofile is that limit. The soft limit is
+ * raised to the hard one first (children get the old soft limit back: see
+ * proc_set_child_nofile). A connection holds its socket and at most one more descriptor (a
+ * spooled body, a file answer); the rest of the server keeps a reserve: SQLite (three per
+ * thread's connection), git http-backend pipes, builds (pipes, pidfds, logs, packages),
+ * libgit2's pack files, the log. */
+static unsigned connection_budget(const struct serve_opts *o, rlim_t *nofile)
+{
+    enum { CAP = 16384, FLOOR = 16 };
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        *nofile = 0;
+        return 1000;
+    }
+    proc_set_child_nofile(rl.rlim_cur);
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit raised = {rl.rlim_max, rl.rlim_max};
+        if (raised.rlim_cur == RLIM_INFINITY || raised.rlim_cur > (1u << 20))
+            raised.rlim_cur = 1u << 20; /* the kernel's default fs.nr_open */
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl.rlim_cur = raised.rlim_cur;
+    }
+    *nofile = rl.rlim_cur;
+    rlim_t reserve = 256 + 16 * (rlim_t)o->threads + 32 * (rlim_t)o->executors;
+    rlim_t budget = rl.rlim_cur > reserve + 2 * FLOOR ? (rl.rlim_cur - reserve) / 2 : FLOOR;
+    return budget > CAP ? CAP : (unsigned)budget;
+}
+
 static int prepare_dirs(const char *dir)
 {
     const char *subs[] = {"", "/repos", "/tmp"};
@@ -193,6 +235,8 @@ int cli_serve(int argc, char **argv)
                            .keep_packages = 50,
                            .max_log = 10 << 20,
                            .executors = 2,
+                           .max_connections_per_ip = 64,
+                           .header_timeout_s = 15,
                            .port = 8080};
     strcpy(o.host, "127.0.0.1");
     static const struct option longopts[] = {
@@ -208,6 +252,9 @@ int cli_serve(int argc, char **argv)
         {"max-log", required_argument, NULL, 'L'},
         {"keep-packages", required_argument, NULL, 'K'},
         {"unsafe-no-sandbox", no_argument, NULL, 'U'},
+        {"max-connections", required_argument, NULL, 'C'},
+        {"max-connections-per-ip", required_argument, NULL, 'I'},
+        {"header-timeout", required_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -272,6 +319,28 @@ int cli_serve(int argc, char **argv)
         case 'U':
             o.unsafe_no_sandbox = true;
             break;
+        case 'C':
+            if (parse_i64(optarg, 1, 1000000, &v)) {
+                fprintf(stderr, "slipway serve: --max-connections wants 1 to 1000000\n");
+                return 2;
+            }
+            o.max_connections = (unsigned)v;
+            break;
+        case 'I':
+            if (parse_i64(optarg, 0, 1000000, &v)) {
+                fprintf(stderr,
+                        "slipway serve: --max-connections-per-ip wants 0 (no limit) to 1000000\n");
+                return 2;
+            }
+            o.max_connections_per_ip = (unsigned)v;
+            break;
+        case 'H':
+            if (parse_i64(optarg, 1, 3600, &v)) {
+                fprintf(stderr, "slipway serve: --header-timeout wants 1 to 3600 seconds\n");
+                return 2;
+            }
+            o.header_timeout_s = (unsigned)v;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -316,6 +385,23 @@ int cli_serve(int argc, char **argv)
     }
     admin_set_data_dir(o.data);
 
+    /* Before any thread or child starts: the raised descriptor limit, and the one children get. */
+    rlim_t nofile;
+    unsigned budget = connection_budget(&o, &nofile);
+    unsigned max_conns = o.max_connections ? o.max_connections : budget;
+    if (max_conns > budget) {
+        log_warn("--max-connections %u needs more file descriptors than the limit (%llu) "
+                 "leaves: %u instead (raise 'ulimit -n', or LimitNOFILE= of a systemd unit)",
+                 max_conns, (unsigned long long)nofile, budget);
+        max_conns = budget;
+    }
+    if (max_conns < o.threads)
+        max_conns = o.threads; /* libmicrohttpd shares the limit among its threads */
+    log_info("http: at most %u connections (file descriptor limit %llu), %u%s from one address; "
+             "request headers within %u s",
+             max_conns, (unsigned long long)nofile, o.max_connections_per_ip,
+             o.max_connections_per_ip ? "" : " (no limit)", o.header_timeout_s);
+
     /* The engine starts before the server answers: at start it cleans what a crash left (lost
      * sandboxes, package files no package owns), which must not race with new requests. Its
      * data directory is absolute, since sandboxes are recognised by their command lines. */
@@ -343,6 +429,9 @@ int cli_serve(int argc, char **argv)
         .max_spool = (uint64_t)o.max_push,
         .max_upload = (uint64_t)o.max_upload,
         .spool_dir = spool,
+        .max_connections = max_conns,
+        .max_connections_per_ip = o.max_connections_per_ip,
+        .header_timeout_ms = o.header_timeout_s * 1000,
         .error = api_error_body,
         .completed = api_request_completed,
         .routes = routes,

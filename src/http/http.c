@@ -1,14 +1,18 @@
-/* http — libmicrohttpd glue: routing, bodies, responses, request log; see http.h. */
+/* http — libmicrohttpd glue: routing, bodies, responses, request log, connection limits and the
+ * header deadline; see http.h. */
 #include "http/http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -22,12 +26,38 @@ struct compiled_route {
     char *seg[URL_MAX_SEGMENTS];
 };
 
+/* A connection waiting for a request's headers (from its accept, or from the end of the previous
+ * answer). Made and freed by libmicrohttpd's connection notifications on the connection's worker
+ * thread; the list links and flags are shared with the reaper thread, under header_lock. */
+struct conn_watch {
+    struct conn_watch *prev, *next;
+    int fd;              /* the connection's socket, open until the watch is freed */
+    int64_t deadline_ns; /* monotonic */
+    bool waiting;        /* in the server's list of connections waiting for headers */
+    bool expired;        /* the reaper shut its socket down */
+    char addr[INET6_ADDRSTRLEN];
+};
+
 struct http_server {
     struct MHD_Daemon *daemon;
     struct http_config cfg;
     struct compiled_route *routes;
     size_t nr_routes;
     unsigned port;
+    /* The header deadline: connections waiting for headers, oldest deadline first (every
+     * deadline is now + the same timeout, so appending keeps the order), and the reaper thread
+     * that shuts down the overdue ones. */
+    pthread_mutex_t header_lock;
+    pthread_cond_t header_cond;
+    struct conn_watch *waiting_head, *waiting_tail;
+    pthread_t reaper;
+    bool header_init, reaper_started, stopping;
+    /* libmicrohttpd's messages, one line a second for the same text (see on_mhd_log) */
+    pthread_mutex_t log_lock;
+    bool log_init;
+    char log_last[512];
+    int64_t log_last_ns;
+    unsigned log_repeats;
 };
 
 /* ---- requests ---------------------------------------------------------------------------- */
@@ -284,6 +314,231 @@ static enum MHD_Result send_bad_segment(struct http_server *s, struct http_reque
     return ret;
 }
 
+/* An error after which nothing more is read from the connection. (libmicrohttpd 0.9.75 closes a
+ * connection answered before its body anyway; the header says so and does not depend on it.) */
+static enum MHD_Result send_error_close(struct http_server *s, struct http_request *req, int status,
+                                        const char *code, const char *message)
+{
+    struct http_response *res = calloc(1, sizeof(*res));
+    if (!res)
+        return MHD_NO;
+    strbuf_init(&res->body, 0);
+    s->cfg.error(req, res, status, code, message);
+    http_res_header(res, MHD_HTTP_HEADER_CONNECTION, "close");
+    res->status = status;
+    return send_response(req, res);
+}
+
+/* ---- the header deadline ----------------------------------------------------------------- */
+
+#define NS_PER_MS INT64_C(1000000)
+#define NS_PER_S  INT64_C(1000000000)
+
+static void format_addr(const struct sockaddr *sa, char *out, size_t size)
+{
+    out[0] = '\0';
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)size);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)size);
+}
+
+/* Under header_lock. */
+static void watch_unlink(struct http_server *s, struct conn_watch *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        s->waiting_head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        s->waiting_tail = w->prev;
+    w->prev = w->next = NULL;
+    w->waiting = false;
+}
+
+/* The connection now waits for a request's headers: they must be complete before the deadline. */
+static void watch_arm(struct http_server *s, struct conn_watch *w)
+{
+    pthread_mutex_lock(&s->header_lock);
+    if (!w->waiting && !w->expired) {
+        w->deadline_ns = time_mono_ns() + (int64_t)s->cfg.header_timeout_ms * NS_PER_MS;
+        w->prev = s->waiting_tail;
+        if (s->waiting_tail) {
+            s->waiting_tail->next = w;
+        } else {
+            s->waiting_head = w;
+            pthread_cond_signal(&s->header_cond); /* the reaper may sleep without a deadline */
+        }
+        s->waiting_tail = w;
+        w->waiting = true;
+    }
+    pthread_mutex_unlock(&s->header_lock);
+}
+
+/* The headers are in. False when they came too late: the reaper has shut the socket down. */
+static bool watch_disarm(struct http_server *s, struct conn_watch *w)
+{
+    pthread_mutex_lock(&s->header_lock);
+    if (w->waiting)
+        watch_unlink(s, w);
+    bool in_time = !w->expired;
+    pthread_mutex_unlock(&s->header_lock);
+    return in_time;
+}
+
+static struct conn_watch *watch_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Accepted and closed connections (on the connection's worker thread). The watch is freed here,
+ * under the lock, before libmicrohttpd closes the socket: the reaper never shuts down a
+ * descriptor that was closed and reused. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    struct conn_watch *w = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        if (!s->cfg.header_timeout_ms)
+            return;
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        w = fd ? calloc(1, sizeof(*w)) : NULL;
+        if (!w) { /* a connection without a deadline would be a way around it: refuse it */
+            if (fd)
+                shutdown(fd->connect_fd, SHUT_RDWR);
+            return;
+        }
+        w->fd = fd->connect_fd;
+        format_addr(addr ? addr->client_addr : NULL, w->addr, sizeof(w->addr));
+        *socket_context = w;
+        watch_arm(s, w);
+        return;
+    }
+    if (!w)
+        return;
+    watch_disarm(s, w);
+    free(w);
+    *socket_context = NULL;
+}
+
+/* Shuts down the sockets of the connections whose deadline passed: libmicrohttpd then reads the
+ * end of the stream and closes the connection. Logs at most one line a second. */
+static void *reaper_main(void *arg)
+{
+    struct http_server *s = arg;
+    unsigned closed = 0;
+    char sample[INET6_ADDRSTRLEN] = "";
+    int64_t last_log_ns = 0;
+    pthread_mutex_lock(&s->header_lock);
+    while (!s->stopping) {
+        int64_t now = time_mono_ns();
+        while (s->waiting_head && s->waiting_head->deadline_ns <= now) {
+            struct conn_watch *w = s->waiting_head;
+            watch_unlink(s, w);
+            w->expired = true;
+            shutdown(w->fd, SHUT_RDWR);
+            if (!closed++)
+                memcpy(sample, w->addr, sizeof(sample));
+        }
+        if (closed && now - last_log_ns >= NS_PER_S) {
+            unsigned n = closed;
+            char who[INET6_ADDRSTRLEN];
+            memcpy(who, sample, sizeof(who));
+            closed = 0;
+            last_log_ns = now;
+            pthread_mutex_unlock(&s->header_lock);
+            log_warn("http: closed %u connection%s that did not complete a request's headers "
+                     "within %u ms (%s%s)",
+                     n, n == 1 ? "" : "s", s->cfg.header_timeout_ms, n == 1 ? "from " : "one from ",
+                     who[0] ? who : "?");
+            pthread_mutex_lock(&s->header_lock);
+            continue;
+        }
+        int64_t wake = s->waiting_head ? s->waiting_head->deadline_ns : INT64_MAX;
+        if (closed && last_log_ns + NS_PER_S < wake)
+            wake = last_log_ns + NS_PER_S;
+        if (wake == INT64_MAX) {
+            pthread_cond_wait(&s->header_cond, &s->header_lock);
+        } else {
+            struct timespec ts = {.tv_sec = (time_t)(wake / NS_PER_S),
+                                  .tv_nsec = (long)(wake % NS_PER_S)};
+            pthread_cond_timedwait(&s->header_cond, &s->header_lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&s->header_lock);
+    return NULL;
+}
+
+/* ---- framing (RFC 9112 section 6) -------------------------------------------------------- */
+
+struct framing {
+    const char *content_length; /* the first value */
+    bool cl_differ, cl_invalid, name_invalid;
+    unsigned nr_te;
+    const char *te;
+};
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    struct framing *f = cls;
+    if (!value)
+        value = "";
+    if (!key[0] || key[strcspn(key, " \t")]) {
+        f->name_invalid = true;
+    } else if (str_ieq(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        if (!value[0] || value[strspn(value, "0123456789")])
+            f->cl_invalid = true;
+        else if (!f->content_length)
+            f->content_length = value;
+        else if (strcmp(f->content_length, value) != 0)
+            f->cl_differ = true;
+    } else if (str_ieq(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->nr_te++;
+        f->te = value;
+    }
+    return MHD_YES;
+}
+
+/* 0 when the request's body is framed without ambiguity; else the status to answer (the
+ * connection is then closed) and *why. libmicrohttpd uses the first Content-Length, and
+ * Transfer-Encoding over Content-Length: a proxy in front may choose otherwise and see a second
+ * request where we see a body, or the reverse. */
+static int framing_check(struct MHD_Connection *conn, const char **why)
+{
+    struct framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &f);
+    int status = 400;
+    if (f.name_invalid) {
+        *why = "a header name is empty or contains white space";
+    } else if (f.cl_invalid) {
+        *why = "the Content-Length header is not a number";
+    } else if (f.cl_differ) {
+        *why = "the request has Content-Length headers that differ";
+    } else if (f.nr_te && f.content_length) {
+        *why = "the request has both Content-Length and Transfer-Encoding";
+    } else if (f.nr_te > 1) {
+        *why = "the request has more than one Transfer-Encoding header";
+    } else if (f.nr_te && !str_ieq(f.te, "chunked")) {
+        *why = "only the chunked transfer coding is supported";
+        status = 501;
+    } else {
+        status = 0;
+    }
+    return status;
+}
+
 /* ---- libmicrohttpd callbacks ------------------------------------------------------------- */
 
 static void request_free(struct http_request *req)
@@ -310,15 +565,7 @@ static struct http_request *request_new(struct MHD_Connection *conn, const char 
     strbuf_init(&req->body_buf, 0);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci && ci->client_addr) {
-        const struct sockaddr *sa = ci->client_addr;
-        if (sa->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-                      req->remote_addr, sizeof(req->remote_addr));
-        else if (sa->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-                      req->remote_addr, sizeof(req->remote_addr));
-    }
+    format_addr(ci ? ci->client_addr : NULL, req->remote_addr, sizeof(req->remote_addr));
     return req;
 }
 
@@ -335,11 +582,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct http_server *s = cls;
     struct http_request *req = *con_cls;
 
-    if (!req) {
+    if (!req) { /* the headers are in */
+        struct conn_watch *w = watch_of(conn);
+        if (w && !watch_disarm(s, w))
+            return MHD_NO; /* too late: the connection is being closed */
         req = request_new(conn, url, method);
         if (!req)
             return MHD_NO;
         *con_cls = req;
+        const char *why;
+        int bad = framing_check(conn, &why);
+        if (bad)
+            return send_error_close(s, req, bad, bad == 501 ? "NOT_IMPLEMENTED" : "BAD_REQUEST",
+                                    why);
         if (url_path_parse(url, &req->path) < 0)
             return send_error(s, req, 400, "INVALID_PARAMETERS", "the request path is malformed");
         for (size_t i = 0; i < req->path.nr_seg; i++)
@@ -429,9 +684,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     struct http_server *s = cls;
     struct http_request *req = *con_cls;
+    struct conn_watch *w = watch_of(conn);
+    if (w && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        watch_arm(s, w); /* a kept-alive connection waits for the next request's headers */
     if (!req)
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->answered)
@@ -455,12 +712,29 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
+/* libmicrohttpd's messages. The same text within a second is counted, not written: a client
+ * that opens connections beyond its limit would otherwise write a line per connection. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
-    char msg[512];
+    struct http_server *s = cls;
+    char msg[512], prev[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
+    int64_t now = time_mono_ns();
+    pthread_mutex_lock(&s->log_lock);
+    if (strcmp(msg, s->log_last) == 0 && now - s->log_last_ns < NS_PER_S) {
+        s->log_repeats++;
+        pthread_mutex_unlock(&s->log_lock);
+        return;
+    }
+    unsigned repeats = s->log_repeats;
+    memcpy(prev, s->log_last, sizeof(prev));
+    memcpy(s->log_last, msg, sizeof(msg));
+    s->log_last_ns = now;
+    s->log_repeats = 0;
+    pthread_mutex_unlock(&s->log_lock);
+    if (repeats)
+        log_warn("http: %s (%u more times)", prev, repeats);
     log_warn("http: %s", msg);
 }
 
@@ -475,6 +749,31 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
     int r = compile_routes(s);
     if (r < 0)
         goto fail;
+    pthread_condattr_t ca;
+    if (pthread_mutex_init(&s->log_lock, NULL) != 0) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    s->log_init = true;
+    if (pthread_condattr_init(&ca) != 0) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the deadlines are time_mono_ns() */
+    if (pthread_mutex_init(&s->header_lock, NULL) != 0 ||
+        pthread_cond_init(&s->header_cond, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        r = -ENOMEM;
+        goto fail;
+    }
+    pthread_condattr_destroy(&ca);
+    s->header_init = true;
+    if (cfg->header_timeout_ms) {
+        r = -pthread_create(&s->reaper, NULL, reaper_main, s);
+        if (r < 0)
+            goto fail;
+        s->reaper_started = true;
+    }
 
     struct sockaddr_storage ss = {0};
     socklen_t sslen;
@@ -501,8 +800,10 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, s, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(cfg->threads ? cfg->threads : 1), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, s, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 1000u,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, s, MHD_OPTION_END);
     if (!s->daemon) {
         r = -EADDRNOTAVAIL;
         goto fail;
@@ -525,8 +826,21 @@ void http_server_stop(struct http_server *s)
 {
     if (!s)
         return;
+    if (s->reaper_started) {
+        pthread_mutex_lock(&s->header_lock);
+        s->stopping = true;
+        pthread_cond_signal(&s->header_cond);
+        pthread_mutex_unlock(&s->header_lock);
+        pthread_join(s->reaper, NULL);
+    }
     if (s->daemon)
-        MHD_stop_daemon(s->daemon);
+        MHD_stop_daemon(s->daemon); /* its closing notifications still take header_lock */
+    if (s->header_init) {
+        pthread_cond_destroy(&s->header_cond);
+        pthread_mutex_destroy(&s->header_lock);
+    }
+    if (s->log_init)
+        pthread_mutex_destroy(&s->log_lock);
     for (size_t i = 0; i < s->nr_routes; i++)
         for (size_t j = 0; j < s->routes[i].nr_seg; j++)
             free(s->routes[i].seg[j]);

@@ -92,12 +92,34 @@ struct http_config {
     uint64_t max_spool;    /* limit for spooled bodies */
     uint64_t max_upload;   /* limit for HTTP_ROUTE_UPLOAD bodies (0: max_spool) */
     const char *spool_dir; /* where spooled bodies live (unnamed O_TMPFILE files) */
+    /* Connection limits (see "Connections" below). */
+    unsigned max_connections;        /* open connections at once (0: 1000) */
+    unsigned max_connections_per_ip; /* open connections at once from one address (0: no limit) */
+    unsigned header_timeout_ms;      /* a request's headers must be complete within this (0: no
+                                        such deadline) */
     http_error_fn error;
     /* Called once per request after its answer, with the final status (optional). */
     void (*completed)(const struct http_request *req, int status);
     const struct http_route *routes;
     size_t nr_routes;
 };
+
+/* Connections. One client must not be able to lock the others out, so:
+ * - at most max_connections_per_ip connections are open from one address (IPv4, or a whole IPv6
+ *   address); more are accepted and closed at once, without an answer;
+ * - at most max_connections are open in all; beyond that new connections wait in the kernel's
+ *   listen queue. The caller derives it from its file descriptor limit: a connection holds its
+ *   socket and at most one more descriptor (a spooled body or a file answer);
+ * - a request's headers must be complete within header_timeout_ms of the connection's accept,
+ *   or, on a kept-alive connection, of the end of the previous answer. Bytes that trickle in do
+ *   not extend the deadline; an overdue connection is closed without an answer. Once the headers
+ *   are in, the body and the answer have the idle timeout (300 s without any byte moving, off with
+ *   http_conn_no_timeout()), so slow uploads and pushes are fine.
+ * A request whose framing is ambiguous (RFC 9112 section 6: Content-Length values that differ or
+ * are not a number, Content-Length with Transfer-Encoding, more than one Transfer-Encoding, white
+ * space in a header name) gets 400, and a coding other than "chunked" 501; in both cases the
+ * connection is closed, so nothing after the headers is read as another request. Equal repeated
+ * Content-Length values are accepted (RFC 9112 section 6.3). */
 
 /* Starts listening and serving. The route table must outlive the server. 0, or -errno. */
 int http_server_start(const struct http_config *cfg, struct http_server **out);

@@ -37,7 +37,8 @@ def test_healthz_without_auth(sw):
 @pytest.mark.parametrize("args, words", [
     ([], ["serve", "admin", "--help", "--version"]),
     (["serve"], ["--data", "--listen", "--public-url", "--threads", "--max-body", "--max-push",
-                 "--admin-email", "--help"]),
+                 "--admin-email", "--max-connections", "--max-connections-per-ip",
+                 "--header-timeout", "--help"]),
     (["admin"], ["--data", "--help", "--email", "--name", "--admin", "--id", "--scopes",
                  "--app", "--role", "--env", "--rights", "user add", "user list", "apikey add",
                  "apikey revoke", "token add", "token revoke", "app add", "app list",

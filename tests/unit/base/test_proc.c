@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static char *env[] = {"PATH=/usr/bin:/bin", NULL};
@@ -76,4 +78,35 @@ Test(proc, the_reaper_takes_orphans_and_leaves_our_children)
     cr_assert_eq(kill(orphan, 0), -1, "the orphan is still there (a zombie)");
     cr_assert_eq(proc_reap_orphans(), 0);
     cr_assert_eq(proc_wait(ours), 0, "the reaper took a child proc_spawn started");
+}
+
+/* A server that raised its own descriptor limit gives children the usual one back. */
+Test(proc, children_get_the_soft_descriptor_limit_set_for_them)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    cr_assert_gt(rl.rlim_cur, 100, "this test needs a descriptor limit above 100");
+    proc_set_child_nofile(100);
+    int out[2];
+    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+    pid_t pid;
+    char *limits[] = {"sh", "-c", "ulimit -Sn; ulimit -Hn", NULL};
+    cr_assert_eq(proc_spawn("/bin/sh", limits, env, -1, out[1], -1, &pid), 0);
+    close(out[1]);
+    char buf[64] = "", want[64];
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(out[0], buf + n, sizeof(buf) - 1 - n)) > 0)
+        n += (size_t)r;
+    close(out[0]);
+    cr_assert_eq(proc_wait(pid), 0);
+    if (rl.rlim_max == RLIM_INFINITY)
+        snprintf(want, sizeof(want), "100\nunlimited\n");
+    else
+        snprintf(want, sizeof(want), "100\n%llu\n", (unsigned long long)rl.rlim_max);
+    cr_assert_str_eq(buf, want); /* the hard limit is left as it was */
+    struct rlimit after;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &after), 0);
+    cr_assert_eq(after.rlim_cur, rl.rlim_cur); /* and ours too */
+    proc_set_child_nofile(0);
 }
