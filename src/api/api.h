@@ -26,6 +26,9 @@ void api_stop_streams(void);
 void api_set_public_url(const char *url);
 /* The route table to give to http_server_start. */
 const struct http_route *api_routes(size_t *nr);
+/* To give to http_server_start as `admit`: the route table's access check, before a spooled body
+ * is read (dispatch checks again once it is in). */
+int api_admit(struct http_request *req, struct http_response *res);
 /* The route table with the access each route needs, as JSON text (an array of {method, pattern,
  * query, auth, scopes, target, role, rights, admin}); what `slipway routes` prints. Caller frees;
  * NULL when out of memory. Needs no api_init. */

@@ -356,21 +356,33 @@ static int authorize(struct http_request *req, struct http_response *res,
     return r ? -1 : 0;
 }
 
+/* The row's access for this request: 0 and *c filled, or -1 with the refusal answered (and a
+ * known user's attempt audited under the operation's name, with its app). */
+static int admit_row(struct http_request *req, struct http_response *res,
+                     const struct api_route *row, struct api_caller *c)
+{
+    if (!row->access.auth || !authorize(req, res, &row->access, c))
+        return 0;
+    if (row->action && c->authenticated)
+        api_audit(req, c->who.user.email, row->action, c->app.app_id, "", res->status, "");
+    return -1;
+}
+
 static void dispatch(struct http_request *req, struct http_response *res)
 {
     const struct api_route *row = pick_row(req);
     struct api_caller c = {0};
-    if (!row) {
+    if (!row)
         api_fail(req, res, 404, "NOT_FOUND", "no such operation");
-        return;
-    }
-    if (!row->access.auth || !authorize(req, res, &row->access, &c)) {
+    else if (!admit_row(req, res, row, &c))
         row->fn(req, res, &c);
-        return;
-    }
-    /* refused: a known user's attempt is audited under the operation's name, with its app */
-    if (row->action && c.authenticated)
-        api_audit(req, c.who.user.email, row->action, c.app.app_id, "", res->status, "");
+}
+
+int api_admit(struct http_request *req, struct http_response *res)
+{
+    const struct api_route *row = pick_row(req);
+    struct api_caller c = {0};
+    return row ? admit_row(req, res, row, &c) : 0; /* no row: dispatch answers 404 */
 }
 
 /* ---- the table for the http layer, and for people ---- */

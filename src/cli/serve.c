@@ -434,6 +434,7 @@ int cli_serve(int argc, char **argv)
         .header_timeout_ms = o.header_timeout_s * 1000,
         .error = api_error_body,
         .completed = api_request_completed,
+        .admit = api_admit,
         .routes = routes,
         .nr_routes = nr_routes,
     };

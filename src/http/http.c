@@ -329,6 +329,26 @@ static enum MHD_Result send_error_close(struct http_server *s, struct http_reque
     return send_response(req, res);
 }
 
+/* The config's admit check of a spooled route. True when it answered (or failed): *ret is then
+ * what to return, the answer queued and the connection closed after it. */
+static bool admit(struct http_server *s, struct http_request *req, enum MHD_Result *ret)
+{
+    struct http_response *res = calloc(1, sizeof(*res));
+    *ret = MHD_NO;
+    if (!res)
+        return true;
+    strbuf_init(&res->body, 0);
+    res->status = 500;
+    if (s->cfg.admit(req, res) == 0) {
+        response_release(res);
+        free(res);
+        return false;
+    }
+    http_res_header(res, MHD_HTTP_HEADER_CONNECTION, "close");
+    *ret = send_response(req, res);
+    return true;
+}
+
 /* ---- the header deadline ----------------------------------------------------------------- */
 
 #define NS_PER_MS INT64_C(1000000)
@@ -619,6 +639,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         int64_t clen;
         if (cl && parse_i64(cl, 0, INT64_MAX, &clen) == 0 && (uint64_t)clen > req->limit)
             return send_error(s, req, 413, "REQUEST_TOO_LARGE", "the request body is too large");
+        enum MHD_Result ret;
+        if (spool && s->cfg.admit && admit(s, req, &ret))
+            return ret;
         if (spool) {
             req->body_fd = spool_open(s);
             if (req->body_fd < 0) {

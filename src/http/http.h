@@ -100,6 +100,12 @@ struct http_config {
     http_error_fn error;
     /* Called once per request after its answer, with the final status (optional). */
     void (*completed)(const struct http_request *req, int status);
+    /* Called for a HTTP_ROUTE_SPOOL route once the request's headers are in, before any of its
+     * body is read (optional): returning -1 with an answer in res refuses the request, and the
+     * body is never read (the connection is closed). An upload or a push is thus refused before
+     * the server spools what may be gigabytes. The route's handler still runs after the body
+     * when it returns 0. */
+    int (*admit)(struct http_request *req, struct http_response *res);
     const struct http_route *routes;
     size_t nr_routes;
 };

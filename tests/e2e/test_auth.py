@@ -208,3 +208,38 @@ def test_admin_user_can_do_everything(sw):
     assert_ok(sw.get("/api/slipway/audit", boss))
     email = unique_email("madebyboss")
     assert_ok(sw.post("/api/slipway/users", boss, json={"email": email, "name": "x"}), 201)
+
+
+def answer_before_body(port, head: bytes, timeout=5.0):
+    """Sends only a request's head, announcing a 1 GB body, and reads the answer: the server must
+    answer (and close) without waiting for the body. Returns the status line's code."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(head)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)  # a server that waits for the body times out here
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("path", ["/api/1/apps/{app}/packages/upload",
+                                  "/api/v2/apps/{app}/packages/upload",
+                                  "/git/{app}.git/git-receive-pack"])
+def test_refused_uploads_and_pushes_are_answered_before_their_body(sw, path):
+    """Who may not upload or push is refused on the headers: the server never spools the body."""
+    viewer = sw.new_user("bodyless")
+    app = sw.new_app("bodyless", [(viewer, "viewer")])
+    target = path.format(app=app["AppId"]).encode()
+    base = (b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n")
+    assert answer_before_body(sw.server.port, base + b"\r\n") == 401
+    if path.startswith("/git/"):
+        import base64
+        cred = base64.b64encode(f"{viewer.email}:{viewer.key}".encode())
+        who = b"Authorization: Basic " + cred + b"\r\n"
+    else:
+        who = f"Mendix-Username: {viewer.email}\r\nMendix-ApiKey: {viewer.key}\r\n".encode()
+    assert answer_before_body(sw.server.port, base + who + b"\r\n") == 403
