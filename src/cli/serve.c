@@ -50,6 +50,11 @@ static const char usage[] =
     "                      environment holds (default 50; 0 keeps all)\n"
     "  --unsafe-no-sandbox run builds without bubblewrap when it is missing (builds then see\n"
     "                      the whole machine: only for trusted code)\n"
+    "  --sandbox-user NAME when run as root: the user build steps run as (default\n"
+    "                      slipway-build, made with useradd when missing; never root)\n"
+    "  --build-max-memory SIZE, --build-max-pids N, --build-max-disk SIZE\n"
+    "                      the most a slipway.yml may ask for as build.memory, build.pids and\n"
+    "                      build.disk (defaults 8GB, 8192, 20GB)\n"
     "  --admin-email EMAIL email of the administrator created on first start\n"
     "                      (default admin@localhost)\n"
     "  -h, --help          show this help\n";
@@ -68,6 +73,8 @@ struct serve_opts {
     int64_t max_log;
     unsigned keep_packages;
     bool unsafe_no_sandbox;
+    const char *sandbox_user;
+    int64_t max_memory, max_pids, max_disk;
 };
 
 static int parse_listen(const char *s, struct serve_opts *o)
@@ -208,6 +215,10 @@ int cli_serve(int argc, char **argv)
         {"max-log", required_argument, NULL, 'L'},
         {"keep-packages", required_argument, NULL, 'K'},
         {"unsafe-no-sandbox", no_argument, NULL, 'U'},
+        {"sandbox-user", required_argument, NULL, 'S'},
+        {"build-max-memory", required_argument, NULL, 'M'},
+        {"build-max-pids", required_argument, NULL, 'P'},
+        {"build-max-disk", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -272,6 +283,23 @@ int cli_serve(int argc, char **argv)
         case 'U':
             o.unsafe_no_sandbox = true;
             break;
+        case 'S':
+            o.sandbox_user = optarg;
+            break;
+        case 'M':
+        case 'D':
+            if (parse_size(optarg, 1 << 20, INT64_MAX, c == 'M' ? &o.max_memory : &o.max_disk)) {
+                fprintf(stderr, "slipway serve: --build-max-memory and --build-max-disk want a "
+                                "size of at least 1MB, e.g. 4GB\n");
+                return 2;
+            }
+            break;
+        case 'P':
+            if (parse_i64(optarg, 16, 1000000, &o.max_pids)) {
+                fprintf(stderr, "slipway serve: --build-max-pids wants 16 to 1000000\n");
+                return 2;
+            }
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -324,7 +352,11 @@ int cli_serve(int argc, char **argv)
                                    .executors = o.executors,
                                    .unsafe_no_sandbox = o.unsafe_no_sandbox,
                                    .max_log = (size_t)o.max_log,
-                                   .keep_packages = o.keep_packages};
+                                   .keep_packages = o.keep_packages,
+                                   .sandbox_user = o.sandbox_user,
+                                   .max_memory = o.max_memory,
+                                   .max_pids = o.max_pids,
+                                   .max_disk = o.max_disk};
     int r = runner_start(&rc_cfg);
     if (r) {
         log_error("cannot start the build engine: %s", strerror(-r));

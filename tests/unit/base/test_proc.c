@@ -77,3 +77,32 @@ Test(proc, the_reaper_takes_orphans_and_leaves_our_children)
     cr_assert_eq(proc_reap_orphans(), 0);
     cr_assert_eq(proc_wait(ours), 0, "the reaper took a child proc_spawn started");
 }
+
+/* A user's code: an ordinary user with no capabilities, no_new_privs, and a file size limit. */
+Test(proc, opts_drop_to_an_unprivileged_user)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    struct proc_opts o = PROC_OPTS_INIT;
+    o.set_ids = true;
+    o.uid = 65534;
+    o.gid = 65534;
+    o.max_file_size = 4096;
+    o.cwd = "/";
+    int out[2];
+    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+    char *argv[] = {"sh", "-c",
+                    "id -u; id -G; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; ulimit -f",
+                    NULL};
+    pid_t pid;
+    cr_assert_eq(proc_spawn_opts(&o, "/bin/sh", argv, env, -1, out[1], -1, &pid, NULL), 0);
+    close(out[1]);
+    char buf[256] = "";
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(out[0], buf + n, sizeof(buf) - 1 - n)) > 0)
+        n += (size_t)r;
+    close(out[0]);
+    cr_assert_eq(proc_wait(pid), 0);
+    cr_assert_str_eq(buf, "65534\n65534\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n8\n");
+}
