@@ -572,9 +572,15 @@ unsigned cgroup_limits_hit(const struct cgroup_limiter *l, int v2_fd,
 
 int cgroup_limits_rename(const struct cgroup_limiter *l, const char *from, const char *to)
 {
-    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++)
-        if (l->v1_fd[c] >= 0 && renameat(l->v1_fd[c], from, l->v1_fd[c], to) < 0)
-            return -errno;
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++) {
+        if (l->v1_fd[c] >= 0 && renameat(l->v1_fd[c], from, l->v1_fd[c], to) < 0) {
+            int r = -errno;
+            while (--c >= 0) /* all or none */
+                if (l->v1_fd[c] >= 0)
+                    renameat(l->v1_fd[c], to, l->v1_fd[c], from);
+            return r;
+        }
+    }
     return 0;
 }
 

@@ -82,7 +82,8 @@ int cgroup_limits_set(const struct cgroup_limiter *l, int v2_fd,
  * CGROUP_MEMORY when a process was killed for memory (the OOM killer, within the group). */
 unsigned cgroup_limits_hit(const struct cgroup_limiter *l, int v2_fd,
                            const int fds[CGROUP_NR_CONTROLLERS]);
-/* Renames the v1 groups `from` to `to` (a warm sandbox's groups becoming a build's). 0, -errno. */
+/* Renames the v1 groups `from` to `to` (a warm sandbox's groups becoming a build's), all or
+ * none. 0, or -errno. */
 int cgroup_limits_rename(const struct cgroup_limiter *l, const char *from, const char *to);
 /* Removes the v1 groups `name` once their processes are gone (killed through the v2 group, or
  * here with SIGKILL; waits at most timeout_ms) and closes fds (set to -1). 0, or -errno

@@ -681,10 +681,15 @@ static int step_start(struct build *b)
         memcpy(b->cg_v1, w->cg_v1, sizeof(b->cg_v1));
         w->cg_fd = w->pidfd = -1;
         memset(w->cg_v1, -1, sizeof(w->cg_v1));
-        snprintf(b->cg_name, sizeof(b->cg_name), "%s.1", b->pkg.package_id);
-        if ((b->cg_fd >= 0 && renameat(E.cgroup_fd, w->cg_name, E.cgroup_fd, b->cg_name) < 0) ||
-            cgroup_limits_rename(&E.limiter, w->cg_name, b->cg_name))
-            snprintf(b->cg_name, sizeof(b->cg_name), "%s", w->cg_name);
+        /* its groups take the build's name, all of them or none */
+        char name[sizeof(b->cg_name)];
+        snprintf(name, sizeof(name), "%s.1", b->pkg.package_id);
+        bool renamed = cgroup_limits_rename(&E.limiter, w->cg_name, name) == 0;
+        if (renamed && b->cg_fd >= 0 && renameat(E.cgroup_fd, w->cg_name, E.cgroup_fd, name) < 0) {
+            cgroup_limits_rename(&E.limiter, name, w->cg_name);
+            renamed = false;
+        }
+        snprintf(b->cg_name, sizeof(b->cg_name), "%s", renamed ? name : w->cg_name);
         if ((r = cgroup_limits_set(&E.limiter, b->cg_fd, b->cg_v1, &b->limits)))
             log_warn("build %s: cannot set the limits of cgroup %s: %s", b->pkg.package_id,
                      b->cg_name, strerror(-r));
