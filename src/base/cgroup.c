@@ -243,3 +243,359 @@ void cgroup_parent_close(int fd)
         rmdir(path); /* fails harmlessly when a group is still in it */
     }
 }
+
+/* ---- limits ------------------------------------------------------------------------------- */
+
+static const char *const controller_name[CGROUP_NR_CONTROLLERS] = {"pids", "memory"};
+
+/* Whether the list (words separated by sep) holds word. */
+static bool list_has(const char *list, const char *word, char sep)
+{
+    size_t len = strlen(word);
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, (char[]){sep, '\n', '\0'});
+        if (n == len && strncmp(p, word, len) == 0)
+            return true;
+        p += n;
+        if (*p)
+            p++;
+    }
+    return false;
+}
+
+/* Where the v1 hierarchy with the controller is mounted, as a path for this process's group in
+ * it (mount point + the group's path below the mount's root). */
+static int own_v1_group(const char *ctl, char *out, size_t size)
+{
+    char line[4096], point[PATH_MAX], root[PATH_MAX], own[PATH_MAX] = "";
+    bool found = false;
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (!f)
+        return -errno;
+    while (!own[0] && fgets(line, sizeof(line), f)) { /* "N:ctl,ctl:/path" */
+        char *a = strchr(line, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+        if (!b)
+            continue;
+        *b = '\0';
+        b[1 + strcspn(b + 1, "\n")] = '\0';
+        if (list_has(a + 1, ctl, ',') && strlen(b + 1) < sizeof(own))
+            strcpy(own, b + 1);
+    }
+    fclose(f);
+    if (!own[0] || !(f = fopen("/proc/self/mountinfo", "re")))
+        return -ENOENT;
+    while (!found && fgets(line, sizeof(line), f)) {
+        char fstype[64], opts[1024];
+        const char *sep = strstr(line, " - ");
+        if (!sep || sscanf(line, "%*s %*s %*s %4095s %4095s", root, point) != 2 ||
+            sscanf(sep + 3, "%63s %*s %1023s", fstype, opts) != 2)
+            continue;
+        found = strcmp(fstype, "cgroup") == 0 && list_has(opts, ctl, ',') && !strchr(point, '\\');
+    }
+    fclose(f);
+    if (!found)
+        return -ENOENT;
+    const char *rel = own;
+    if (strcmp(root, "/") != 0) { /* a mount of a sub-tree (a container): the path below it */
+        size_t n = strlen(root);
+        if (strncmp(own, root, n) != 0 || (own[n] && own[n] != '/'))
+            return -ENOENT;
+        rel = own + n;
+    }
+    if ((size_t)snprintf(out, size, "%s%s", point, strcmp(rel, "/") ? rel : "") >= size)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+/* Whether the group's cgroup.procs lists a process. 1, 0 or -errno. */
+static int v1_populated(int fd)
+{
+    char buf[16];
+    ssize_t n = read_at(fd, "cgroup.procs", buf, sizeof(buf));
+    return n < 0 ? (int)n : n > 0;
+}
+
+/* Removes the v1 group `name` of parent_fd once empty: what is still in it gets SIGKILL; waits at
+ * most timeout_ms. */
+static int v1_remove(int parent_fd, const char *name, int timeout_ms)
+{
+    int64_t deadline = time_mono_ns() + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        if (unlinkat(parent_fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+            return 0;
+        if (errno != EBUSY)
+            return -errno;
+        if (time_mono_ns() > deadline)
+            return -EBUSY;
+        int fd = openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+            if (v1_populated(fd) == 1)
+                cgroup_kill(fd); /* v1 has no cgroup.kill: SIGKILL to each listed process */
+            close(fd);
+        }
+        usleep(2000);
+    }
+}
+
+/* Opens (making it) the v1 parent `name` of the controller, and removes what a previous run
+ * left in it. */
+static int v1_parent_open(const char *ctl, const char *name, int *fd)
+{
+    char own[PATH_MAX], path[PATH_MAX + 256];
+    int r = own_v1_group(ctl, own, sizeof(own));
+    if (r)
+        return r;
+    snprintf(path, sizeof(path), "%s/%s", own, name);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    *fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*fd < 0)
+        return -errno;
+    if (faccessat(*fd, "cgroup.procs", W_OK, AT_EACCESS) < 0) {
+        r = -errno;
+        close(*fd);
+        *fd = -1;
+        return r;
+    }
+    int dup_fd = dup(*fd);
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_type == DT_DIR && de->d_name[0] != '.')
+            v1_remove(*fd, de->d_name, 5000);
+    if (d)
+        closedir(d);
+    else if (dup_fd >= 0)
+        close(dup_fd);
+    return 0;
+}
+
+/* Opens this process's own v2 group. */
+static int own_v2_open(int *fd)
+{
+    char mount[PATH_MAX], own[PATH_MAX], path[2 * PATH_MAX];
+    int r = find_mount(mount, sizeof(mount));
+    if (!r)
+        r = own_group(own, sizeof(own));
+    if (r)
+        return r;
+    snprintf(path, sizeof(path), "%s%s", mount, strcmp(own, "/") ? own : "");
+    *fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return *fd < 0 ? -errno : 0;
+}
+
+/* Moves this process (all its threads) into the leaf group `leaf` of own_fd, when it is the only
+ * process in own_fd: a v2 group holding processes cannot enable controllers for its children. */
+static int v2_move_self(int own_fd, const char *leaf)
+{
+    char buf[64], pid[24];
+    ssize_t n = read_at(own_fd, "cgroup.procs", buf, sizeof(buf));
+    snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (n < 0)
+        return (int)n;
+    if (strcmp(buf, pid) != 0)
+        return -EBUSY; /* other processes share the group: not ours to move */
+    if (mkdirat(own_fd, leaf, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    int fd = openat(own_fd, leaf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = write_at(fd, "cgroup.procs", "0");
+    close(fd);
+    return r;
+}
+
+/* Enables the controller for the v2 parent's groups, first for the parent itself (in this
+ * process's group's subtree) when needed. */
+static int v2_enable(int parent_fd, const char *name, const char *ctl, const char **reason)
+{
+    char buf[512], plus[32], leaf[256];
+    snprintf(plus, sizeof(plus), "+%s", ctl);
+    ssize_t n = read_at(parent_fd, "cgroup.controllers", buf, sizeof(buf));
+    if (n >= 0 && !list_has(buf, ctl, ' ')) {
+        int own_fd, r = own_v2_open(&own_fd);
+        if (r) {
+            *reason = "this process's v2 group is unknown";
+            return r;
+        }
+        n = read_at(own_fd, "cgroup.controllers", buf, sizeof(buf));
+        if (n < 0 || !list_has(buf, ctl, ' ')) {
+            close(own_fd);
+            *reason = "cgroup v2 does not offer it to the server's group";
+            return -ENOENT;
+        }
+        r = write_at(own_fd, "cgroup.subtree_control", plus);
+        if (r == -EBUSY) {
+            snprintf(leaf, sizeof(leaf), "%s.server", name);
+            r = v2_move_self(own_fd, leaf);
+            if (!r)
+                r = write_at(own_fd, "cgroup.subtree_control", plus);
+            if (r)
+                *reason = "the server's v2 group holds other processes (give the server a "
+                          "group of its own, e.g. systemd's Delegate=yes)";
+        } else if (r) {
+            *reason = "cannot enable it in the server's v2 group";
+        }
+        close(own_fd);
+        if (r)
+            return r;
+    } else if (n < 0) {
+        *reason = "cannot read the v2 parent's controllers";
+        return (int)n;
+    }
+    int r = write_at(parent_fd, "cgroup.subtree_control", plus);
+    if (r)
+        *reason = "cannot enable it for the builds' v2 groups";
+    return r;
+}
+
+unsigned cgroup_limiter_open(const char *name, int v2_fd, struct cgroup_limiter *l, char *why,
+                             size_t why_len)
+{
+    unsigned found = 0;
+    size_t used = 0;
+    l->v2_fd = v2_fd;
+    why[0] = '\0';
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++) {
+        const char *reason = "no cgroup v2 group for the builds";
+        l->v2[c] = false;
+        l->v1_fd[c] = -1;
+        if (v2_fd >= 0 && v2_enable(v2_fd, name, controller_name[c], &reason) == 0) {
+            l->v2[c] = true;
+            found |= 1u << c;
+            continue;
+        }
+        int r = v1_parent_open(controller_name[c], name, &l->v1_fd[c]);
+        if (!r) {
+            found |= 1u << c;
+            continue;
+        }
+        if (used < why_len)
+            used += (size_t)snprintf(
+                why + used, why_len - used, "%sno '%s' controller (cgroup v2: %s; v1: %s)",
+                used ? "; " : "", controller_name[c], reason, r == -ENOENT ? "none" : strerror(-r));
+    }
+    return found;
+}
+
+void cgroup_limiter_close(struct cgroup_limiter *l)
+{
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++) {
+        if (l->v1_fd[c] >= 0)
+            cgroup_parent_close(l->v1_fd[c]);
+        l->v1_fd[c] = -1;
+    }
+}
+
+int cgroup_limits_create(const struct cgroup_limiter *l, const char *name,
+                         int fds[CGROUP_NR_CONTROLLERS])
+{
+    int r = 0;
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++)
+        fds[c] = -1;
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS && !r; c++) {
+        int parent = l->v1_fd[c];
+        if (parent < 0)
+            continue;
+        if (mkdirat(parent, name, 0755) < 0) {
+            if (errno != EEXIST)
+                r = -errno;
+            else if (!(r = v1_remove(parent, name, 2000)) && mkdirat(parent, name, 0755) < 0)
+                r = -errno;
+        }
+        if (!r && (fds[c] = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+            r = -errno;
+    }
+    if (r)
+        cgroup_limits_destroy(l, name, fds, 0);
+    return r;
+}
+
+static int write_i64(int fd, const char *file, int64_t v)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%lld", (long long)v);
+    return write_at(fd, file, text);
+}
+
+int cgroup_limits_set(const struct cgroup_limiter *l, int v2_fd,
+                      const int fds[CGROUP_NR_CONTROLLERS], const struct cgroup_limits *lim)
+{
+    int r = 0, fd;
+    if (lim->pids > 0) {
+        fd = l->v2[CGROUP_PIDS] ? v2_fd : fds[CGROUP_PIDS];
+        if (fd >= 0)
+            r = write_i64(fd, "pids.max", lim->pids);
+    }
+    if (!r && lim->memory_bytes > 0 && l->v2[CGROUP_MEMORY] && v2_fd >= 0) {
+        r = write_i64(v2_fd, "memory.max", lim->memory_bytes);
+        if (!r && write_at(v2_fd, "memory.swap.max", "0") == -EACCES)
+            r = -EACCES; /* absent (no swap accounting) is fine */
+    } else if (!r && lim->memory_bytes > 0 && (fd = fds[CGROUP_MEMORY]) >= 0) {
+        /* memsw (memory + swap) must stay >= the memory limit: raise it first, lower it after */
+        write_i64(fd, "memory.memsw.limit_in_bytes", lim->memory_bytes);
+        r = write_i64(fd, "memory.limit_in_bytes", lim->memory_bytes);
+        int s = write_i64(fd, "memory.memsw.limit_in_bytes", lim->memory_bytes);
+        if (!r && s && s != -ENOENT)
+            r = s;
+    }
+    return r;
+}
+
+/* The number after `key ` in a "key value" file of the group, or 0. */
+static int64_t read_counter(int fd, const char *file, const char *key)
+{
+    char buf[2048];
+    if (fd < 0 || read_at(fd, file, buf, sizeof(buf)) < 0)
+        return 0;
+    size_t len = strlen(key);
+    for (const char *p = buf; *p; p += strcspn(p, "\n") + (p[strcspn(p, "\n")] != '\0')) {
+        if (strncmp(p, key, len) == 0 && p[len] == ' ')
+            return strtoll(p + len + 1, NULL, 10);
+    }
+    return 0;
+}
+
+unsigned cgroup_limits_hit(const struct cgroup_limiter *l, int v2_fd,
+                           const int fds[CGROUP_NR_CONTROLLERS])
+{
+    unsigned hit = 0;
+    int pids_fd = l->v2[CGROUP_PIDS] ? v2_fd : fds[CGROUP_PIDS];
+    if (read_counter(pids_fd, "pids.events", "max") > 0)
+        hit |= 1u << CGROUP_PIDS;
+    if (l->v2[CGROUP_MEMORY]
+            ? read_counter(v2_fd, "memory.events", "oom_kill") > 0
+            : read_counter(fds[CGROUP_MEMORY], "memory.oom_control", "oom_kill") > 0)
+        hit |= 1u << CGROUP_MEMORY;
+    return hit;
+}
+
+int cgroup_limits_rename(const struct cgroup_limiter *l, const char *from, const char *to)
+{
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++) {
+        if (l->v1_fd[c] >= 0 && renameat(l->v1_fd[c], from, l->v1_fd[c], to) < 0) {
+            int r = -errno;
+            while (--c >= 0) /* all or none */
+                if (l->v1_fd[c] >= 0)
+                    renameat(l->v1_fd[c], to, l->v1_fd[c], from);
+            return r;
+        }
+    }
+    return 0;
+}
+
+int cgroup_limits_destroy(const struct cgroup_limiter *l, const char *name,
+                          int fds[CGROUP_NR_CONTROLLERS], int timeout_ms)
+{
+    int r = 0;
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++) {
+        if (fds[c] < 0)
+            continue;
+        close(fds[c]);
+        fds[c] = -1;
+        int e = v1_remove(l->v1_fd[c], name, timeout_ms);
+        if (e && !r)
+            r = e;
+    }
+    return r;
+}

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -72,14 +74,49 @@ void proc_set_child_nofile(unsigned long soft)
     child_nofile = soft;
 }
 
-/* What the child of proc_spawn_into needs; it shares the parent's memory until its execve. */
+/* What the child of proc_spawn_opts needs; it shares the parent's memory until its execve. */
 struct spawn_req {
-    int cgroup_fd; /* -1: none */
-    const char *cwd, *path;
+    const struct proc_opts *o;
+    const char *path;
     char *const *argv, *const *envp;
     int fds[3];
     int err; /* set by the child when it fails before or at execve */
 };
+
+/* The child's steps for a user's code, after its cgroups: a private mount namespace with the
+ * bind, the working directory (reached as root), the unprivileged identity, the file size limit.
+ * Raw syscalls for the ids: glibc's setuid() would try to signal the parent's threads, whose
+ * memory this child shares. 0 or errno. */
+__attribute__((no_sanitize("address"))) static int child_confine(const struct proc_opts *o)
+{
+    if (o->bind_src) {
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount(o->bind_src, o->bind_dst, NULL, MS_BIND, NULL) < 0)
+            return errno;
+    }
+    if (o->cwd && chdir(o->cwd) < 0)
+        return errno;
+    if (o->set_ids) {
+        if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+            syscall(SYS_setresgid, o->gid, o->gid, o->gid) < 0 ||
+            syscall(SYS_setresuid, o->uid, o->uid, o->uid) < 0)
+            return errno;
+    }
+    if ((o->no_new_privs || o->set_ids) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return errno;
+    if (o->max_file_size) {
+        struct rlimit lim = {o->max_file_size, o->max_file_size};
+        if (setrlimit(RLIMIT_FSIZE, &lim) < 0)
+            return errno;
+    }
+    struct rlimit nofile; /* the usual descriptor limit, not the server's raised one */
+    if (child_nofile && getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur > child_nofile) {
+        nofile.rlim_cur = child_nofile;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+            return errno;
+    }
+    return 0;
+}
 
 /* The child of proc_spawn_into, between clone and execve: it runs on its own stack in the
  * parent's memory (CLONE_VM, the parent waits: CLONE_VFORK), as posix_spawn's child does, so
@@ -95,8 +132,9 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
     sigset_t none;
     sigemptyset(&none);
     int err = 0;
-    if (req->cgroup_fd >= 0) {
-        int procs = openat(req->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    const struct proc_opts *o = req->o;
+    for (unsigned i = 0; i < o->nr_cgroups && !err; i++) {
+        int procs = openat(o->cgroup_fd[i], "cgroup.procs", O_WRONLY | O_CLOEXEC);
         if (procs < 0 || write(procs, "0", 1) != 1)
             err = errno;
         if (procs >= 0)
@@ -109,15 +147,8 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
         if (fd < 0 || (fd == i ? fcntl(fd, F_SETFD, 0) : dup2(fd, i)) < 0)
             err = errno;
     }
-    if (!err && req->cwd && chdir(req->cwd) < 0)
-        err = errno;
-    struct rlimit nofile;
-    if (!err && child_nofile && getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
-        nofile.rlim_cur > child_nofile) {
-        nofile.rlim_cur = child_nofile;
-        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
-            err = errno;
-    }
+    if (!err)
+        err = child_confine(o);
     if (!err) {
         sigprocmask(SIG_SETMASK, &none, NULL);
         execve(req->path, req->argv, req->envp);
@@ -130,8 +161,21 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
 int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *const argv[],
                     char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd)
 {
+    struct proc_opts o = PROC_OPTS_INIT;
+    o.cwd = cwd;
+    if (cgroup_fd >= 0)
+        o.cgroup_fd[o.nr_cgroups++] = cgroup_fd;
+    return proc_spawn_opts(&o, path, argv, envp, in_fd, out_fd, err_fd, pid, pidfd);
+}
+
+int proc_spawn_opts(const struct proc_opts *opts, const char *path, char *const argv[],
+                    char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd)
+{
     enum { STACK = 256 * 1024 };
-    struct spawn_req req = {cgroup_fd, cwd, path, argv, envp, {in_fd, out_fd, err_fd}, 0};
+    static const struct proc_opts none = PROC_OPTS_INIT;
+    if (opts && opts->nr_cgroups > PROC_MAX_CGROUPS)
+        return -EINVAL;
+    struct spawn_req req = {opts ? opts : &none, path, argv, envp, {in_fd, out_fd, err_fd}, 0};
     char *stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
     if (stack == MAP_FAILED)

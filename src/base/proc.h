@@ -1,14 +1,41 @@
 /* proc — the only code that starts processes. The child is cloned with CLONE_VM|CLONE_VFORK as
- * posix_spawn does (no fork of the threaded server), may join a cgroup before its execve, and
+ * posix_spawn does (no fork of the threaded server), may join cgroups before its execve, and
  * gets a new process group, an environment the caller builds explicitly (never the server's own),
  * stdio redirected to the given descriptors. A failed exec is reported as an error by
  * proc_spawn itself, distinct from a child that ran and exited non-zero.
+ *
+ * For a user's code (base/sandbox.h builds these options) the child can also, in this order and
+ * before its execve: join its cgroups, get a private mount namespace with one directory bound
+ * where an unprivileged user can reach it, become an ordinary user (no supplementary groups, no
+ * capabilities, no_new_privs) and have its file size limited.
  */
 #ifndef SLIPWAY_BASE_PROC_H
 #define SLIPWAY_BASE_PROC_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#define PROC_MAX_CGROUPS 4
+
+/* What proc_spawn_opts() does in the child besides argv, envp and stdio. A zeroed struct (with
+ * PROC_OPTS_INIT) changes nothing. Every pointer is borrowed for the call only. */
+struct proc_opts {
+    const char *cwd;                 /* working directory (NULL: unchanged) */
+    int cgroup_fd[PROC_MAX_CGROUPS]; /* groups (v2, or v1 of other hierarchies) to join first */
+    unsigned nr_cgroups;             /* failing to join one is the spawn's error */
+    const char *bind_src, *bind_dst; /* not NULL: in a new private mount namespace (root only),
+                                        bind_src is mounted on bind_dst (an existing dir) */
+    bool set_ids;                    /* become uid/gid, with no supplementary groups: a uid */
+    uid_t uid;                       /*   other than 0 leaves no capability */
+    gid_t gid;
+    bool no_new_privs;      /* PR_SET_NO_NEW_PRIVS: setuid files give nothing */
+    uint64_t max_file_size; /* RLIMIT_FSIZE, soft and hard (0: unchanged) */
+};
+#define PROC_OPTS_INIT                                                                             \
+    {                                                                                              \
+        0                                                                                          \
+    }
 
 /* Starts `path` with argv and envp; stdin/stdout/stderr of the child are the given descriptors
  * (-1: /dev/null). 0 and *pid, or -errno (e.g. -ENOENT when path cannot be executed). */
@@ -21,6 +48,10 @@ int proc_spawn_at(const char *cwd, const char *path, char *const argv[], char *c
  * joins the group before its execve, so nothing it starts is ever outside; failing to is the
  * spawn's error), and, when pidfd is not NULL, *pidfd set to a pidfd for it (Linux 5.2). */
 int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *const argv[],
+                    char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd);
+/* The general form: as proc_spawn with what `opts` asks for (NULL: nothing more); *pidfd as in
+ * proc_spawn_into. 0, or -errno of the first step that failed in the child (it then never ran). */
+int proc_spawn_opts(const struct proc_opts *opts, const char *path, char *const argv[],
                     char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd);
 /* A pidfd for the child (readable once it has exited), or -errno. */
 int proc_pidfd(pid_t pid);

@@ -567,6 +567,41 @@ static int get_duration(struct ctx *c, const struct node *n, const char *path, i
     return 0;
 }
 
+/* A size ("500MB", "2GB") within [min, max] bytes. */
+static int get_size(struct ctx *c, const struct node *n, const char *path, int64_t min, int64_t max,
+                    int64_t *out)
+{
+    char lo[24], hi[24];
+    int r = check_scalar(c, n, path, "a size (e.g. 500MB, 2GB)");
+    if (r)
+        return r;
+    r = parse_size(n->value, min, max, out);
+    format_size(min, lo);
+    format_size(max, hi);
+    if (r == -ERANGE)
+        return fail(c, n, path, "%s is out of range (%s to %s)", show(c, n->value), lo, hi);
+    if (r)
+        return fail(c, n, path, "%s is not a size (a number with B, KB, MB, GB or TB, e.g. 2GB)",
+                    show(c, n->value));
+    return 0;
+}
+
+/* A whole number within [min, max]. */
+static int get_count(struct ctx *c, const struct node *n, const char *path, int64_t min,
+                     int64_t max, int64_t *out)
+{
+    int r = check_scalar(c, n, path, "a number");
+    if (r)
+        return r;
+    r = parse_i64(n->value, min, max, out);
+    if (r == -ERANGE)
+        return fail(c, n, path, "%s is out of range (%lld to %lld)", show(c, n->value),
+                    (long long)min, (long long)max);
+    if (r)
+        return fail(c, n, path, "%s is not a whole number", show(c, n->value));
+    return 0;
+}
+
 /* A path inside the workspace: relative, no "..", no control characters. */
 static int get_path(struct ctx *c, struct node *n, const char *path, char **out)
 {
@@ -766,10 +801,12 @@ static bool is_env_name(const char *s)
 
 static int parse_build(struct ctx *c, const struct node *n, struct pipeline *p)
 {
-    static const char *const keys[] = {"steps", "timeout", "network", "env", NULL};
+    static const char *const keys[] = {"steps",  "timeout", "network", "env",
+                                       "memory", "pids",    "disk",    NULL};
     char path[KEY_MAX];
     struct node *v;
-    int r = check_map(c, n, "build", "a mapping (steps, timeout, network, env)", keys, 0, NULL);
+    int r = check_map(c, n, "build", "a mapping (steps, timeout, network, env, memory, pids, disk)",
+                      keys, 0, NULL);
     if (r || (r = require(c, n, "build", "steps", "a list of commands that build the app", &v)))
         return r;
     if ((r = check_list(c, v, "build.steps", "a list of commands", "steps", true)))
@@ -785,6 +822,15 @@ static int parse_build(struct ctx *c, const struct node *n, struct pipeline *p)
         (r = get_duration(c, v, "build.timeout", &p->build_timeout_s)))
         return r;
     if ((v = map_get(n, "network")) && (r = get_bool(c, v, "build.network", &p->build_network)))
+        return r;
+    if ((v = map_get(n, "memory")) && (r = get_size(c, v, "build.memory", PIPELINE_MIN_MEMORY,
+                                                    PIPELINE_MAX_SIZE, &p->build_memory)))
+        return r;
+    if ((v = map_get(n, "pids")) &&
+        (r = get_count(c, v, "build.pids", PIPELINE_MIN_PIDS, PIPELINE_MAX_PIDS, &p->build_pids)))
+        return r;
+    if ((v = map_get(n, "disk")) &&
+        (r = get_size(c, v, "build.disk", PIPELINE_MIN_DISK, PIPELINE_MAX_SIZE, &p->build_disk)))
         return r;
     if (!(v = map_get(n, "env")))
         return 0;
@@ -1148,6 +1194,9 @@ int pipeline_parse(const char *text, size_t len, struct pipeline *out, struct pi
     struct ctx c = {0};
     struct pipeline p = {
         .build_timeout_s = PIPELINE_DEFAULT_BUILD_TIMEOUT_S,
+        .build_memory = PIPELINE_DEFAULT_MEMORY,
+        .build_pids = PIPELINE_DEFAULT_PIDS,
+        .build_disk = PIPELINE_DEFAULT_DISK,
         .run = {.start_timeout_s = PIPELINE_DEFAULT_START_TIMEOUT_S,
                 .stop_timeout_s = PIPELINE_DEFAULT_STOP_TIMEOUT_S},
     };

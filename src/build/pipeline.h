@@ -31,6 +31,17 @@
 #define PIPELINE_DEFAULT_START_TIMEOUT_S 60
 #define PIPELINE_DEFAULT_STOP_TIMEOUT_S  10
 
+/* Build limits (build.memory, build.pids, build.disk): their defaults and what the file may say.
+ * The server may allow less (runner.h); sizes are bytes. */
+#define PIPELINE_DEFAULT_MEMORY (2LL << 30)
+#define PIPELINE_DEFAULT_PIDS   1024
+#define PIPELINE_DEFAULT_DISK   (2LL << 30)
+#define PIPELINE_MIN_MEMORY     (16LL << 20)
+#define PIPELINE_MIN_PIDS       16
+#define PIPELINE_MAX_PIDS       1000000
+#define PIPELINE_MIN_DISK       (1LL << 20)
+#define PIPELINE_MAX_SIZE       (1LL << 50) /* 1024 TB */
+
 /* The one version of the file format this code reads. */
 #define PIPELINE_VERSION 1
 
@@ -82,6 +93,9 @@ struct pipeline {
     size_t nr_build_steps;
     int64_t build_timeout_s;
     bool build_network;
+    int64_t build_memory; /* bytes, always set (the default when not given) */
+    int64_t build_pids;   /* processes and threads at once */
+    int64_t build_disk;   /* bytes of the build's directory (workspace and /tmp) */
     struct pipeline_env_var *build_env;
     size_t nr_build_env;
     char **package_include; /* at least one; relative, no ".." component, no control chars */

@@ -25,6 +25,7 @@
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/proc.h"
+#include "base/sandbox.h"
 #include "base/strbuf.h"
 #include "base/util.h"
 #include "build/package.h"
@@ -52,6 +53,7 @@ struct watch {
 struct warm {
     pid_t pid;
     int pidfd, out_fd, go_fd, cg_fd;
+    int cg_v1[CGROUP_NR_CONTROLLERS]; /* its groups in v1 hierarchies (limits), or -1 */
     char root[PATH_MAX]; /* DIR/builds/warm-<server pid>-<n>: the build's root once taken */
     char cg_name[48];
     struct watch exit_watch;
@@ -71,7 +73,12 @@ struct build {
     /* The running step's cgroup (-1: none), <PackageId>.<step>: every process of the step.
      * One per step: a group cgroup.kill was written to kills what is started in it later. */
     int cg_fd;
+    int cg_v1[CGROUP_NR_CONTROLLERS]; /* the step's groups in v1 hierarchies (limits), or -1 */
     char cg_name[48];
+    struct cgroup_limits limits; /* build.pids and build.memory, as far as the server allows */
+    int64_t disk_max;            /* build.disk, as far as the server allows */
+    int64_t disk_next_ns;        /* when the running step's build directory is measured next */
+    int64_t disk_every_ns;
     struct warm *warm; /* the warm sandbox its first step takes, if any */
     pid_t pid;
     int pidfd, out_fd;
@@ -98,6 +105,10 @@ static struct {
     char *bwrap;
     int cgroup_fd;     /* the parent of the builds' cgroups, -1 when the host has none for us */
     char *cgroup_name; /* its name: slipway-<hash of the data directory> */
+    struct cgroup_limiter limiter; /* where the pids and memory limits go */
+    unsigned limited;              /* the controllers found: 1 << CGROUP_PIDS ... */
+    struct sandbox_user user;      /* who runs the steps */
+    char user_why[512];            /* why builds are refused when the user is unusable */
     pthread_t thread;
     bool started;
     atomic_bool stopping;
@@ -108,7 +119,8 @@ static struct {
     struct warm *warm[MAX_EXECUTORS];
     size_t nr_warm;
     unsigned long long warm_seq;
-} E = {.wake_fd = -1, .epoll_fd = -1, .cgroup_fd = -1};
+    int64_t warm_after_ns; /* no warm sandbox before this (one died before use) */
+} E = {.wake_fd = -1, .epoll_fd = -1, .cgroup_fd = -1, .limiter = {.v2_fd = -1, .v1_fd = {-1, -1}}};
 
 char *runner_package_path(const char *data_dir, const char *app_id, const char *package_id)
 {
@@ -124,6 +136,11 @@ char *runner_log_path(const char *data_dir, const char *package_id)
 
 bool runner_can_build(const char **why)
 {
+    if (E.user_why[0]) {
+        if (why)
+            *why = E.user_why;
+        return false;
+    }
     if (E.bwrap || E.cfg.unsafe_no_sandbox)
         return true;
     if (why)
@@ -198,12 +215,12 @@ __attribute__((format(printf, 2, 3))) static void log_line(struct build *b, cons
 /* Kills what is left in the step's cgroup, waits for it to empty and removes it. */
 static void step_group_end(struct build *b)
 {
-    if (b->cg_fd < 0)
-        return;
-    if (cgroup_destroy(E.cgroup_fd, b->cg_name, b->cg_fd, 2000))
+    if (b->cg_fd >= 0 && cgroup_destroy(E.cgroup_fd, b->cg_name, b->cg_fd, 2000))
         log_warn("build %s: cannot remove cgroup %s (processes left in it)", b->pkg.package_id,
                  b->cg_name);
     b->cg_fd = -1;
+    if (cgroup_limits_destroy(&E.limiter, b->cg_name, b->cg_v1, 2000))
+        log_warn("build %s: cannot remove the v1 cgroups %s", b->pkg.package_id, b->cg_name);
 }
 
 static void warm_discard(struct warm *w);
@@ -371,15 +388,14 @@ static void strv_free(char **v)
 }
 
 /* The step's environment: an allowlist, never the server's own. */
-static char **step_env(const struct build *b, bool sandboxed)
+static char **step_env(const struct build *b, const char *home)
 {
     char **env = NULL;
     size_t n = 0;
     char number[32];
     snprintf(number, sizeof(number), "%lld", (long long)b->pkg.revision_number);
     int r = add_env(&env, &n, "PATH", "/usr/local/bin:/usr/bin:/bin") ||
-            add_env(&env, &n, "HOME", sandboxed ? "/workspace" : b->ws) ||
-            add_env(&env, &n, "LANG", "C.UTF-8") ||
+            add_env(&env, &n, "HOME", home) || add_env(&env, &n, "LANG", "C.UTF-8") ||
             add_env(&env, &n, "SLIPWAY_APP", b->pkg.app_id) ||
             add_env(&env, &n, "SLIPWAY_BRANCH", b->pkg.branch) ||
             add_env(&env, &n, "SLIPWAY_REVISION", b->pkg.revision) ||
@@ -394,97 +410,93 @@ static char **step_env(const struct build *b, bool sandboxed)
     return env;
 }
 
-/* A new cgroup under the builds' parent: its descriptor, or -1 (no cgroups here, or it failed,
- * which is said: the process then runs without one). */
-static int group_new(const char *name)
+/* The groups of a step or warm sandbox: a new cgroup v2 group under the builds' parent (*fd, or
+ * -1: no cgroups here, or it failed, which is said: the process then runs without one) and its
+ * groups in v1 hierarchies for the limits cgroup v2 cannot set here (v1[c], or -1). */
+static void group_new(const char *name, int *fd, int v1[CGROUP_NR_CONTROLLERS])
 {
-    int fd = -1, r;
-    if (E.cgroup_fd >= 0 && (r = cgroup_create(E.cgroup_fd, name, &fd))) {
+    int r;
+    *fd = -1;
+    if (E.cgroup_fd >= 0 && (r = cgroup_create(E.cgroup_fd, name, fd))) {
         log_warn("cannot create cgroup %s: %s", name, strerror(-r));
-        fd = -1;
+        *fd = -1;
     }
-    return fd;
+    if ((r = cgroup_limits_create(&E.limiter, name, v1)))
+        log_warn("cannot create the v1 cgroups %s: %s", name, strerror(-r));
 }
 
-/* Starts a step's process, in a new cgroup of its own where there are cgroups. */
-static int spawn(struct build *b, const char *cwd, const char *path, char *const argv[],
+/* The groups proc_spawn_opts() makes the child join. */
+static void join_groups(struct proc_opts *o, int fd, const int v1[CGROUP_NR_CONTROLLERS])
+{
+    if (fd >= 0)
+        o->cgroup_fd[o->nr_cgroups++] = fd;
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++)
+        if (v1[c] >= 0)
+            o->cgroup_fd[o->nr_cgroups++] = v1[c];
+}
+
+/* Starts a step's process, in new cgroups of its own (where there are cgroups) with the build's
+ * limits. opts: the identity and mounts; the groups and the file size limit are added here. */
+static int spawn(struct build *b, struct proc_opts *opts, const char *path, char *const argv[],
                  char *const env[], int out_fd)
 {
     step_group_end(b); /* the previous step's */
     snprintf(b->cg_name, sizeof(b->cg_name), "%s.%zu", b->pkg.package_id, b->step + 1);
-    b->cg_fd = group_new(b->cg_name);
-    int r = proc_spawn_into(b->cg_fd, cwd, path, argv, env, -1, out_fd, out_fd, &b->pid, &b->pidfd);
+    group_new(b->cg_name, &b->cg_fd, b->cg_v1);
+    int r = cgroup_limits_set(&E.limiter, b->cg_fd, b->cg_v1, &b->limits);
+    if (r)
+        log_warn("build %s: cannot set the limits of cgroup %s: %s", b->pkg.package_id, b->cg_name,
+                 strerror(-r));
+    join_groups(opts, b->cg_fd, b->cg_v1);
+    opts->max_file_size = (uint64_t)b->disk_max;
+    r = proc_spawn_opts(opts, path, argv, env, -1, out_fd, out_fd, &b->pid, &b->pidfd);
     if (r)
         step_group_end(b);
     return r;
 }
 
-/* The bubblewrap command line of a step: read-only /usr and a few /etc files, the workspace at
- * /workspace, the build's private /tmp, the step scripts read-only at /slipway, no network
- * unless asked for, its own pid namespace (whose pid 1 is the step's shell: when it ends, every
- * process left in the namespace is killed). `block`: bwrap sets the sandbox up, then waits for a
- * byte on its stdin before it starts the command (a warm sandbox). */
-static void sandbox_argv(const char *root, bool network, bool block, const char *command,
-                         const char *argv[64], char paths[3][PATH_MAX])
+/* The sandbox of a step, in the build's directory `root`: read-only /usr and a few /etc files
+ * (base/sandbox.c), the workspace at /workspace, the build's private /tmp, the step scripts
+ * read-only at /slipway, no network unless asked for, its own pid namespace (whose pid 1 is the
+ * step's shell: when it ends, every process left in the namespace is killed). `block`: bwrap
+ * sets the sandbox up, then waits for a byte on its stdin before it starts the command (a warm
+ * sandbox). Release c either way. */
+static int step_sandbox(struct sandbox_cmd *c, const char *root, bool network, bool block,
+                        const char *script)
 {
-    size_t a = 0;
-    snprintf(paths[0], PATH_MAX, "%s/ws", root);
-    snprintf(paths[1], PATH_MAX, "%s/tmp", root);
-    snprintf(paths[2], PATH_MAX, "%s/slipway", root);
-    argv[a++] = "bwrap";
-    argv[a++] = "--die-with-parent";
-    argv[a++] = "--new-session";
-    argv[a++] = "--unshare-all";
-    argv[a++] = "--as-pid-1"; /* the step's shell is the namespace's pid 1: no extra fork */
-    if (network)
-        argv[a++] = "--share-net";
-    if (block) {
-        argv[a++] = "--block-fd";
-        argv[a++] = "0";
-    }
-    const char *ro[] = {"/usr",
-                        "/etc/alternatives",
-                        "/etc/ld.so.cache",
-                        "/etc/passwd",
-                        "/etc/group",
-                        "/etc/ssl",
-                        "/etc/ca-certificates",
-                        network ? "/etc/resolv.conf" : NULL,
-                        network ? "/etc/hosts" : NULL};
-    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
-        if (!ro[i])
-            continue;
-        argv[a++] = "--ro-bind-try";
-        argv[a++] = ro[i];
-        argv[a++] = ro[i];
-    }
-    const char *links[][2] = {
-        {"usr/bin", "/bin"}, {"usr/sbin", "/sbin"}, {"usr/lib", "/lib"}, {"usr/lib64", "/lib64"}};
-    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
-        argv[a++] = "--symlink";
-        argv[a++] = links[i][0];
-        argv[a++] = links[i][1];
-    }
-    const char *tail[] = {"--dev",     "/dev",    "--proc",   "/proc",   "--bind",
-                          paths[1],    "/tmp",    "--bind",   paths[0],  "/workspace",
-                          "--ro-bind", paths[2],  "/slipway", "--chdir", "/workspace",
-                          "--",        "/bin/sh", "-e",       command,   NULL};
-    for (size_t i = 0; i < sizeof(tail) / sizeof(tail[0]); i++)
-        argv[a++] = tail[i];
+    static const struct sandbox_bind binds[] = {
+        {"ws", "/workspace", true}, {"tmp", "/tmp", true}, {"slipway", "/slipway", false}};
+    char *const command[] = {"/bin/sh", "-e", (char *)script, NULL};
+    struct sandbox_spec spec = {.dir = root,
+                                .binds = binds,
+                                .nr_binds = 3,
+                                .chdir = "/workspace",
+                                .network = network,
+                                .block = block,
+                                .command = command};
+    return sandbox_cmd_init(c, &E.user, &spec);
 }
 
-/* The directories of a build: root/ws (the workspace), root/tmp, root/slipway (step scripts). */
+/* The directories of a build: root (reachable, not readable, by the sandbox user), root/ws (the
+ * workspace) and root/tmp, both the sandbox user's, and root/slipway (step scripts, root's). */
 static int build_dirs(const char *root)
 {
     char path[PATH_MAX];
-    const char *sub[] = {"ws", "tmp", "slipway"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s/%s", root, sub[i]);
-        int r = fs_mkdirs(path, 0700);
-        if (r)
-            return r;
+    static const struct {
+        const char *name;
+        bool user;
+    } sub[] = {{"ws", true}, {"tmp", true}, {"slipway", false}};
+    int r = fs_mkdirs(root, 0700);
+    if (!r && chmod(root, 0711) < 0)
+        r = -errno;
+    for (size_t i = 0; i < 3 && !r; i++) {
+        snprintf(path, sizeof(path), "%s/%s", root, sub[i].name);
+        if (mkdir(path, sub[i].user ? 0700 : 0711) < 0 && errno != EEXIST)
+            r = -errno;
+        else if (sub[i].user)
+            r = sandbox_chown(&E.user, path, false);
     }
-    return 0;
+    return r;
 }
 
 /* ---- warm sandboxes ------------------------------------------------------------------------ */
@@ -500,6 +512,7 @@ static void warm_discard(struct warm *w)
     }
     if (w->cg_fd >= 0)
         cgroup_destroy(E.cgroup_fd, w->cg_name, w->cg_fd, 2000);
+    cgroup_limits_destroy(&E.limiter, w->cg_name, w->cg_v1, 2000);
     const int fds[] = {w->pidfd, w->out_fd, w->go_fd};
     for (size_t i = 0; i < 3; i++)
         if (fds[i] >= 0)
@@ -522,7 +535,8 @@ static void warm_remove(struct warm *w)
 /* Keeps one warm sandbox per free executor. */
 static void warm_fill(void)
 {
-    while (E.bwrap && !E.cfg.unsafe_no_sandbox && E.nr_warm + E.nr_running < E.cfg.executors &&
+    while (E.bwrap && !E.cfg.unsafe_no_sandbox && !E.user_why[0] &&
+           E.nr_warm + E.nr_running < E.cfg.executors && time_mono_ns() >= E.warm_after_ns &&
            !atomic_load(&E.stopping)) {
         struct warm *w = calloc(1, sizeof(*w));
         int go[2] = {-1, -1}, out[2] = {-1, -1};
@@ -532,20 +546,29 @@ static void warm_fill(void)
         snprintf(w->root, sizeof(w->root), "%s/builds/warm-%ld-%llu", E.cfg.data_dir,
                  (long)getpid(), (unsigned long long)++E.warm_seq);
         snprintf(w->cg_name, sizeof(w->cg_name), "warm-%llu", (unsigned long long)E.warm_seq);
-        const char *argv[64];
-        char paths[3][PATH_MAX];
+        struct sandbox_cmd cmd;
         char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "LANG=C.UTF-8",
                        NULL};
-        sandbox_argv(w->root, false, true, "/slipway/run", argv, paths);
-        w->cg_fd = group_new(w->cg_name);
-        int r = build_dirs(w->root);
+        /* the build's own limits are set when a build takes it (the server's until then; the
+         * run script lowers the file size limit to build.disk) */
+        struct cgroup_limits lim = {E.cfg.max_pids, E.cfg.max_memory};
+        group_new(w->cg_name, &w->cg_fd, w->cg_v1);
+        int r = step_sandbox(&cmd, w->root, false, true, "/slipway/run");
+        if (!r)
+            r = build_dirs(w->root);
+        if (!r)
+            cgroup_limits_set(&E.limiter, w->cg_fd, w->cg_v1, &lim);
         if (!r && (pipe2(go, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0))
             r = -errno;
         w->go_fd = go[1];
         w->out_fd = out[0];
-        if (!r)
-            r = proc_spawn_into(w->cg_fd, NULL, E.bwrap, (char *const *)argv, env, go[0], out[1],
-                                out[1], &w->pid, &w->pidfd);
+        if (!r) {
+            join_groups(&cmd.opts, w->cg_fd, w->cg_v1);
+            cmd.opts.max_file_size = (uint64_t)E.cfg.max_disk;
+            r = proc_spawn_opts(&cmd.opts, E.bwrap, cmd.argv, env, go[0], out[1], out[1], &w->pid,
+                                &w->pidfd);
+        }
+        sandbox_cmd_release(&cmd);
         if (go[0] >= 0)
             close(go[0]);
         if (out[1] >= 0)
@@ -565,7 +588,8 @@ static void warm_fill(void)
 /* A warm sandbox ended while it waited (it should not): it goes. */
 static void warm_died(struct warm *w)
 {
-    log_warn("a warm sandbox exited before use; discarding it");
+    log_warn("a warm sandbox exited before use; discarding it (no new one for 10 s)");
+    E.warm_after_ns = time_mono_ns() + 10000000000LL; /* bwrap may fail at once, every time */
     warm_remove(w);
     warm_discard(w);
 }
@@ -624,6 +648,9 @@ static int step_start(struct build *b)
     const char *text = b->pl.build_steps[b->step];
     bool sandboxed = !E.cfg.unsafe_no_sandbox;
     struct warm *w = b->step == 0 ? b->warm : NULL;
+    struct proc_opts opts = PROC_OPTS_INIT;
+    const char *seen = sandboxed ? NULL : sandbox_host_opts(&E.user, b->root, &opts);
+    char home[PATH_MAX];
 
     b->warm = NULL;
     log_line(b, "==> step %zu/%zu: %s", b->step + 1, b->pl.nr_build_steps, text);
@@ -633,12 +660,14 @@ static int step_start(struct build *b)
     if ((r = fs_write(script, text, strlen(text), 0644)))
         goto out;
     r = -ENOMEM;
-    if (!(env = step_env(b, sandboxed)))
+    snprintf(home, sizeof(home), "%s/ws", seen ? seen : "");
+    if (!(env = step_env(b, sandboxed ? "/workspace" : home)))
         goto out;
     if (w) {
         struct strbuf run = STRBUF_INIT;
         char path[PATH_MAX];
-        strbuf_adds(&run, "exec </dev/null\n");
+        /* the sandbox started with the server's file size limit; ulimit counts 512-byte blocks */
+        strbuf_addf(&run, "exec </dev/null\nulimit -f %lld\n", (long long)(b->disk_max / 512));
         add_exports(&run, env);
         strbuf_adds(&run, ". /slipway/step-1.sh\n");
         snprintf(path, sizeof(path), "%s/slipway/run", b->root);
@@ -650,10 +679,21 @@ static int step_start(struct build *b)
         b->pid = w->pid;
         b->pidfd = w->pidfd;
         b->cg_fd = w->cg_fd;
+        memcpy(b->cg_v1, w->cg_v1, sizeof(b->cg_v1));
         w->cg_fd = w->pidfd = -1;
-        snprintf(b->cg_name, sizeof(b->cg_name), "%s.1", b->pkg.package_id);
-        if (b->cg_fd >= 0 && renameat(E.cgroup_fd, w->cg_name, E.cgroup_fd, b->cg_name) < 0)
-            snprintf(b->cg_name, sizeof(b->cg_name), "%s", w->cg_name);
+        memset(w->cg_v1, -1, sizeof(w->cg_v1));
+        /* its groups take the build's name, all of them or none */
+        char name[sizeof(b->cg_name)];
+        snprintf(name, sizeof(name), "%s.1", b->pkg.package_id);
+        bool renamed = cgroup_limits_rename(&E.limiter, w->cg_name, name) == 0;
+        if (renamed && b->cg_fd >= 0 && renameat(E.cgroup_fd, w->cg_name, E.cgroup_fd, name) < 0) {
+            cgroup_limits_rename(&E.limiter, name, w->cg_name);
+            renamed = false;
+        }
+        snprintf(b->cg_name, sizeof(b->cg_name), "%s", renamed ? name : w->cg_name);
+        if ((r = cgroup_limits_set(&E.limiter, b->cg_fd, b->cg_v1, &b->limits)))
+            log_warn("build %s: cannot set the limits of cgroup %s: %s", b->pkg.package_id,
+                     b->cg_name, strerror(-r));
         pipefd[0] = w->out_fd;
         w->out_fd = -1;
         r = write(w->go_fd, "", 1) == 1 ? 0 : -errno; /* go */
@@ -665,14 +705,19 @@ static int step_start(struct build *b)
         r = -errno;
         goto out;
     } else if (sandboxed) {
-        const char *argv[64];
-        char paths[3][PATH_MAX], command[64];
+        struct sandbox_cmd cmd;
+        char command[64];
         snprintf(command, sizeof(command), "/slipway/step-%zu.sh", b->step + 1);
-        sandbox_argv(b->root, b->pl.build_network, false, command, argv, paths);
-        r = spawn(b, NULL, E.bwrap, (char *const *)argv, env, pipefd[1]);
-    } else {
-        char *argv[] = {"sh", "-e", script, NULL};
-        r = spawn(b, b->ws, "/bin/sh", argv, env, pipefd[1]);
+        r = step_sandbox(&cmd, b->root, b->pl.build_network, false, command);
+        if (!r)
+            r = spawn(b, &cmd.opts, E.bwrap, cmd.argv, env, pipefd[1]);
+        sandbox_cmd_release(&cmd);
+    } else { /* as the sandbox user, b->root seen at `seen` */
+        char seen_script[PATH_MAX];
+        snprintf(seen_script, sizeof(seen_script), "%s/slipway/step-%zu.sh", seen, b->step + 1);
+        char *argv[] = {"sh", "-e", seen_script, NULL};
+        opts.cwd = home;
+        r = spawn(b, &opts, "/bin/sh", argv, env, pipefd[1]);
     }
     if (pipefd[1] >= 0)
         close(pipefd[1]);
@@ -683,6 +728,7 @@ static int step_start(struct build *b)
     }
     b->killed = false;
     b->step_started_ns = time_mono_ns();
+    b->disk_next_ns = b->step_started_ns + (b->disk_every_ns ? b->disk_every_ns : 1000000000LL);
     b->out_fd = pipefd[0];
     pipefd[0] = -1;
     fcntl(b->out_fd, F_SETFL, O_NONBLOCK);
@@ -726,6 +772,64 @@ static void output_drain(struct build *b)
 
 static void work_submit(struct build *b, enum work what);
 
+/* Measures the build's directory (workspace, /tmp, scripts) against build.disk: false, with
+ * the reason set, when it is over (or cannot be measured). Measuring costs about a microsecond
+ * per file, so while a step runs it is done again after at least a second and 50 times what the
+ * last one took. */
+static bool disk_within(struct build *b)
+{
+    uint64_t used = 0;
+    char cap[24];
+    int64_t t0 = time_mono_ns();
+    int r = fs_disk_usage(b->root, (uint64_t)b->disk_max, &used);
+    int64_t took = time_mono_ns() - t0;
+    b->disk_every_ns = took * 50 > 1000000000LL ? took * 50 : 1000000000LL;
+    b->disk_next_ns = time_mono_ns() + b->disk_every_ns;
+    format_size(b->disk_max, cap);
+    if (r == -ELOOP) {
+        snprintf(b->reason, sizeof(b->reason),
+                 "the workspace is nested more than 256 directories deep: its size (build.disk "
+                 "%s) cannot be checked",
+                 cap);
+        return false;
+    }
+    if (r) { /* a step cannot make it unreadable to root: say so, go on */
+        log_warn("build %s: cannot measure its directory: %s", b->pkg.package_id, strerror(-r));
+        return true;
+    }
+    if (used <= (uint64_t)b->disk_max)
+        return true;
+    snprintf(b->reason, sizeof(b->reason), "the workspace and /tmp take more than build.disk (%s)",
+             cap);
+    return false;
+}
+
+/* Why a step that failed may have: a limit it ran into (written to the log and kept in reason
+ * when it killed the step). */
+static void step_limits_hit(struct build *b, int status)
+{
+    char v[24];
+    unsigned hit = cgroup_limits_hit(&E.limiter, b->cg_fd, b->cg_v1);
+    if (hit & (1u << CGROUP_PIDS))
+        log_line(b, "==> the step reached build.pids (%lld processes and threads): a fork failed",
+                 (long long)b->limits.pids);
+    if (hit & (1u << CGROUP_MEMORY)) {
+        format_size(b->limits.memory_bytes, v);
+        snprintf(b->reason, sizeof(b->reason),
+                 "step %zu ran out of memory: a process was killed at build.memory (%s)",
+                 b->step + 1, v);
+    } else if (status == 128 + SIGXFSZ) {
+        format_size(b->disk_max, v);
+        snprintf(b->reason, sizeof(b->reason),
+                 "step %zu wrote a file larger than build.disk (%s) and was killed", b->step + 1,
+                 v);
+    } else if (hit & (1u << CGROUP_PIDS)) {
+        snprintf(b->reason, sizeof(b->reason),
+                 "step %zu ('%.200s') exited with status %d after reaching build.pids (%lld)",
+                 b->step + 1, b->pl.build_steps[b->step], status, (long long)b->limits.pids);
+    }
+}
+
 /* The step's process exited: record it and go on. */
 static void step_done(struct build *b)
 {
@@ -751,8 +855,16 @@ static void step_done(struct build *b)
     }
     log_line(b, "==> step %zu exited with status %d (%.2f s)", b->step + 1, status, secs);
     if (status != 0) {
-        build_fail(b, "step %zu ('%.200s') exited with status %d", b->step + 1,
-                   b->pl.build_steps[b->step], status);
+        step_limits_hit(b, status);
+        if (b->reason[0])
+            build_end(b, false, 0, NULL);
+        else
+            build_fail(b, "step %zu ('%.200s') exited with status %d", b->step + 1,
+                       b->pl.build_steps[b->step], status);
+        return;
+    }
+    if (!disk_within(b)) {
+        build_end(b, false, 0, NULL);
         return;
     }
     if (++b->step < b->pl.nr_build_steps) {
@@ -881,6 +993,8 @@ static void *worker(void *arg)
             b->work_r = open_repo(b, &repo);
             if (!b->work_r)
                 b->work_r = vcs_export(repo, b->pkg.revision, b->ws);
+            if (!b->work_r) /* before any step runs: the files are the sandbox user's */
+                b->work_r = sandbox_chown(&E.user, b->ws, true);
         } else {
             b->work_r = write_package(b);
         }
@@ -954,6 +1068,42 @@ static void work_stop(void)
     W.todo_tail = &W.todo;
 }
 
+/* The build's limits: what its slipway.yml asks, as far as the server allows; told in its log
+ * with those this host cannot set. */
+static void build_limits(struct build *b)
+{
+    static const struct {
+        const char *key, *what;
+        int controller;
+    } keys[] = {{"build.memory", "memory", CGROUP_MEMORY},
+                {"build.pids", "pids", CGROUP_PIDS},
+                {"build.disk", NULL, -1}};
+    int64_t asked[] = {b->pl.build_memory, b->pl.build_pids, b->pl.build_disk};
+    int64_t most[] = {E.cfg.max_memory, E.cfg.max_pids, E.cfg.max_disk};
+    int64_t v[3];
+    char text[3][24];
+    for (int i = 0; i < 3; i++) {
+        v[i] = asked[i] < most[i] ? asked[i] : most[i];
+        if (i == 1)
+            snprintf(text[i], sizeof(text[i]), "%lld", (long long)v[i]);
+        else
+            format_size(v[i], text[i]);
+        if (asked[i] > most[i])
+            log_line(b, "==> %s is lowered to %s: the most this server allows", keys[i].key,
+                     text[i]);
+    }
+    b->limits = (struct cgroup_limits){.pids = v[1], .memory_bytes = v[0]};
+    b->disk_max = v[2];
+    log_line(b, "==> limits: memory %s, %s processes and threads, disk %s", text[0], text[1],
+             text[2]);
+    for (int i = 0; i < 2; i++)
+        if (!(E.limited & (1u << keys[i].controller)))
+            log_line(b,
+                     "==> warning: %s is not enforced: this host gives the server no '%s' "
+                     "cgroup controller (see the server's log)",
+                     keys[i].key, keys[i].what);
+}
+
 static void build_start(struct build *b)
 {
     struct strbuf yml = STRBUF_INIT;
@@ -963,6 +1113,8 @@ static void build_start(struct build *b)
 
     b->log_fd = -1;
     b->cg_fd = -1;
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++)
+        b->cg_v1[c] = -1;
     b->out_fd = -1;
     b->pidfd = -1;
     b->out_watch = (struct watch){.kind = WATCH_OUTPUT, .build = b};
@@ -1019,6 +1171,7 @@ static void build_start(struct build *b)
         goto out;
     }
     b->have_pl = true;
+    build_limits(b);
 
     if (asprintf(&b->root, "%s/builds/%s", E.cfg.data_dir, b->pkg.package_id) < 0 ||
         asprintf(&b->ws, "%s/ws", b->root) < 0 || asprintf(&b->tmp, "%s/tmp", b->root) < 0) {
@@ -1075,8 +1228,14 @@ static int64_t check_running(void)
                      (long long)b->pl.build_timeout_s);
             log_line(b, "==> %s: stopping the build", b->reason);
             step_kill(b);
-        } else if (b->deadline_ns < next) {
-            next = b->deadline_ns;
+        } else if (now >= b->disk_next_ns && !disk_within(b)) {
+            log_line(b, "==> %s: stopping the build", b->reason);
+            step_kill(b);
+        } else {
+            if (b->deadline_ns < next)
+                next = b->deadline_ns;
+            if (b->disk_next_ns < next)
+                next = b->disk_next_ns;
         }
     }
     return next;
@@ -1215,6 +1374,22 @@ static void cgroups_open(const char *data_dir)
     }
 }
 
+/* Where the builds' pids and memory limits go (after cgroups_open); one line for what is missing.
+ */
+static void limits_open(void)
+{
+    char why[1024];
+    if (!E.cgroup_name)
+        return;
+    E.limited = cgroup_limiter_open(E.cgroup_name, E.cgroup_fd, &E.limiter, why, sizeof(why));
+    if (why[0])
+        log_warn("cgroups: build.pids or build.memory cannot be enforced on this host: %s", why);
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++)
+        if (E.limited & (1u << c))
+            log_info("cgroups: the builds' %s limit is set through cgroup %s",
+                     c == CGROUP_PIDS ? "pids" : "memory", E.limiter.v2[c] ? "v2" : "v1");
+}
+
 /* Removes package files no Succeeded package owns: temp files of an interrupted write, and the
  * file of a build killed between the rename and the database's Succeeded. */
 static void remove_stray_packages(const char *packages_dir)
@@ -1275,7 +1450,24 @@ int runner_start(const struct runner_config *cfg)
         E.cfg.executors = 1;
     if (E.cfg.executors > MAX_EXECUTORS)
         E.cfg.executors = MAX_EXECUTORS;
+    if (E.cfg.max_memory <= 0)
+        E.cfg.max_memory = RUNNER_MAX_MEMORY;
+    if (E.cfg.max_pids <= 0)
+        E.cfg.max_pids = RUNNER_MAX_PIDS;
+    if (E.cfg.max_disk <= 0)
+        E.cfg.max_disk = RUNNER_MAX_DISK;
     E.bwrap = proc_find_program("bwrap", "/usr/local/bin:/usr/bin:/bin");
+    E.user_why[0] = '\0';
+    const char *user = E.cfg.sandbox_user ? E.cfg.sandbox_user : SANDBOX_DEFAULT_USER;
+    char user_why[sizeof(E.user_why) - 64];
+    if (sandbox_user_init(user, !E.cfg.sandbox_user, &E.user, user_why, sizeof(user_why)))
+        snprintf(E.user_why, sizeof(E.user_why), "builds are refused: %s", user_why);
+    else if (E.user.drop)
+        log_info("build steps run as the user '%s' (uid %u, gid %u), with no capabilities",
+                 E.user.name, (unsigned)E.user.uid, (unsigned)E.user.gid);
+    else
+        log_info("build steps run as this server's user (uid %u), with no capabilities",
+                 (unsigned)E.user.uid);
     const char *why;
     if (!runner_can_build(&why))
         log_warn("%s", why);
@@ -1286,6 +1478,7 @@ int runner_start(const struct runner_config *cfg)
         log_warn("marked %d build(s) Failed: the server stopped while they ran", n);
     char *builds = NULL, *packages = NULL;
     cgroups_open(cfg->data_dir);
+    limits_open();
     if (asprintf(&builds, "%s/builds", cfg->data_dir) >= 0) {
         kill_orphan_sandboxes(builds);
         fs_remove_tree(builds); /* workspaces of builds that will never finish */
@@ -1327,6 +1520,7 @@ void runner_stop(void)
     if (E.epoll_fd >= 0)
         close(E.epoll_fd);
     E.wake_fd = E.epoll_fd = -1;
+    cgroup_limiter_close(&E.limiter);
     if (E.cgroup_fd >= 0) {
         cgroup_parent_close(E.cgroup_fd);
         E.cgroup_fd = -1;

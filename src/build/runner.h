@@ -12,6 +12,11 @@
  * not hold up the others; each step runs in a cgroup v2 group of its own where the host allows;
  * a bubblewrap sandbox per free executor is set up ahead for the next build's first step.
  *
+ * Steps run as an unprivileged user with no capabilities (base/sandbox.h), with the build's
+ * limits: build.pids and build.memory through the cgroup controllers the host has (the build log
+ * says which are missing), build.disk as RLIMIT_FSIZE and a check of the build's directory every
+ * second or so while a step runs and after each step (the build fails past it).
+ *
  * After a crash, builds that were running are marked Failed at the next start (the server never
  * resumes half-run steps); Queued builds simply run.
  */
@@ -20,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct runner_config {
     const char *data_dir;
@@ -30,7 +36,17 @@ struct runner_config {
      * packages (0: all); older ones go with their files and logs, except those an environment
      * holds. Queued and Building ones never count and never go. */
     unsigned keep_packages;
+    /* Who runs build steps when the server is root (NULL: SANDBOX_DEFAULT_USER, made when it is
+     * missing); a server run by another user runs them as itself. Never root: see base/sandbox.h */
+    const char *sandbox_user;
+    /* The most a slipway.yml may ask for (build.memory, build.pids, build.disk); 0: the
+     * RUNNER_MAX_* defaults. A larger value in the file is lowered to this, and the log says so. */
+    int64_t max_memory, max_pids, max_disk;
 };
+
+#define RUNNER_MAX_MEMORY (8LL << 30)
+#define RUNNER_MAX_PIDS   8192
+#define RUNNER_MAX_DISK   (20LL << 30)
 
 /* Starts the engine thread (after failing builds left Building by a crash). 0, or -errno. */
 int runner_start(const struct runner_config *cfg);

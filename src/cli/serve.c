@@ -61,6 +61,11 @@ static const char usage[] =
     "                      environment holds (default 50; 0 keeps all)\n"
     "  --unsafe-no-sandbox run builds without bubblewrap when it is missing (builds then see\n"
     "                      the whole machine: only for trusted code)\n"
+    "  --sandbox-user NAME when run as root: the user build steps run as (default\n"
+    "                      slipway-build, made with useradd when missing; never root)\n"
+    "  --build-max-memory SIZE, --build-max-pids N, --build-max-disk SIZE\n"
+    "                      the most a slipway.yml may ask for as build.memory, build.pids and\n"
+    "                      build.disk (defaults 8GB, 8192, 20GB)\n"
     "  --admin-email EMAIL email of the administrator created on first start\n"
     "                      (default admin@localhost)\n"
     "  -h, --help          show this help\n";
@@ -82,6 +87,8 @@ struct serve_opts {
     unsigned max_connections; /* 0: derived from the file descriptor limit */
     unsigned max_connections_per_ip;
     unsigned header_timeout_s;
+    const char *sandbox_user;
+    int64_t max_memory, max_pids, max_disk;
 };
 
 static int parse_listen(const char *s, struct serve_opts *o)
@@ -255,6 +262,10 @@ int cli_serve(int argc, char **argv)
         {"max-connections", required_argument, NULL, 'C'},
         {"max-connections-per-ip", required_argument, NULL, 'I'},
         {"header-timeout", required_argument, NULL, 'H'},
+        {"sandbox-user", required_argument, NULL, 'S'},
+        {"build-max-memory", required_argument, NULL, 'M'},
+        {"build-max-pids", required_argument, NULL, 'P'},
+        {"build-max-disk", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -341,6 +352,23 @@ int cli_serve(int argc, char **argv)
             }
             o.header_timeout_s = (unsigned)v;
             break;
+        case 'S':
+            o.sandbox_user = optarg;
+            break;
+        case 'M':
+        case 'D':
+            if (parse_size(optarg, 1 << 20, INT64_MAX, c == 'M' ? &o.max_memory : &o.max_disk)) {
+                fprintf(stderr, "slipway serve: --build-max-memory and --build-max-disk want a "
+                                "size of at least 1MB, e.g. 4GB\n");
+                return 2;
+            }
+            break;
+        case 'P':
+            if (parse_i64(optarg, 16, 1000000, &o.max_pids)) {
+                fprintf(stderr, "slipway serve: --build-max-pids wants 16 to 1000000\n");
+                return 2;
+            }
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -410,7 +438,11 @@ int cli_serve(int argc, char **argv)
                                    .executors = o.executors,
                                    .unsafe_no_sandbox = o.unsafe_no_sandbox,
                                    .max_log = (size_t)o.max_log,
-                                   .keep_packages = o.keep_packages};
+                                   .keep_packages = o.keep_packages,
+                                   .sandbox_user = o.sandbox_user,
+                                   .max_memory = o.max_memory,
+                                   .max_pids = o.max_pids,
+                                   .max_disk = o.max_disk};
     int r = runner_start(&rc_cfg);
     if (r) {
         log_error("cannot start the build engine: %s", strerror(-r));

@@ -80,6 +80,17 @@ Test(proc, the_reaper_takes_orphans_and_leaves_our_children)
     cr_assert_eq(proc_wait(ours), 0, "the reaper took a child proc_spawn started");
 }
 
+/* Reads the pipe to its end into buf (NUL-terminated). */
+static void read_all(int fd, char *buf, size_t size)
+{
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < size && (r = read(fd, buf + n, size - 1 - n)) > 0)
+        n += (size_t)r;
+    buf[n] = '\0';
+    close(fd);
+}
+
 /* A server that raised its own descriptor limit gives children the usual one back. */
 Test(proc, children_get_the_soft_descriptor_limit_set_for_them)
 {
@@ -93,12 +104,8 @@ Test(proc, children_get_the_soft_descriptor_limit_set_for_them)
     char *limits[] = {"sh", "-c", "ulimit -Sn; ulimit -Hn", NULL};
     cr_assert_eq(proc_spawn("/bin/sh", limits, env, -1, out[1], -1, &pid), 0);
     close(out[1]);
-    char buf[64] = "", want[64];
-    size_t n = 0;
-    ssize_t r;
-    while ((r = read(out[0], buf + n, sizeof(buf) - 1 - n)) > 0)
-        n += (size_t)r;
-    close(out[0]);
+    char buf[64], want[64];
+    read_all(out[0], buf, sizeof(buf));
     cr_assert_eq(proc_wait(pid), 0);
     if (rl.rlim_max == RLIM_INFINITY)
         snprintf(want, sizeof(want), "100\nunlimited\n");
@@ -109,4 +116,29 @@ Test(proc, children_get_the_soft_descriptor_limit_set_for_them)
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &after), 0);
     cr_assert_eq(after.rlim_cur, rl.rlim_cur); /* and ours too */
     proc_set_child_nofile(0);
+}
+
+/* A user's code: an ordinary user with no capabilities, no_new_privs, and a file size limit. */
+Test(proc, opts_drop_to_an_unprivileged_user)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    struct proc_opts o = PROC_OPTS_INIT;
+    o.set_ids = true;
+    o.uid = 65534;
+    o.gid = 65534;
+    o.max_file_size = 4096;
+    o.cwd = "/";
+    int out[2];
+    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+    char *argv[] = {"sh", "-c",
+                    "id -u; id -G; grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; ulimit -f",
+                    NULL};
+    pid_t pid;
+    cr_assert_eq(proc_spawn_opts(&o, "/bin/sh", argv, env, -1, out[1], -1, &pid, NULL), 0);
+    close(out[1]);
+    char buf[256];
+    read_all(out[0], buf, sizeof(buf));
+    cr_assert_eq(proc_wait(pid), 0);
+    cr_assert_str_eq(buf, "65534\n65534\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n8\n");
 }

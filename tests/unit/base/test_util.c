@@ -458,3 +458,71 @@ Test(util, remove_tree)
     remove_tree_of_a_file();
     remove_tree_does_not_follow_symlinks();
 }
+
+Test(util, parse_and_format_sizes)
+{
+    int64_t v;
+    cr_assert_eq(parse_size("500MB", 0, INT64_MAX, &v), 0);
+    cr_assert_eq(v, 500LL << 20);
+    cr_assert_eq(parse_size("2GB", 0, INT64_MAX, &v), 0);
+    cr_assert_eq(v, 2LL << 30);
+    cr_assert_eq(parse_size("3GiB", 0, INT64_MAX, &v), 0);
+    cr_assert_eq(v, 3LL << 30);
+    cr_assert_eq(parse_size("4096", 0, INT64_MAX, &v), 0);
+    cr_assert_eq(v, 4096);
+    cr_assert_eq(parse_size("1TB", 0, INT64_MAX, &v), 0);
+    cr_assert_eq(v, 1LL << 40);
+    const char *bad[] = {"", "MB", "2 GB", "2gb", "-1MB", "1.5GB", "2GBs", " 2GB", "0x10"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(parse_size(bad[i], 0, INT64_MAX, &v), -EINVAL, "%s", bad[i]);
+    cr_assert_eq(parse_size("9999999999TB", 0, INT64_MAX, &v), -ERANGE);
+    cr_assert_eq(parse_size("1MB", 2 << 20, INT64_MAX, &v), -ERANGE);
+    cr_assert_eq(parse_size("9999999999999999999", 0, INT64_MAX, &v), -ERANGE);
+    char out[24];
+    format_size(2LL << 30, out);
+    cr_assert_str_eq(out, "2GB");
+    format_size(1536LL << 20, out);
+    cr_assert_str_eq(out, "1536MB");
+    format_size(1000, out);
+    cr_assert_str_eq(out, "1000B");
+}
+
+Test(util, disk_usage_and_chown_tree)
+{
+    char path[PATH_MAX + 64], deep[PATH_MAX];
+    uint64_t used = 0;
+    fresh_dir();
+    snprintf(path, sizeof(path), "%s/a/b", dir);
+    cr_assert_eq(fs_mkdirs(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/a/b/f", dir);
+    char block[4096];
+    memset(block, 'x', sizeof(block));
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    cr_assert(fd >= 0);
+    for (int i = 0; i < 256; i++) /* 1 MB */
+        cr_assert_eq(write(fd, block, sizeof(block)), (ssize_t)sizeof(block));
+    fsync(fd);
+    close(fd);
+    snprintf(path, sizeof(path), "%s/link", dir);
+    cr_assert_eq(symlink("/usr", path), 0); /* not followed */
+    cr_assert_eq(fs_disk_usage(dir, UINT64_MAX, &used), 0);
+    cr_assert(used >= (1u << 20) && used < (1u << 20) + 64 * 1024, "%llu",
+              (unsigned long long)used);
+    cr_assert_eq(fs_disk_usage(dir, 4096, &used), 0); /* stops early: "more than" is enough */
+    cr_assert(used > 4096);
+    /* too deep to measure */
+    snprintf(deep, sizeof(deep), "%s", dir);
+    for (int i = 0; i < 300 && strlen(deep) + 3 < sizeof(deep); i++) {
+        strcat(deep, "/d");
+        cr_assert_eq(mkdir(deep, 0700), 0);
+    }
+    cr_assert_eq(fs_disk_usage(dir, UINT64_MAX, &used), -ELOOP);
+    if (geteuid() == 0) {
+        snprintf(path, sizeof(path), "%s/a", dir);
+        cr_assert_eq(fs_chown_tree(path, 12345, 23456), 0);
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/a/b/f", dir);
+        cr_assert_eq(stat(path, &st), 0);
+        cr_assert(st.st_uid == 12345 && st.st_gid == 23456);
+    }
+}

@@ -139,6 +139,9 @@ static void doc_example_parses_field_by_field(void)
     cr_assert_str_eq(p.build_steps[1], "./run-unit-tests");
     cr_assert_eq(p.build_timeout_s, 600);
     cr_assert_eq(p.build_network, false);
+    cr_assert_eq(p.build_memory, 2LL << 30); /* the defaults */
+    cr_assert_eq(p.build_pids, 1024);
+    cr_assert_eq(p.build_disk, 2LL << 30);
     cr_assert_eq(p.nr_build_env, 1);
     cr_assert_str_eq(p.build_env[0].name, "CFLAGS");
     cr_assert_str_eq(p.build_env[0].value, "-O2");
@@ -347,7 +350,8 @@ static const struct bad structure_errors[] = {
      "unknown key 'bulid' (known keys: version, runtime, build, package, run, constants, "
      "scheduled_events, tests)"},
     {"version: 1\nbuild:\n  steps: [make]\n  timout: 10m\npackage: {include: [bin]}\n", 4, 3,
-     "build.timout", "unknown key 'timout' (known keys: steps, timeout, network, env)"},
+     "build.timout",
+     "unknown key 'timout' (known keys: steps, timeout, network, env, memory, pids, disk)"},
     {"version: 1\nbuild: {steps: [make]}\npackage: {include: [bin], exclude: [x]}\n", 3, 27,
      "package.exclude", "unknown key 'exclude' (known keys: include)"},
     {HEAD "run:\n  command: x\n  helth: /h\n", 6, 3, "run.helth",
@@ -375,9 +379,9 @@ static const struct bad structure_errors[] = {
      "the key appears twice (first at line 5)"},
     /* wrong types */
     {"version: 1\nbuild:\n  - make\npackage: {include: [bin]}\n", 3, 3, "build",
-     "expected a mapping (steps, timeout, network, env), found a list"},
+     "expected a mapping (steps, timeout, network, env, memory, pids, disk), found a list"},
     {"version: 1\nbuild:\npackage: {include: [bin]}\n", 2, 7, "build",
-     "expected a mapping (steps, timeout, network, env), found nothing"},
+     "expected a mapping (steps, timeout, network, env, memory, pids, disk), found nothing"},
     {"version: 1\nbuild:\n  steps: {a: b}\npackage: {include: [bin]}\n", 3, 10, "build.steps",
      "expected a list of commands, found a mapping"},
     {"version: 1\nbuild:\n  steps: make\npackage: {include: [bin]}\n", 3, 10, "build.steps",
@@ -419,6 +423,17 @@ static const struct bad structure_errors[] = {
 /* ---- errors: values ---- */
 
 static const struct bad value_errors[] = {
+    /* limits */
+    {"version: 1\nbuild: {steps: [make], memory: 2 GB}\npackage: {include: [bin]}\n", 2, 32,
+     "build.memory", "'2 GB' is not a size (a number with B, KB, MB, GB or TB, e.g. 2GB)"},
+    {"version: 1\nbuild: {steps: [make], memory: 1MB}\npackage: {include: [bin]}\n", 2, 32,
+     "build.memory", "'1MB' is out of range (16MB to 1024TB)"},
+    {"version: 1\nbuild: {steps: [make], disk: 0}\npackage: {include: [bin]}\n", 2, 30,
+     "build.disk", "'0' is out of range (1MB to 1024TB)"},
+    {"version: 1\nbuild: {steps: [make], pids: 8}\npackage: {include: [bin]}\n", 2, 30,
+     "build.pids", "'8' is out of range (16 to 1000000)"},
+    {"version: 1\nbuild: {steps: [make], pids: many}\npackage: {include: [bin]}\n", 2, 30,
+     "build.pids", "'many' is not a whole number"},
     /* durations */
     {"version: 1\nbuild:\n  steps: [make]\n  timeout: 10x\npackage: {include: [bin]}\n", 4, 12,
      "build.timeout", "'10x' is not a duration (use s, m or h, e.g. 10m)"},
@@ -943,8 +958,21 @@ static void manifest_json(void)
     json_decref(j);
 }
 
+static void build_limits(void)
+{
+    struct pipeline p;
+    parse_ok("version: 1\nbuild:\n  steps: [make]\n  memory: 512MB\n  pids: 64\n  disk: 5GB\n"
+             "package: {include: [bin]}\n",
+             &p);
+    cr_assert_eq(p.build_memory, 512LL << 20);
+    cr_assert_eq(p.build_pids, 64);
+    cr_assert_eq(p.build_disk, 5LL << 30);
+    pipeline_release(&p);
+}
+
 Test(pipeline, files_that_parse)
 {
+    build_limits();
     doc_example_parses_field_by_field();
     minimal_file_gets_the_defaults();
     durations();

@@ -1,0 +1,206 @@
+/* sandbox — bubblewrap command lines and the identity of user code; see sandbox.h. */
+#include "base/sandbox.h"
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/util.h"
+
+static int lookup(const char *name, uid_t *uid, gid_t *gid)
+{
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    int r = getpwnam_r(name, &pw, buf, sizeof(buf), &found);
+    if (r)
+        return -r;
+    if (!found)
+        return -ENOENT;
+    *uid = pw.pw_uid;
+    *gid = pw.pw_gid;
+    return 0;
+}
+
+/* useradd --system: no home, no login shell, a group of its own. Another server making the same
+ * user at the same time is fine: the lookup after decides. */
+static int make_user(const char *name)
+{
+    char *useradd = proc_find_program("useradd", "/usr/sbin:/sbin:/usr/bin:/bin");
+    if (!useradd)
+        return -ENOENT;
+    char *argv[] = {"useradd",      "--system",
+                    "--user-group", "--no-create-home",
+                    "--home-dir",   "/nonexistent",
+                    "--shell",      "/usr/sbin/nologin",
+                    "--comment",    "Slipway sandboxed code",
+                    (char *)name,   NULL};
+    char *env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C", NULL};
+    pid_t pid;
+    int r = proc_spawn(useradd, argv, env, -1, -1, -1, &pid);
+    if (!r)
+        r = proc_wait(pid) < 0 ? -ECHILD : 0;
+    free(useradd);
+    return r;
+}
+
+int sandbox_user_init(const char *name, bool create, struct sandbox_user *u, char *why,
+                      size_t why_len)
+{
+    struct stat st;
+    memset(u, 0, sizeof(*u));
+    u->mount = stat("/mnt", &st) == 0 && S_ISDIR(st.st_mode) ? "/mnt" : "/tmp";
+    if (geteuid() != 0) {
+        u->uid = geteuid();
+        u->gid = getegid();
+        return 0;
+    }
+    if (!name || !*name || strlen(name) >= sizeof(u->name)) {
+        snprintf(why, why_len, "'%s' is not a user name", name ? name : "");
+        return -EINVAL;
+    }
+    int r = lookup(name, &u->uid, &u->gid);
+    if (r == -ENOENT && create) {
+        make_user(name);
+        r = lookup(name, &u->uid, &u->gid);
+    }
+    if (r == -ENOENT) {
+        snprintf(why, why_len,
+                 "the user '%s' does not exist%s: make it (useradd --system --user-group "
+                 "--no-create-home --shell /usr/sbin/nologin %s) or name another one",
+                 name, create ? " and useradd could not make it" : "", name);
+        return r;
+    }
+    if (r) {
+        snprintf(why, why_len, "cannot look up the user '%s': %s", name, strerror(-r));
+        return r;
+    }
+    if (u->uid == 0 || u->gid == 0) {
+        snprintf(why, why_len, "the user '%s' has uid or gid 0: user code must not run as root",
+                 name);
+        return -EPERM;
+    }
+    snprintf(u->name, sizeof(u->name), "%s", name);
+    u->drop = true;
+    return 0;
+}
+
+int sandbox_chown(const struct sandbox_user *u, const char *path, bool tree)
+{
+    if (!u->drop)
+        return 0;
+    if (tree)
+        return fs_chown_tree(path, u->uid, u->gid);
+    return lchown(path, u->uid, u->gid) < 0 ? -errno : 0;
+}
+
+const char *sandbox_host_opts(const struct sandbox_user *u, const char *dir, struct proc_opts *opts)
+{
+    if (!u->drop) {
+        opts->no_new_privs = true;
+        return dir;
+    }
+    opts->bind_src = dir;
+    opts->bind_dst = u->mount;
+    opts->set_ids = true;
+    opts->uid = u->uid;
+    opts->gid = u->gid;
+    opts->no_new_privs = true;
+    return u->mount;
+}
+
+int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
+                     const struct sandbox_spec *spec)
+{
+    size_t a = 0;
+    memset(c, 0, sizeof(*c));
+    if (spec->nr_binds > SANDBOX_MAX_BINDS)
+        return -EINVAL;
+    const char *base = sandbox_host_opts(u, spec->dir, &c->opts);
+#define ARG(s)                                                                                     \
+    do {                                                                                           \
+        if (a >= SANDBOX_MAX_ARGS - 1)                                                             \
+            return -EINVAL;                                                                        \
+        c->argv[a++] = (char *)(s);                                                                \
+    } while (0)
+    ARG("bwrap");
+    ARG("--die-with-parent");
+    ARG("--new-session");
+    ARG("--unshare-all");
+    ARG("--unshare-user"); /* never skipped: the user namespace is what leaves no capability */
+    ARG("--disable-userns");
+    ARG("--cap-drop");
+    ARG("ALL");
+    ARG("--as-pid-1"); /* the command is the namespace's pid 1: no extra fork */
+    if (spec->network)
+        ARG("--share-net");
+    if (spec->block) {
+        ARG("--block-fd");
+        ARG("0");
+    }
+    static const char *const ro[] = {
+        "/usr",       "/etc/alternatives", "/etc/ld.so.cache",    "/etc/passwd",
+        "/etc/group", "/etc/ssl",          "/etc/ca-certificates"};
+    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
+        ARG("--ro-bind-try");
+        ARG(ro[i]);
+        ARG(ro[i]);
+    }
+    if (spec->network) {
+        ARG("--ro-bind-try");
+        ARG("/etc/resolv.conf");
+        ARG("/etc/resolv.conf");
+        ARG("--ro-bind-try");
+        ARG("/etc/hosts");
+        ARG("/etc/hosts");
+    }
+    static const char *const links[][2] = {
+        {"usr/bin", "/bin"}, {"usr/sbin", "/sbin"}, {"usr/lib", "/lib"}, {"usr/lib64", "/lib64"}};
+    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+        ARG("--symlink");
+        ARG(links[i][0]);
+        ARG(links[i][1]);
+    }
+    ARG("--dev");
+    ARG("/dev");
+    ARG("--proc");
+    ARG("/proc");
+    for (size_t i = 0; i < spec->nr_binds; i++) {
+        char *src = NULL;
+        if (asprintf(&src, "%s/%s", base, spec->binds[i].name) < 0)
+            return -ENOMEM;
+        c->owned[c->nr_owned++] = src;
+        ARG(spec->binds[i].writable ? "--bind" : "--ro-bind");
+        ARG(src);
+        ARG(spec->binds[i].dest);
+    }
+    if (spec->nr_binds && base != spec->dir) {
+        char *host = NULL;
+        if (asprintf(&host, "%s/%s", spec->dir, spec->binds[0].name) < 0)
+            return -ENOMEM;
+        c->owned[c->nr_owned++] = host;
+        ARG("--symlink");
+        ARG(host);
+        ARG("/.slipway-host");
+    }
+    if (spec->chdir) {
+        ARG("--chdir");
+        ARG(spec->chdir);
+    }
+    ARG("--");
+    for (size_t i = 0; spec->command[i]; i++)
+        ARG(spec->command[i]);
+#undef ARG
+    c->argv[a] = NULL;
+    return 0;
+}
+
+void sandbox_cmd_release(struct sandbox_cmd *c)
+{
+    for (size_t i = 0; i < c->nr_owned; i++)
+        free(c->owned[i]);
+    c->nr_owned = 0;
+}

@@ -1,0 +1,89 @@
+/* sandbox — how Slipway runs a user's code (build steps now; app instances, tests and scheduled
+ * events next): under bubblewrap, as an ordinary unprivileged host user with no capabilities.
+ *
+ * bwrap gets its own mount, pid, ipc, uts, cgroup and user namespaces (network too unless asked
+ * for), --cap-drop ALL, and --disable-userns (the code cannot make user namespaces, so neither
+ * `unshare -r` nor a nested sandbox gives it capabilities). Who the code is on the host:
+ *  - a server running as root spawns bwrap as the sandbox user (sandbox_user_init: by default the
+ *    system user slipway-build, made with useradd when missing), with no supplementary groups and
+ *    no_new_privs; bwrap then uses an unprivileged user namespace, so the code is that user on the
+ *    host, never root. That user cannot reach into the data directory (0700, root), so the child
+ *    first gets a private mount namespace in which the sandbox's host directory is bound at
+ *    `mount` (/mnt, or /tmp where there is no /mnt), and bwrap binds from there;
+ *  - a server running as another user keeps its uid (bwrap makes the user namespace).
+ * The writable directories must belong to the sandbox user: sandbox_chown().
+ *
+ * It sets no cgroup and no limit: the caller adds those to the proc_opts it gets.
+ */
+#ifndef SLIPWAY_BASE_SANDBOX_H
+#define SLIPWAY_BASE_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "base/proc.h"
+
+#define SANDBOX_DEFAULT_USER "slipway-build"
+
+/* Who runs user code on this host. */
+struct sandbox_user {
+    bool drop;         /* the server is root: children become uid/gid */
+    uid_t uid;         /* never 0 when drop */
+    gid_t gid;         /* never 0 when drop */
+    char name[64];     /* the user's name, for messages ("" when !drop) */
+    const char *mount; /* where a root server's child binds the sandbox's host directory */
+};
+
+/* Resolves the sandbox user: when this process is root, the user `name` (never one with uid or
+ * gid 0), made with `useradd --system` when it does not exist and `create` is true; otherwise
+ * this process's own ids (drop false, name ignored). 0, or -errno with the reason in why. */
+int sandbox_user_init(const char *name, bool create, struct sandbox_user *u, char *why,
+                      size_t why_len);
+/* Gives the user the directory at path (and, with tree, everything below it, not following
+ * symlinks). Nothing to do when !u->drop. 0 or -errno. */
+int sandbox_chown(const struct sandbox_user *u, const char *path, bool tree);
+
+/* A directory of the sandbox's host directory, bound inside. */
+struct sandbox_bind {
+    const char *name; /* below sandbox_spec.dir: "ws" */
+    const char *dest; /* inside: "/workspace" */
+    bool writable;    /* else read-only */
+};
+
+struct sandbox_spec {
+    const char *dir; /* the host directory holding each bind's name (traversable by the user) */
+    const struct sandbox_bind *binds;
+    size_t nr_binds;
+    const char *chdir;    /* inside, or NULL */
+    bool network;         /* share the host's network (and see its resolv.conf and hosts) */
+    bool block;           /* set up, then wait for a byte on stdin before the command */
+    char *const *command; /* what runs inside: argv, NULL-terminated; it is pid 1 there */
+};
+
+#define SANDBOX_MAX_ARGS  112
+#define SANDBOX_MAX_BINDS 8
+
+/* A bwrap command line and the proc_opts that go with it. */
+struct sandbox_cmd {
+    char *argv[SANDBOX_MAX_ARGS]; /* NULL-terminated, for proc_spawn_opts(opts, bwrap, argv...) */
+    struct proc_opts opts;        /* identity and bind set; the caller adds cgroups and limits */
+    char *owned[SANDBOX_MAX_BINDS + 1];
+    size_t nr_owned;
+};
+
+/* Builds the command line of a sandbox as spec says, run by u. The argv names the host directory
+ * of the first bind (a link /.slipway-host inside, which nothing reads), so that ps shows whose
+ * sandbox it is and a restarted server finds those a crashed one left. 0, -EINVAL (too many
+ * binds or arguments) or -ENOMEM; release with sandbox_cmd_release either way. */
+int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
+                     const struct sandbox_spec *spec);
+void sandbox_cmd_release(struct sandbox_cmd *c);
+
+/* For code run without bubblewrap (--unsafe-no-sandbox): the same identity, and for a root
+ * server the private mount namespace with dir bound at u->mount. Returns the path at which the
+ * child sees dir (u->mount, or dir itself). */
+const char *sandbox_host_opts(const struct sandbox_user *u, const char *dir,
+                              struct proc_opts *opts);
+
+#endif
