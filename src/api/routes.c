@@ -259,6 +259,23 @@ static bool scope_allowed(const char *token_scopes, const char *allowed)
     return false;
 }
 
+/* 403 naming the scopes that would do: "'a'" or "'a' or 'b'". */
+static int scope_missing(const struct http_request *req, struct http_response *res,
+                         const char *allowed)
+{
+    struct strbuf names = STRBUF_INIT;
+    for (const char *p = allowed; *p;) {
+        size_t n = strcspn(p, " ");
+        strbuf_addf(&names, "%s'%.*s'", names.len ? " or " : "", (int)n, p);
+        p += n;
+        p += strspn(p, " ");
+    }
+    api_fail(req, res, 403, "NO_ACCESS", "the token lacks the scope %s",
+             strbuf_ok(&names) ? names.buf : "it needs");
+    strbuf_release(&names);
+    return -1;
+}
+
 static int unauthorized(struct http_request *req, struct http_response *res, bool basic,
                         const char *msg)
 {
@@ -345,7 +362,7 @@ static int authorize(struct http_request *req, struct http_response *res,
         return -1;
     c->authenticated = true;
     if (c->who.via == STORE_CRED_TOKEN && a->scopes && !scope_allowed(c->who.scopes, a->scopes))
-        return api_fail(req, res, 403, "NO_ACCESS", "the token lacks the scope '%s'", a->scopes);
+        return scope_missing(req, res, a->scopes);
     if (a->admin && !c->who.user.admin)
         return api_fail(req, res, 403, "NO_ACCESS", "this needs an administrator");
     if (a->target == API_TARGET_NONE)
