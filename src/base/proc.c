@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,7 +70,9 @@ struct spawn_req {
     const char *cwd, *path;
     char *const *argv, *const *envp;
     int fds[3];
-    int err; /* set by the child when it fails before or at execve */
+    int err;       /* set by the child when it fails before or at execve */
+    int death_sig; /* 0: none */
+    pid_t parent;  /* this process, which the child checks once its death signal is armed */
 };
 
 /* The child of proc_spawn_into, between clone and execve: it runs on its own stack in the
@@ -95,6 +98,10 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
     }
     if (!err && setpgid(0, 0) < 0)
         err = errno;
+    if (!err && req->death_sig && prctl(PR_SET_PDEATHSIG, req->death_sig) < 0)
+        err = errno;
+    if (req->death_sig && getppid() != req->parent)
+        _exit(127); /* the parent died before the signal was armed: nobody waits for this */
     for (int i = 0; i < 3 && !err; i++) {
         int fd = req->fds[i] >= 0 ? req->fds[i] : open("/dev/null", i ? O_WRONLY : O_RDONLY);
         if (fd < 0 || (fd == i ? fcntl(fd, F_SETFD, 0) : dup2(fd, i)) < 0)
@@ -114,8 +121,16 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
 int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *const argv[],
                     char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd)
 {
+    return proc_spawn_tied(0, cgroup_fd, cwd, path, argv, envp, in_fd, out_fd, err_fd, pid, pidfd);
+}
+
+int proc_spawn_tied(int death_sig, int cgroup_fd, const char *cwd, const char *path,
+                    char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd,
+                    pid_t *pid, int *pidfd)
+{
     enum { STACK = 256 * 1024 };
-    struct spawn_req req = {cgroup_fd, cwd, path, argv, envp, {in_fd, out_fd, err_fd}, 0};
+    struct spawn_req req = {cgroup_fd, cwd,       path,    argv, envp, {in_fd, out_fd, err_fd},
+                            0,         death_sig, getpid()};
     char *stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
     if (stack == MAP_FAILED)

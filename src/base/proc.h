@@ -22,6 +22,14 @@ int proc_spawn_at(const char *cwd, const char *path, char *const argv[], char *c
  * spawn's error), and, when pidfd is not NULL, *pidfd set to a pidfd for it (Linux 5.2). */
 int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *const argv[],
                     char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd);
+/* As proc_spawn_into, and the child gets death_sig (0: none) when the thread that called this
+ * exits, the whole process's death included (PR_SET_PDEATHSIG; a child whose parent died before
+ * it was armed exits at once). Not inherited by what the child starts: a child must pass the
+ * signal on to its own (git does, for the commands it runs with clean_on_exit). The calling
+ * thread must outlive the child's useful life: a pool thread, not a short-lived one. */
+int proc_spawn_tied(int death_sig, int cgroup_fd, const char *cwd, const char *path,
+                    char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd,
+                    pid_t *pid, int *pidfd);
 /* A pidfd for the child (readable once it has exited), or -errno. */
 int proc_pidfd(pid_t pid);
 /* Waits for the child; returns its exit status (0-255), 128+signal if killed, or -errno. */
