@@ -40,6 +40,7 @@
 
 #define CGI_HEADER_MAX (16 * 1024)
 #define MAX_LINGERING  16
+#define GRACE_MS       2000 /* for git to end on SIGTERM before SIGKILL */
 
 static char *git_path;
 static char *repos_root; /* DIR/repos, absolute: GIT_PROJECT_ROOT, which marks our git processes */
@@ -86,6 +87,20 @@ static void cgi_kill(struct cgi *c)
         cgroup_kill(c->cg_fd);
     kill(-c->pid, SIGKILL);
     kill(c->pid, SIGKILL);
+}
+
+/* Ends a CGI that is cut off: SIGTERM to its process group first, so that receive-pack removes
+ * its quarantine directory, at most GRACE_MS for http-backend to end, then cgi_kill(). */
+static void cgi_end(struct cgi *c)
+{
+    kill(-c->pid, SIGTERM);
+    int pidfd = proc_pidfd(c->pid); /* not waited for yet: the pid is still ours */
+    if (pidfd >= 0) {
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        poll(&p, 1, GRACE_MS);
+        close(pidfd);
+    }
+    cgi_kill(c);
 }
 
 /* Removes the lingering groups that have emptied. Under G.lock. */
@@ -203,6 +218,37 @@ static void kill_lost_git(void)
     }
 }
 
+/* Removes the quarantine directories (objects/tmp_objdir-incoming-*) that receive-packs killed
+ * with the server before they could clean up left in the repositories: at start, once no git
+ * process of the previous run is left (nothing else writes into DIR/repos). */
+static void remove_quarantines(void)
+{
+    DIR *repos = opendir(repos_root), *objects;
+    struct dirent *repo, *de;
+    while (repos && (repo = readdir(repos))) {
+        if (repo->d_name[0] == '.')
+            continue;
+        char *dir = NULL;
+        if (asprintf(&dir, "%s/%s/objects", repos_root, repo->d_name) < 0)
+            break;
+        objects = opendir(dir);
+        while (objects && (de = readdir(objects))) {
+            char *path = NULL;
+            if (!str_has_prefix(de->d_name, "tmp_objdir-") ||
+                asprintf(&path, "%s/%s", dir, de->d_name) < 0)
+                continue;
+            log_warn("removing '%s': left by a push the server's stop cut off", path);
+            fs_remove_tree(path);
+            free(path);
+        }
+        if (objects)
+            closedir(objects);
+        free(dir);
+    }
+    if (repos)
+        closedir(repos);
+}
+
 int api_git_init(void)
 {
     git_path = proc_find_program("git", getenv("PATH"));
@@ -230,6 +276,7 @@ int api_git_init(void)
     } else {
         log_info("cgroups: each git request runs in a cgroup v2 group under '%s/git'", tree);
     }
+    remove_quarantines();
     api_git_push_reconcile();
     G.stopping = false;
     return 0;
@@ -237,12 +284,21 @@ int api_git_init(void)
 
 void api_git_stop(void)
 {
+    /* SIGTERM now (their workers then see the answers end and finish them), SIGKILL to what is
+     * still running after the grace period */
     pthread_mutex_lock(&G.lock);
     G.stopping = true;
     for (struct cgi *c = G.live; c; c = c->next) {
         c->stopped = true;
-        cgi_kill(c);
+        kill(-c->pid, SIGTERM);
     }
+    for (int waited = 0; G.live && waited < GRACE_MS; waited += 10) {
+        pthread_mutex_unlock(&G.lock);
+        usleep(10000);
+        pthread_mutex_lock(&G.lock);
+    }
+    for (struct cgi *c = G.live; c; c = c->next)
+        cgi_kill(c);
     pthread_mutex_unlock(&G.lock);
 }
 
@@ -306,8 +362,8 @@ static void cgi_free(void *arg)
         }
     }
     pthread_mutex_unlock(&G.lock);
-    if (!c->eof || c->gone || c->broken) /* nobody waits for the rest of the answer */
-        cgi_kill(c);
+    if (!c->eof || c->gone || c->broken || c->stopped) /* nobody waits for the rest */
+        cgi_end(c);
     int status = proc_wait(c->pid);
     bool cut = !c->broken && (!c->eof || c->gone || (c->stopped && status != 0));
     cgi_group_end(c, !cut && status == 0);
