@@ -19,7 +19,8 @@ struct api_config {
 /* Prepares the API (copies the config, finds `git`). 0, or -errno with the reason logged. */
 int api_init(const struct api_config *cfg);
 void api_shutdown(void);
-/* Tells long-lived streamed answers (followed build logs) to end within about 100 ms, so that
+/* Tells long-lived streamed answers (followed build logs) to end within about 100 ms, and kills
+ * the git processes of requests in progress (a push is then audited as interrupted), so that
  * http_server_stop can join the workers they block. Call it before http_server_stop. */
 void api_stop_streams(void);
 /* Sets the base URL once the listening port is known (before the server is announced ready). */

@@ -148,6 +148,39 @@ int api_git_init(void);
 void api_git_shutdown(void);
 /* Reads the server secret that signs URLs. 0 (a missing secret is logged: signed URLs fail). */
 int api_sign_init(void);
+/* Kills the git processes of requests in progress (their answers end) and refuses new ones;
+ * called with api_stop_streams() before the HTTP server stops. */
+void api_git_stop(void);
+
+/* ---- the audit of git pushes (git_push.c) ---- */
+#define API_GIT_PUSH_MAX_REFS 32 /* ref updates named in an audit entry; more are counted */
+struct api_git_push_cmd {
+    char old_oid[VCS_OID_HEX], new_oid[VCS_OID_HEX]; /* 0000... for a create / a delete */
+    char *ref;                                       /* full name, malloc'd */
+};
+/* The ref updates a receive-pack request asks for. Zero-initialize; api_git_push_release. */
+struct api_git_push {
+    struct api_git_push_cmd cmd[API_GIT_PUSH_MAX_REFS];
+    size_t nr, nr_more; /* kept, and seen beyond the cap (or cut off by the read limit) */
+};
+/* Parses the pkt-line command list at the start of a receive-pack request (buf may end within
+ * it). 0, or -EINVAL when buf holds no command. */
+int api_git_push_parse(const char *buf, size_t len, struct api_git_push *out);
+/* The same from the spooled body at fd (pread from offset 0: fd's offset is left alone), at
+ * most its first 64 kB, inflated first when gzipped. 0, or -errno. */
+int api_git_push_read(int fd, bool gzipped, struct api_git_push *out);
+void api_git_push_release(struct api_git_push *p);
+/* The detail of a push's `started` entry: "push=<id> <old>..<new> <ref> ...". */
+void api_git_push_describe(const char *push_id, const struct api_git_push *p, struct strbuf *out);
+/* The detail of an `interrupted` entry: where each ref the push asked to update stands now in
+ * the app's repository, and whether that is the push's (landed) or the old value (not landed):
+ * "push=<id> <ref> <oid>|absent (landed|not landed|changed since) ...". */
+void api_git_push_outcome(const char *app_id, const char *push_id, const struct api_git_push *p,
+                          struct strbuf *out);
+/* At start-up, before the server answers and once git processes a crashed server left are
+ * gone: appends an `interrupted` entry for each push the audit log has a `started` entry and no
+ * end of. The number appended, or -errno (logged). */
+int api_git_push_reconcile(void);
 
 /* Answers with the error body of the request's surface. Always returns -1 (for `return api_fail`).
  */

@@ -373,6 +373,7 @@ static atomic_uint nr_followers;
 void api_stop_streams(void)
 {
     atomic_store(&streams_stopping, true);
+    api_git_stop();
 }
 
 /* One followed log. Lives from the handler until the server calls follow_free. */

@@ -4,15 +4,24 @@
  * git expects. Reading (upload-pack) needs membership; pushing (receive-pack) needs the
  * developer or admin role. Request bodies are spooled to an unnamed temp file by the http layer
  * (never held in memory) and become the CGI's stdin; its stdout is parsed for CGI headers and
- * streamed back. Each push is audited.
+ * streamed back. Each push is audited as it starts and as it ends (git_push.c).
  *
  * A deliberate exception to "only the engine starts processes": http-backend is started from the
- * request thread with posix_spawn (base/proc), since it is the request's own answer; it gets a
- * minimal environment and its own process group, and is killed if the client goes away.
+ * request thread with base/proc, since it is the request's own answer; it gets a minimal
+ * environment and its own process group. Its processes die with the request and the server: each
+ * request's run in a cgroup of their own, git/<kind>-<n> beside the builds' groups under the
+ * server's parent group (killed when the client goes away or the server stops, and what a crashed
+ * server left is killed at the next start, before the audit is reconciled); and http-backend gets
+ * SIGTERM when the server dies (a death signal, passed on by git to the commands it runs), so that
+ * a push does not land after its server is gone.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,14 +31,223 @@
 
 #include "admin/admin.h"
 #include "api/api_int.h"
+#include "base/cgroup.h"
+#include "base/crypto.h"
 #include "base/log.h"
 #include "base/proc.h"
 #include "base/strbuf.h"
 #include "base/util.h"
 
 #define CGI_HEADER_MAX (16 * 1024)
+#define MAX_LINGERING  16
+#define GRACE_MS       2000 /* for git to end on SIGTERM before SIGKILL */
 
 static char *git_path;
+static char *repos_root; /* DIR/repos, absolute: GIT_PROJECT_ROOT, which marks our git processes */
+
+struct cgi;
+
+/* The git processes of the requests in progress, and where they run. */
+static struct {
+    pthread_mutex_t lock;
+    int tree_fd; /* the git sub-tree of the server's cgroup; -1: none on this host */
+    bool stopping;
+    struct cgi *live; /* requests whose http-backend has not been waited for */
+    uint64_t seq;     /* names the requests' groups */
+    /* groups left to what a push started in the background (`git gc --auto` detaches): removed
+     * once empty, killed at the stop */
+    char lingering[MAX_LINGERING][32];
+    size_t nr_lingering;
+} G = {.lock = PTHREAD_MUTEX_INITIALIZER, .tree_fd = -1};
+
+struct cgi {
+    pid_t pid;
+    int out_fd;
+    int conn_fd; /* the client's socket, polled for POLLRDHUP; -1 if unknown */
+    int cg_fd;   /* the request's cgroup, -1: none */
+    char cg_name[32];
+    bool eof;
+    bool push;
+    bool gone;    /* the client went away */
+    bool stopped; /* killed by api_git_stop() */
+    bool broken;  /* its answer was unusable: it failed before the push could start */
+    struct cgi *next;
+    char actor[STORE_EMAIL_MAX + 1];
+    char app[STORE_APPID_MAX + 1];
+    char source[64];
+    char push_id[CRYPTO_UUID_LEN];
+    struct api_git_push cmds;
+};
+
+/* Kills the processes of a CGI whose http-backend has not been waited for yet: its cgroup, and
+ * its process group (everything, where there is no cgroup, but a daemon). */
+static void cgi_kill(struct cgi *c)
+{
+    if (c->cg_fd >= 0)
+        cgroup_kill(c->cg_fd);
+    kill(-c->pid, SIGKILL);
+    kill(c->pid, SIGKILL);
+}
+
+/* Ends a CGI that is cut off: SIGTERM to its process group first, so that receive-pack removes
+ * its quarantine directory, at most GRACE_MS for http-backend to end, then cgi_kill(). */
+static void cgi_end(struct cgi *c)
+{
+    kill(-c->pid, SIGTERM);
+    int pidfd = proc_pidfd(c->pid); /* not waited for yet: the pid is still ours */
+    if (pidfd >= 0) {
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        poll(&p, 1, GRACE_MS);
+        close(pidfd);
+    }
+    cgi_kill(c);
+}
+
+/* Removes the lingering groups that have emptied. Under G.lock. */
+static void prune_lingering(void)
+{
+    for (size_t i = 0; i < G.nr_lingering;) {
+        if (unlinkat(G.tree_fd, G.lingering[i], AT_REMOVEDIR) == 0 || errno == ENOENT)
+            memcpy(G.lingering[i], G.lingering[--G.nr_lingering], sizeof(G.lingering[i]));
+        else
+            i++;
+    }
+}
+
+/* Creates the request's cgroup (where there are cgroups) and starts http-backend in it, unless
+ * the server stops. 0, or -errno. */
+static int cgi_start(struct cgi *c, char *const env[], int in_fd, int out_fd)
+{
+    char *argv[] = {"git", "http-backend", NULL};
+    pthread_mutex_lock(&G.lock);
+    int r = G.stopping ? -ESHUTDOWN : 0;
+    if (!r && G.tree_fd >= 0) {
+        prune_lingering();
+        snprintf(c->cg_name, sizeof(c->cg_name), "%s-%" PRIu64, c->push ? "push" : "read", ++G.seq);
+        int e = cgroup_create(G.tree_fd, c->cg_name, &c->cg_fd);
+        if (e) {
+            log_warn("cannot create cgroup git/%s: %s", c->cg_name, strerror(-e));
+            c->cg_fd = -1;
+        }
+    }
+    /* The death signal is tied to this thread, an HTTP pool thread that lives until the server
+     * stops, and outlives the request: cgi_free() waits for the child on it. SIGTERM, not
+     * SIGKILL: git passes it on to http-backend, and http-backend to receive-pack. */
+    if (!r)
+        r = proc_spawn_tied(SIGTERM, c->cg_fd, NULL, git_path, argv, env, in_fd, out_fd,
+                            STDERR_FILENO, &c->pid, NULL);
+    if (!r) {
+        c->next = G.live;
+        G.live = c;
+    } else if (c->cg_fd >= 0) {
+        cgroup_destroy(G.tree_fd, c->cg_name, c->cg_fd, 2000);
+        c->cg_fd = -1;
+    }
+    pthread_mutex_unlock(&G.lock);
+    return r;
+}
+
+/* Removes the request's cgroup, killing what is left in it; unless keep and a push's background
+ * maintenance still runs there: that may finish (removed later, killed at the stop). */
+static void cgi_group_end(struct cgi *c, bool keep)
+{
+    if (c->cg_fd < 0)
+        return;
+    pthread_mutex_lock(&G.lock);
+    if (keep && !G.stopping && cgroup_populated(c->cg_fd) == 1) {
+        prune_lingering();
+        if (G.nr_lingering < MAX_LINGERING) {
+            memcpy(G.lingering[G.nr_lingering++], c->cg_name, sizeof(c->cg_name));
+            close(c->cg_fd);
+            c->cg_fd = -1;
+        }
+    }
+    pthread_mutex_unlock(&G.lock);
+    if (c->cg_fd >= 0 && cgroup_destroy(G.tree_fd, c->cg_name, c->cg_fd, 2000))
+        log_warn("cannot remove cgroup git/%s (processes left in it)", c->cg_name);
+    c->cg_fd = -1;
+}
+
+/* Kills the git processes a crashed server left, on hosts without cgroups for us: those whose
+ * environment holds our GIT_PROJECT_ROOT (git passes it on to all it starts). The death signal
+ * ends them as the server dies; this is for what escaped it. */
+static void kill_lost_git(void)
+{
+    char marker[PATH_MAX + 32];
+    int len = snprintf(marker, sizeof(marker), "GIT_PROJECT_ROOT=%s", repos_root);
+    DIR *proc = opendir("/proc");
+    struct dirent *de;
+    struct pollfd dying[64];
+    nfds_t nr_dying = 0;
+    char *env = malloc(65536);
+    while (env && proc && (de = readdir(proc))) {
+        int64_t pid;
+        if (parse_i64(de->d_name, 2, INT32_MAX, &pid) || pid == getpid())
+            continue;
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%lld/environ", (long long)pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, env, 65535);
+        close(fd);
+        if (n <= 0)
+            continue;
+        env[n] = '\0';
+        for (const char *e = env; e < env + n; e += strlen(e) + 1) {
+            if (strncmp(e, marker, (size_t)len) == 0 && e[len] == '\0') {
+                log_warn("killing git process %lld of a request the server lost", (long long)pid);
+                int pidfd = proc_pidfd((pid_t)pid);
+                kill((pid_t)pid, SIGKILL);
+                if (pidfd >= 0 && nr_dying < sizeof(dying) / sizeof(dying[0]))
+                    dying[nr_dying++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
+                else if (pidfd >= 0)
+                    close(pidfd);
+                break;
+            }
+        }
+    }
+    if (proc)
+        closedir(proc);
+    free(env);
+    int64_t deadline = time_mono_ns() + 5000000000LL;
+    for (nfds_t i = 0; i < nr_dying; i++) {
+        int64_t left = (deadline - time_mono_ns()) / 1000000;
+        poll(&dying[i], 1, left > 0 ? (int)left : 0);
+        close(dying[i].fd);
+    }
+}
+
+/* Removes the quarantine directories (objects/tmp_objdir-incoming-*) that receive-packs killed
+ * with the server before they could clean up left in the repositories: at start, once no git
+ * process of the previous run is left (nothing else writes into DIR/repos). */
+static void remove_quarantines(void)
+{
+    DIR *repos = opendir(repos_root), *objects;
+    struct dirent *repo, *de;
+    while (repos && (repo = readdir(repos))) {
+        if (repo->d_name[0] == '.')
+            continue;
+        char *dir = NULL;
+        if (asprintf(&dir, "%s/%s/objects", repos_root, repo->d_name) < 0)
+            break;
+        objects = opendir(dir);
+        while (objects && (de = readdir(objects))) {
+            char *path = NULL;
+            if (!str_has_prefix(de->d_name, "tmp_objdir-") ||
+                asprintf(&path, "%s/%s", dir, de->d_name) < 0)
+                continue;
+            log_warn("removing '%s': left by a push the server's stop cut off", path);
+            fs_remove_tree(path);
+            free(path);
+        }
+        if (objects)
+            closedir(objects);
+        free(dir);
+    }
+    if (repos)
+        closedir(repos);
+}
 
 int api_git_init(void)
 {
@@ -38,29 +256,90 @@ int api_git_init(void)
         log_error("'git' is not installed (not found in PATH): git hosting needs it");
         return -ENOENT;
     }
+    char *data = realpath(api_cfg.data_dir, NULL);
+    int r = asprintf(&repos_root, "%s/repos", data ? data : api_cfg.data_dir);
+    free(data);
+    if (r < 0) {
+        repos_root = NULL;
+        return -ENOMEM;
+    }
+    /* what a crashed server left dies before the audit tells where its pushes left the refs */
+    char tree[64], why[512];
+    cgroup_tree_name(api_cfg.data_dir, tree, sizeof(tree));
+    r = cgroup_subtree_open(tree, "git", &G.tree_fd, why, sizeof(why));
+    if (r) {
+        G.tree_fd = -1;
+        log_warn("cgroups: %s; git processes die with the server through a death signal and "
+                 "are killed through their process group only",
+                 why);
+        kill_lost_git();
+    } else {
+        log_info("cgroups: each git request runs in a cgroup v2 group under '%s/git'", tree);
+    }
+    remove_quarantines();
+    api_git_push_reconcile();
+    G.stopping = false;
     return 0;
+}
+
+void api_git_stop(void)
+{
+    /* SIGTERM now (their workers then see the answers end and finish them), SIGKILL to what is
+     * still running after the grace period */
+    pthread_mutex_lock(&G.lock);
+    G.stopping = true;
+    for (struct cgi *c = G.live; c; c = c->next) {
+        c->stopped = true;
+        kill(-c->pid, SIGTERM);
+    }
+    for (int waited = 0; G.live && waited < GRACE_MS; waited += 10) {
+        pthread_mutex_unlock(&G.lock);
+        usleep(10000);
+        pthread_mutex_lock(&G.lock);
+    }
+    for (struct cgi *c = G.live; c; c = c->next)
+        cgi_kill(c);
+    pthread_mutex_unlock(&G.lock);
 }
 
 void api_git_shutdown(void)
 {
+    pthread_mutex_lock(&G.lock);
+    for (size_t i = 0; i < G.nr_lingering; i++) {
+        int fd = openat(G.tree_fd, G.lingering[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0)
+            cgroup_destroy(G.tree_fd, G.lingering[i], fd, 2000);
+    }
+    G.nr_lingering = 0;
+    if (G.tree_fd >= 0)
+        cgroup_subtree_close(G.tree_fd);
+    G.tree_fd = -1;
+    pthread_mutex_unlock(&G.lock);
     free(git_path);
     git_path = NULL;
+    free(repos_root);
+    repos_root = NULL;
 }
-
-struct cgi {
-    pid_t pid;
-    int out_fd;
-    bool eof;
-    bool push;
-    char actor[STORE_EMAIL_MAX + 1];
-    char app[STORE_APPID_MAX + 1];
-    char source[64];
-};
 
 static ssize_t cgi_read(void *arg, char *buf, size_t max)
 {
     struct cgi *c = arg;
     for (;;) {
+        /* receive-pack may work long before it answers: meanwhile, watch the client too (clients
+         * do not half-close while they wait for an answer: RDHUP means this one has gone) */
+        if (c->conn_fd >= 0) {
+            struct pollfd pfd[2] = {{.fd = c->out_fd, .events = POLLIN},
+                                    {.fd = c->conn_fd, .events = POLLRDHUP}};
+            if (poll(pfd, 2, -1) < 0) {
+                if (errno == EINTR)
+                    continue;
+                return -1;
+            }
+            if (!pfd[0].revents && (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+                c->gone = true;
+                return -1;
+            }
+        }
         ssize_t n = read(c->out_fd, buf, max);
         if (n >= 0) {
             c->eof = n == 0;
@@ -75,13 +354,41 @@ static void cgi_free(void *arg)
 {
     struct cgi *c = arg;
     close(c->out_fd);
-    int status = c->eof ? proc_wait(c->pid) : proc_kill_wait(c->pid);
-    if (c->push) {
-        char result[64];
-        snprintf(result, sizeof(result), "%s (http-backend exit %d)",
-                 status == 0 && c->eof ? "ok" : "error", status);
-        store_audit_append(c->actor, "git push", c->app, "", c->source, result, "");
+    pthread_mutex_lock(&G.lock);
+    for (struct cgi **p = &G.live; *p; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            break;
+        }
     }
+    pthread_mutex_unlock(&G.lock);
+    if (!c->eof || c->gone || c->broken || c->stopped) /* nobody waits for the rest */
+        cgi_end(c);
+    int status = proc_wait(c->pid);
+    bool cut = !c->broken && (!c->eof || c->gone || (c->stopped && status != 0));
+    cgi_group_end(c, !cut && status == 0);
+    if (c->push) {
+        char result[96];
+        struct strbuf detail = STRBUF_INIT;
+        strbuf_init(&detail, 16 * 1024);
+        if (cut) {
+            /* git never said how it ended: say where the refs stand */
+            snprintf(result, sizeof(result), "interrupted (%s; http-backend exit %d)",
+                     c->stopped ? "the server stopped" : "the client went away", status);
+            api_git_push_outcome(c->app, c->push_id, &c->cmds, &detail);
+        } else {
+            snprintf(result, sizeof(result), "%s (http-backend exit %d)",
+                     status == 0 && !c->broken ? "ok" : "error", status);
+        }
+        if (!cut || !strbuf_ok(&detail)) {
+            strbuf_reset(&detail);
+            strbuf_addf(&detail, "push=%s", c->push_id);
+        }
+        if (store_audit_append(c->actor, "git push", c->app, "", c->source, result, detail.buf))
+            log_error("cannot write the audit log entry for a push");
+        strbuf_release(&detail);
+    }
+    api_git_push_release(&c->cmds);
     free(c);
 }
 
@@ -190,7 +497,7 @@ void api_git_serve(struct http_request *req, struct http_response *res,
     struct strbuf query = STRBUF_INIT;
     http_raw_query(req, &query);
     int r = strbuf_ok(&query) ? 0 : -ENOMEM;
-    if (r || asprintf(&root, "%s/repos", api_cfg.data_dir) < 0 ||
+    if (r || !(root = strdup(repos_root)) ||
         asprintf(&path_info, "/%s.git%s", app.app_id, tail.buf) < 0 ||
         asprintf(&clen, "%" PRIu64, req->body_size) < 0)
         r = -ENOMEM;
@@ -215,50 +522,81 @@ void api_git_serve(struct http_request *req, struct http_response *res,
     free(clen);
 
     int pipefd[2] = {-1, -1};
-    pid_t pid = 0;
+    struct cgi *c = calloc(1, sizeof(*c));
+    struct cgi_stream *s = calloc(1, sizeof(*s));
+    if (!r && (!c || !s))
+        r = -ENOMEM;
     if (!r && pipe2(pipefd, O_CLOEXEC) < 0)
         r = -errno;
-    /* A push is audited before it starts too: receive-pack finishes a push on its own even if
-     * the server dies meanwhile, and cgi_free() would then never write the result. */
-    if (!r && post_push && !probe &&
-        store_audit_append(p->user.email, "git push", app.app_id, "", req->remote_addr, "started",
-                           ""))
-        log_error("cannot write the audit log entry for a push");
     if (!r) {
-        char *argv[] = {"git", "http-backend", NULL};
-        r = proc_spawn(git_path, argv, env, req->body_fd, pipefd[1], STDERR_FILENO, &pid);
-        close(pipefd[1]);
+        c->out_fd = pipefd[0];
+        c->conn_fd = http_conn_socket(req);
+        c->cg_fd = -1;
+        c->push = post_push && !probe;
+        snprintf(c->actor, sizeof(c->actor), "%s", p->user.email);
+        snprintf(c->app, sizeof(c->app), "%s", app.app_id);
+        snprintf(c->source, sizeof(c->source), "%s", req->remote_addr);
     }
+    /* A push is audited before it starts too, with the ref updates it asks for: should the
+     * server die before it ends, the next start says where those refs stand. */
+    bool started = false;
+    if (!r && c->push) {
+        const char *enc = http_header(req, "Content-Encoding");
+        bool gzipped = enc && (strcasecmp(enc, "gzip") == 0 || strcasecmp(enc, "x-gzip") == 0);
+        api_git_push_read(req->body_fd, gzipped, &c->cmds); /* none found: none named */
+        struct strbuf detail = STRBUF_INIT;
+        strbuf_init(&detail, 16 * 1024);
+        if (crypto_uuid(c->push_id))
+            r = -EIO;
+        else
+            api_git_push_describe(c->push_id, &c->cmds, &detail);
+        if (!strbuf_ok(&detail)) { /* the push id is what matters */
+            strbuf_reset(&detail);
+            strbuf_addf(&detail, "push=%s (%zu refs, too long to name)", c->push_id,
+                        c->cmds.nr + c->cmds.nr_more);
+        }
+        if (!r && store_audit_append(p->user.email, "git push", app.app_id, "", req->remote_addr,
+                                     "started", detail.buf))
+            log_error("cannot write the audit log entry for a push");
+        started = !r;
+        strbuf_release(&detail);
+    }
+    if (!r)
+        r = cgi_start(c, env, req->body_fd, pipefd[1]);
+    if (pipefd[1] >= 0)
+        close(pipefd[1]);
     for (size_t i = 0; i < n; i++)
         free(env[i]);
     if (r) {
         if (pipefd[0] >= 0)
             close(pipefd[0]);
+        if (started) {
+            char detail[64];
+            snprintf(detail, sizeof(detail), "push=%s", c->push_id);
+            store_audit_append(p->user.email, "git push", app.app_id, "", req->remote_addr,
+                               "error (git http-backend did not start)", detail);
+            req->recorded = true;
+        }
+        if (c)
+            api_git_push_release(&c->cmds);
+        free(c);
+        free(s);
+        if (r == -ESHUTDOWN) {
+            api_fail(req, res, 503, "STOPPING", "the server is stopping");
+            goto out;
+        }
         log_error("cannot start 'git http-backend': %s", strerror(-r));
         api_fail(req, res, 500, "INTERNAL_ERROR", "cannot start the git service");
         goto out;
     }
 
-    struct cgi *c = calloc(1, sizeof(*c));
-    struct cgi_stream *s = calloc(1, sizeof(*s));
     struct strbuf hdr = STRBUF_INIT;
     size_t header_len = 0;
     strbuf_init(&hdr, CGI_HEADER_MAX);
-    if (!c || !s) {
-        free(c);
-        free(s);
-        close(pipefd[0]);
-        proc_kill_wait(pid);
-        api_fail(req, res, 500, "INTERNAL_ERROR", "out of memory");
-        goto out;
-    }
-    *c = (struct cgi){.pid = pid, .out_fd = pipefd[0], .push = post_push && !probe};
     req->recorded = true;
-    snprintf(c->actor, sizeof(c->actor), "%s", p->user.email);
-    snprintf(c->app, sizeof(c->app), "%s", app.app_id);
-    snprintf(c->source, sizeof(c->source), "%s", req->remote_addr);
     s->cgi = c;
     if (read_cgi_headers(c->out_fd, &hdr, &header_len)) {
+        c->broken = true;
         stream_free(s);
         strbuf_release(&hdr);
         api_fail(req, res, 500, "INTERNAL_ERROR", "the git service failed");

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/crypto.h"
 #include "base/util.h"
 
 /* Reads a small file of the group into buf (NUL-terminated). Bytes read, or -errno. */
@@ -186,7 +187,7 @@ static void sweep(int parent_fd)
     DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
     struct dirent *de;
     while (d && (de = readdir(d))) {
-        if (de->d_type != DT_DIR || de->d_name[0] == '.')
+        if (de->d_type != DT_DIR || de->d_name[0] == '.' || cgroup_is_subtree(de->d_name))
             continue;
         int fd = openat(parent_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd >= 0)
@@ -598,4 +599,78 @@ int cgroup_limits_destroy(const struct cgroup_limiter *l, const char *name,
             r = e;
     }
     return r;
+}
+
+bool cgroup_is_subtree(const char *name)
+{
+    static const char *const subtrees[] = CGROUP_SUBTREES;
+    for (size_t i = 0; i < sizeof(subtrees) / sizeof(subtrees[0]); i++)
+        if (strcmp(name, subtrees[i]) == 0)
+            return true;
+    return false;
+}
+
+void cgroup_tree_name(const char *data_dir, char *out, size_t size)
+{
+    char real[PATH_MAX], hash[CRYPTO_SHA256_HEX];
+    if (!realpath(data_dir, real))
+        snprintf(real, sizeof(real), "%s", data_dir);
+    crypto_sha256_hex(real, strlen(real), hash);
+    snprintf(out, size, "slipway-%.16s", hash);
+}
+
+int cgroup_subtree_open(const char *name, const char *sub, int *fd, char *why, size_t why_len)
+{
+    char mount[PATH_MAX], own[PATH_MAX], *path = NULL;
+    int r;
+    if (!cgroup_is_subtree(sub) || strchr(name, '/'))
+        return -EINVAL;
+    if ((r = find_mount(mount, sizeof(mount)))) {
+        snprintf(why, why_len, "no cgroup v2 hierarchy is mounted");
+        return r;
+    }
+    if ((r = own_group(own, sizeof(own)))) {
+        snprintf(why, why_len, "this process's cgroup v2 group is unknown");
+        return r;
+    }
+    const char *base = strcmp(own, "/") ? own : "";
+    for (int level = 0; level < 2; level++) {
+        free(path);
+        if (asprintf(&path, "%s%s/%s%s%s", mount, base, name, level ? "/" : "", level ? sub : "") <
+            0)
+            return -ENOMEM;
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+            r = -errno;
+            snprintf(why, why_len, "cannot create %s: %s", path, strerror(errno));
+            free(path);
+            return r;
+        }
+    }
+    *fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*fd < 0 || faccessat(*fd, "cgroup.procs", W_OK, AT_EACCESS) < 0) {
+        r = -errno;
+        snprintf(why, why_len, "cannot use %s: %s", path, strerror(errno));
+        if (*fd >= 0)
+            close(*fd);
+        free(path);
+        return r;
+    }
+    free(path);
+    sweep(*fd);
+    return 0;
+}
+
+void cgroup_subtree_close(int fd)
+{
+    char link[64], path[PATH_MAX];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof(path) - 1);
+    close(fd);
+    if (n > 0) {
+        path[n] = '\0';
+        if (rmdir(path) == 0 && strrchr(path, '/')) {
+            *strrchr(path, '/') = '\0';
+            rmdir(path); /* the server's parent group, when no build's group is left in it */
+        }
+    }
 }

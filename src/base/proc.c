@@ -80,7 +80,8 @@ struct spawn_req {
     const char *path;
     char *const *argv, *const *envp;
     int fds[3];
-    int err; /* set by the child when it fails before or at execve */
+    int err;      /* set by the child when it fails before or at execve */
+    pid_t parent; /* this process, which the child checks once its death signal is armed */
 };
 
 /* The child's steps for a user's code, after its cgroups: a private mount namespace with the
@@ -142,6 +143,10 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
     }
     if (!err && setpgid(0, 0) < 0)
         err = errno;
+    if (!err && o->death_sig && prctl(PR_SET_PDEATHSIG, o->death_sig) < 0)
+        err = errno;
+    if (o->death_sig && getppid() != req->parent)
+        _exit(127); /* the parent died before the signal was armed: nobody waits for this */
     for (int i = 0; i < 3 && !err; i++) {
         int fd = req->fds[i] >= 0 ? req->fds[i] : open("/dev/null", i ? O_WRONLY : O_RDONLY);
         if (fd < 0 || (fd == i ? fcntl(fd, F_SETFD, 0) : dup2(fd, i)) < 0)
@@ -161,8 +166,16 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
 int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *const argv[],
                     char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd)
 {
+    return proc_spawn_tied(0, cgroup_fd, cwd, path, argv, envp, in_fd, out_fd, err_fd, pid, pidfd);
+}
+
+int proc_spawn_tied(int death_sig, int cgroup_fd, const char *cwd, const char *path,
+                    char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd,
+                    pid_t *pid, int *pidfd)
+{
     struct proc_opts o = PROC_OPTS_INIT;
     o.cwd = cwd;
+    o.death_sig = death_sig;
     if (cgroup_fd >= 0)
         o.cgroup_fd[o.nr_cgroups++] = cgroup_fd;
     return proc_spawn_opts(&o, path, argv, envp, in_fd, out_fd, err_fd, pid, pidfd);
@@ -175,7 +188,8 @@ int proc_spawn_opts(const struct proc_opts *opts, const char *path, char *const 
     static const struct proc_opts none = PROC_OPTS_INIT;
     if (opts && opts->nr_cgroups > PROC_MAX_CGROUPS)
         return -EINVAL;
-    struct spawn_req req = {opts ? opts : &none, path, argv, envp, {in_fd, out_fd, err_fd}, 0};
+    struct spawn_req req = {opts ? opts : &none,     path, argv,    envp,
+                            {in_fd, out_fd, err_fd}, 0,    getpid()};
     char *stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
     if (stack == MAP_FAILED)

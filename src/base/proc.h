@@ -31,6 +31,8 @@ struct proc_opts {
     gid_t gid;
     bool no_new_privs;      /* PR_SET_NO_NEW_PRIVS: setuid files give nothing */
     uint64_t max_file_size; /* RLIMIT_FSIZE, soft and hard (0: unchanged) */
+    int death_sig; /* PR_SET_PDEATHSIG (0: none): sent when the spawning thread exits; a child
+                      whose parent died before it was armed exits at once */
 };
 #define PROC_OPTS_INIT                                                                             \
     {                                                                                              \
@@ -53,6 +55,14 @@ int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *cons
  * proc_spawn_into. 0, or -errno of the first step that failed in the child (it then never ran). */
 int proc_spawn_opts(const struct proc_opts *opts, const char *path, char *const argv[],
                     char *const envp[], int in_fd, int out_fd, int err_fd, pid_t *pid, int *pidfd);
+/* As proc_spawn_into, and the child gets death_sig (proc_opts.death_sig) when the thread that
+ * called this exits, the whole process's death included (PR_SET_PDEATHSIG; a child whose parent
+ * died before it was armed exits at once). Not inherited by what the child starts: a child must
+ * pass the signal on to its own (git does, for the commands it runs with clean_on_exit). The
+ * calling thread must outlive the child's useful life: a pool thread, not a short-lived one. */
+int proc_spawn_tied(int death_sig, int cgroup_fd, const char *cwd, const char *path,
+                    char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd,
+                    pid_t *pid, int *pidfd);
 /* A pidfd for the child (readable once it has exited), or -errno. */
 int proc_pidfd(pid_t pid);
 /* Waits for the child; returns its exit status (0-255), 128+signal if killed, or -errno. */

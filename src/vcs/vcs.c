@@ -1025,6 +1025,16 @@ int vcs_branch_exists(struct vcs_repo *repo, const char *name, char head_id[VCS_
     return r;
 }
 
+int vcs_ref_get(struct vcs_repo *repo, const char *refname, char oid[VCS_OID_HEX])
+{
+    git_oid id;
+    int e = git_reference_name_to_id(&id, repo->git, refname);
+    if (e)
+        return e == GIT_ENOTFOUND || e == GIT_EINVALIDSPEC ? -ENOENT : -EIO;
+    git_oid_tostr(oid, VCS_OID_HEX, &id);
+    return 0;
+}
+
 int vcs_branch_get(struct vcs_repo *repo, const char *name, struct vcs_branch *out)
 {
     git_oid head;

@@ -63,6 +63,9 @@ int vcs_branch_get(struct vcs_repo *repo, const char *name, struct vcs_branch *o
 /* Whether branch `name` exists and points at a commit (a cheap check: no commit is read); when
  * head_id is not NULL it receives the commit id. 0, -ENOENT, or -EIO. */
 int vcs_branch_exists(struct vcs_repo *repo, const char *name, char head_id[VCS_OID_HEX]);
+/* The object the reference `refname` (full: "refs/heads/main", "refs/tags/v1") points at, after
+ * symbolic references: 0 and oid (40 hex digits), -ENOENT (none, or not a valid name), -EIO. */
+int vcs_ref_get(struct vcs_repo *repo, const char *refname, char oid[VCS_OID_HEX]);
 /* Walks the first-parent history of `branch` newest first, skipping `skip` commits and giving at
  * most `limit`; fn gets each commit (valid only during the call). 0, -ENOENT (no branch), -EIO,
  * or fn's non-zero return. */

@@ -14,9 +14,11 @@ After every restart:
 KNOWN below lists the bugs these tests found: a flag set to True turns that check into an xfail
 with the evidence (after every other check has passed), for a bug found but not yet fixed.
 """
+import ctypes
 import hashlib
 import os
 import random
+import signal
 import sqlite3
 import subprocess
 import time
@@ -416,3 +418,240 @@ def test_kill_during_a_push(server_factory, tmp_path):
                 f"(git client: {err.decode(errors='replace').strip()[-120:]!r}); still running "
                 f"after the server was killed: {survivors}")
     known.end()
+
+
+# --- git processes die with the server; a push cut off is audited as interrupted -------------
+
+
+def git_processes(data):
+    """The live git processes of the server on `data`: http-backend and all it runs, found by
+    their working directory (a repository under data) or their environment (GIT_PROJECT_ROOT
+    names data/repos). (pid, state letter, command line) each."""
+    data = os.path.realpath(data)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            if state in "ZX" or "git" not in cmd:
+                continue
+            cwd = os.path.realpath(f"/proc/{entry}/cwd")
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if cwd.startswith(data + "/") or f"GIT_PROJECT_ROOT={data}/repos".encode() in env:
+            found.append((int(entry), state, cmd))
+    return found
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class HeldPush:
+    """`git push origin <branch>` of a new branch with a 24 MB commit (one POST), held in the
+    server's receive-pack, before any ref is updated, for as long as the test wants: the
+    server's unpack-objects is stopped (SIGSTOP) once it runs.
+
+    While it is held this process is a child subreaper: the git processes a killed server leaves
+    become its children, so that their process group, which holds a stopped process, is not
+    orphaned (the kernel would SIGHUP the whole group, which is not what is tested).
+    .release() continues the unpacker, kills whatever is left and reaps what was adopted."""
+
+    def __init__(self, s, repo, app_id, branch):
+        self.s = s
+        self.seen = set()
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.prctl = libc.prctl
+        assert self.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0, ctypes.get_errno()
+        repo.git("config", "core.compression", "0")  # random data: zlib would only cost time
+        repo.commits(1, branch, parent="main", files={"big.bin": random.randbytes(24 << 20)})
+        git_repo = os.path.realpath(os.path.join(s.data, "repos", f"{app_id}.git"))
+        # receive-pack sends a keepalive after 5 s of a silent unpack, and dies of SIGPIPE if its
+        # server has gone; a shorter unpack is what lands after a crash, so none is sent here
+        subprocess.run(["git", "-C", git_repo, "config", "receive.keepAlive", "0"], check=True)
+        self.client = subprocess.Popen(
+            ["git", "-c", "credential.helper=", "-c", "http.postBuffer=268435456", "push", "-q",
+             "origin", branch], cwd=repo.path, env=s.git_env(), stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, start_new_session=True)
+
+        def unpacker():
+            for pid, state, cmd in self.processes():
+                if ("unpack-objects" in cmd or "index-pack" in cmd) and state != "T":
+                    try:
+                        if os.path.realpath(f"/proc/{pid}/cwd") == git_repo:
+                            return pid
+                    except OSError:
+                        pass
+            return None
+        self.frozen = wait_for(lambda: unpacker() or self.client.poll() is not None,
+                               timeout=60, interval=0.005, what="the server's unpack-objects")
+        assert self.client.poll() is None, "the push ended before its pack was unpacked"
+        os.kill(self.frozen, signal.SIGSTOP)
+
+    def processes(self):
+        found = git_processes(self.s.data)
+        self.seen.update(p for p, _, _ in found)
+        return found
+
+    def others(self, timeout=10.0):
+        """The server's git processes but the stopped unpacker, once they are gone or at the
+        timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = [p for p in self.processes() if p[0] != self.frozen]
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.02)
+
+    def release(self, timeout=10.0):
+        """Continues the unpacker; the server's git processes still alive after timeout (then
+        killed). Adopted processes are reaped, and this process is no subreaper any more."""
+        try:
+            os.kill(self.frozen, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        left = self.processes()
+        kill_processes([p for p, _, _ in left])
+        self.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        for pid in self.seen:
+            for _ in range(100):
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        break
+                except ChildProcessError:  # not ours (the server reaped it), or already reaped
+                    break
+                time.sleep(0.01)
+        if self.client.poll() is None:
+            try:
+                self.client.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.client.pid, signal.SIGKILL)
+                self.client.communicate()
+        return left
+
+
+def push_entries(s, app_id, branch):
+    """The audit entries of the push of refs/heads/<branch>: (its `started` entry, its ends)."""
+    entries, intact = s.audit()
+    assert intact is True, "the audit chain does not verify"
+    pushes = [e for e in entries if e["action"] == "git push" and e["app"] == app_id]
+    started = [e for e in pushes if e["result"] == "started"
+               and f" refs/heads/{branch}" in e["detail"]]
+    assert len(started) == 1, f"expected one started push of {branch} (with its refs): {pushes}"
+    push_id = started[0]["detail"].split()[0]
+    assert push_id.startswith("push=") and len(push_id) > 10, started
+    ends = [e for e in pushes if e["result"] != "started" and e["detail"].split()[:1] == [push_id]]
+    return started[0], ends
+
+
+def open_pushes(s, app_id):
+    """The push=<id> of every push with a `started` entry and no end."""
+    entries, _ = s.audit()
+    pushes = [e for e in entries if e["action"] == "git push" and e["app"] == app_id]
+    ends = {e["detail"].split()[0] for e in pushes if e["result"] != "started" and e["detail"]}
+    return [e["detail"].split()[0] for e in pushes
+            if e["result"] == "started" and e["detail"].split()[0] not in ends]
+
+
+def branch_in_repository(s, app_id, branch):
+    git_repo = os.path.join(s.data, "repos", f"{app_id}.git")
+    p = subprocess.run(["git", "-C", git_repo, "rev-parse", "--verify", "-q",
+                        f"refs/heads/{branch}"], capture_output=True, text=True)
+    return p.stdout.strip() or None
+
+
+def test_git_processes_die_with_a_killed_server_and_the_push_is_audited(server_factory, tmp_path):
+    """SIGKILL during a push: its git http-backend and receive-pack die with the server (they
+    used to finish the push on their own: the client saw 'the remote end hung up', the branch
+    existed, and the audit held only 'started'), so the branch is not created; the next start
+    records the push as interrupted, with where its ref stands, and a start after that finds
+    nothing more to record."""
+    s, dev, app_id, repo = make_app(server_factory, tmp_path)
+    commit(repo, {"slipway.yml": TRIVIAL})
+    held = HeldPush(s, repo, app_id, "big")
+    try:
+        assert any("receive-pack" in cmd for _, _, cmd in held.processes())
+        kill9(s.server)
+        survivors = held.others()
+    finally:
+        # the unpacker finds its input gone, and nothing is left to update a ref
+        left = held.release()
+    assert not survivors, f"git processes outlived the killed server: {survivors}"
+    assert not left, f"git processes outlived the killed server: {left}"
+    assert held.client.returncode != 0, "the client was told the push succeeded"
+    assert branch_in_repository(s, app_id, "big") is None, "the cut-off push created the branch"
+
+    restart(s, server_factory, (), repo, app_id, dev)
+    started, ends = push_entries(s, app_id, "big")
+    assert len(ends) == 1, (started, ends)
+    assert ends[0]["result"].startswith("interrupted (the server stopped during the push"), ends
+    assert "refs/heads/big absent (not landed)" in ends[0]["detail"], ends
+    assert (ends[0]["actor"], ends[0]["source"]) == (started["actor"], started["source"])
+    assert not open_pushes(s, app_id)
+    kill9(s.server)
+    restart(s, server_factory, (), repo, app_id, dev)
+    assert len(push_entries(s, app_id, "big")[1]) == 1
+    repo.push("big")
+    assert branch_in_repository(s, app_id, "big") == repo.rev("refs/heads/big")
+    wait_for(lambda: not open_pushes(s, app_id), what="the end of the last push in the audit")
+
+
+def test_git_processes_are_killed_when_the_server_stops(server_factory, tmp_path):
+    """SIGTERM during a push: the server kills the push's git processes instead of waiting for
+    them (it used to wait as long as receive-pack took), exits 0, and audits the push as
+    interrupted by the stop."""
+    s, dev, app_id, repo = make_app(server_factory, tmp_path)
+    commit(repo, {"slipway.yml": TRIVIAL})
+    held = HeldPush(s, repo, app_id, "big")
+    try:
+        s.server.proc.terminate()
+        try:
+            rc = s.server.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            rc = None
+        survivors = held.processes()
+    finally:
+        held.release()
+    assert rc == 0, "the server did not stop within 15 s of SIGTERM while a push ran"
+    assert not survivors, f"git processes outlived the stopped server: {survivors}"
+    assert held.client.returncode != 0
+    assert branch_in_repository(s, app_id, "big") is None
+
+    restart(s, server_factory, (), repo, app_id, dev)
+    _, ends = push_entries(s, app_id, "big")
+    assert [e["result"].split(";")[0] for e in ends] == ["interrupted (the server stopped"], ends
+    assert "refs/heads/big absent (not landed)" in ends[0]["detail"], ends
+
+
+def test_git_processes_are_killed_when_the_client_goes_away(server_factory, tmp_path):
+    """The client is killed while receive-pack works: the server notices the closed connection,
+    kills the push's git processes (it used to leave them to finish) and audits the push as
+    interrupted, with its ref."""
+    s, dev, app_id, repo = make_app(server_factory, tmp_path)
+    commit(repo, {"slipway.yml": TRIVIAL})
+    held = HeldPush(s, repo, app_id, "big")
+    try:
+        os.killpg(held.client.pid, signal.SIGKILL)
+        held.client.communicate(timeout=30)
+        deadline = time.monotonic() + 10
+        while held.processes() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        survivors = held.processes()
+    finally:
+        held.release()
+    assert not survivors, f"git processes outlived their client: {survivors}"
+    _, ends = wait_for(lambda: (lambda se: se if se[1] else None)(push_entries(s, app_id, "big")),
+                       timeout=10, what="the end of the push in the audit log")
+    assert [e["result"].split(";")[0] for e in ends] == ["interrupted (the client went away"], ends
+    assert "refs/heads/big absent (not landed)" in ends[0]["detail"], ends
+    assert branch_in_repository(s, app_id, "big") is None
+    repo.push("big")  # the server is fine
+    wait_for(lambda: not open_pushes(s, app_id), what="the end of the last push in the audit")

@@ -136,3 +136,53 @@ Test(cgroup, exec_failure_is_an_error_of_the_spawn)
                  -ENOENT);
     cr_assert_eq(cgroup_destroy(parent, "noexec", group, 2000), 0);
 }
+
+Test(cgroup, a_sub_tree_is_swept_alone_and_the_parent_sweep_leaves_it)
+{
+    int sub, group, build;
+    char why[256];
+    cr_assert(cgroup_is_subtree("git") && cgroup_is_subtree("apps"));
+    cr_assert(!cgroup_is_subtree("push-1") && !cgroup_is_subtree("warm-2") &&
+              !cgroup_is_subtree("old") && !cgroup_is_subtree(""));
+    cr_assert_eq(cgroup_subtree_open(name, "git", &sub, why, sizeof(why)), 0, "%s", why);
+    cr_assert_eq(cgroup_create(sub, "push-1", &group), 0);
+    cr_assert_eq(cgroup_create(parent, "build.1", &build), 0);
+    char *argv[] = {"sleep", "303", NULL};
+    char *env[] = {NULL};
+    pid_t in_sub, in_build;
+    cr_assert_eq(proc_spawn_into(group, NULL, "/bin/sleep", argv, env, -1, -1, -1, &in_sub, NULL),
+                 0);
+    cr_assert_eq(proc_spawn_into(build, NULL, "/bin/sleep", argv, env, -1, -1, -1, &in_build, NULL),
+                 0);
+    close(group);
+    close(build);
+
+    /* the builds' parent opened again sweeps the build, not the sub-tree */
+    int reopened;
+    cr_assert_eq(cgroup_parent_open(name, &reopened, why, sizeof(why)), 0);
+    cr_assert_eq(proc_wait(in_build), 128 + SIGKILL);
+    cr_assert(alive(in_sub));
+    cr_assert_eq(faccessat(reopened, "git/push-1", F_OK, 0), 0);
+    close(reopened);
+
+    /* the sub-tree opened again sweeps its own */
+    int sub2;
+    cr_assert_eq(cgroup_subtree_open(name, "git", &sub2, why, sizeof(why)), 0);
+    cr_assert_eq(proc_wait(in_sub), 128 + SIGKILL);
+    cr_assert_eq(faccessat(sub2, "push-1", F_OK, 0), -1);
+    close(sub);
+    cgroup_subtree_close(sub2); /* removes git/ (the parent stays: the fixture holds it) */
+    cr_assert_eq(faccessat(parent, "git", F_OK, 0), -1);
+}
+
+Test(cgroup, the_tree_is_named_after_the_data_directory)
+{
+    char a[64], b[64], c[64];
+    cgroup_tree_name("/tmp", a, sizeof(a));
+    cgroup_tree_name("/tmp/../tmp", b, sizeof(b)); /* its real path */
+    cgroup_tree_name("/var", c, sizeof(c));
+    cr_assert_eq(strlen(a), strlen("slipway-") + 16);
+    cr_assert(strncmp(a, "slipway-", 8) == 0);
+    cr_assert_str_eq(a, b);
+    cr_assert_str_neq(a, c);
+}

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>
@@ -141,4 +142,34 @@ Test(proc, opts_drop_to_an_unprivileged_user)
     read_all(out[0], buf, sizeof(buf));
     cr_assert_eq(proc_wait(pid), 0);
     cr_assert_str_eq(buf, "65534\n65534\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n8\n");
+}
+
+struct tied {
+    pid_t pid;
+    int r;
+};
+
+static void *spawn_tied_and_exit(void *arg)
+{
+    struct tied *t = arg;
+    char *argv[] = {"sleep", "304", NULL};
+    t->r = proc_spawn_tied(SIGTERM, -1, NULL, "/bin/sleep", argv, env, -1, -1, -1, &t->pid, NULL);
+    return NULL;
+}
+
+Test(proc, a_tied_child_gets_its_signal_when_the_spawning_thread_ends)
+{
+    struct tied t = {0};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, spawn_tied_and_exit, &t), 0);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert_eq(t.r, 0);
+    /* PR_SET_PDEATHSIG: the parent is the thread, not the process */
+    cr_assert_eq(proc_wait(t.pid), 128 + SIGTERM);
+
+    /* from this (the main) thread, which lives on: it runs until killed */
+    cr_assert_eq(spawn_tied_and_exit(&t), NULL);
+    cr_assert_eq(t.r, 0);
+    cr_assert_eq(proc_state(t.pid) != '\0' && !zombie(t.pid), true);
+    cr_assert_eq(proc_kill_wait(t.pid), 128 + SIGKILL);
 }
