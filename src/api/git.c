@@ -171,51 +171,22 @@ static void cgi_group_end(struct cgi *c, bool keep)
 /* Kills the git processes a crashed server left, on hosts without cgroups for us: those whose
  * environment holds our GIT_PROJECT_ROOT (git passes it on to all it starts). The death signal
  * ends them as the server dies; this is for what escaped it. */
+static bool lost_git(pid_t pid, const char *env, size_t len, void *arg)
+{
+    const char *marker = arg;
+    for (const char *e = env; e < env + len; e += strlen(e) + 1)
+        if (strcmp(e, marker) == 0) {
+            log_warn("killing git process %lld of a request the server lost", (long long)pid);
+            return true;
+        }
+    return false;
+}
+
 static void kill_lost_git(void)
 {
     char marker[PATH_MAX + 32];
-    int len = snprintf(marker, sizeof(marker), "GIT_PROJECT_ROOT=%s", repos_root);
-    DIR *proc = opendir("/proc");
-    struct dirent *de;
-    struct pollfd dying[64];
-    nfds_t nr_dying = 0;
-    char *env = malloc(65536);
-    while (env && proc && (de = readdir(proc))) {
-        int64_t pid;
-        if (parse_i64(de->d_name, 2, INT32_MAX, &pid) || pid == getpid())
-            continue;
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%lld/environ", (long long)pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, env, 65535);
-        close(fd);
-        if (n <= 0)
-            continue;
-        env[n] = '\0';
-        for (const char *e = env; e < env + n; e += strlen(e) + 1) {
-            if (strncmp(e, marker, (size_t)len) == 0 && e[len] == '\0') {
-                log_warn("killing git process %lld of a request the server lost", (long long)pid);
-                int pidfd = proc_pidfd((pid_t)pid);
-                kill((pid_t)pid, SIGKILL);
-                if (pidfd >= 0 && nr_dying < sizeof(dying) / sizeof(dying[0]))
-                    dying[nr_dying++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
-                else if (pidfd >= 0)
-                    close(pidfd);
-                break;
-            }
-        }
-    }
-    if (proc)
-        closedir(proc);
-    free(env);
-    int64_t deadline = time_mono_ns() + 5000000000LL;
-    for (nfds_t i = 0; i < nr_dying; i++) {
-        int64_t left = (deadline - time_mono_ns()) / 1000000;
-        poll(&dying[i], 1, left > 0 ? (int)left : 0);
-        close(dying[i].fd);
-    }
+    snprintf(marker, sizeof(marker), "GIT_PROJECT_ROOT=%s", repos_root);
+    proc_kill_matching("environ", lost_git, marker, 5000);
 }
 
 /* Removes the quarantine directories (objects/tmp_objdir-incoming-*) that receive-packs killed

@@ -199,7 +199,9 @@ static void sweep(int parent_fd)
         close(dup_fd);
 }
 
-int cgroup_parent_open(const char *name, int *fd, char *why, size_t why_len)
+/* Opens (making them) the group <own group>/name, or <own group>/name/sub when sub is not NULL,
+ * and sweeps what is left in it. */
+static int group_open(const char *name, const char *sub, int *fd, char *why, size_t why_len)
 {
     char mount[PATH_MAX], own[PATH_MAX], *path = NULL;
     int r = find_mount(mount, sizeof(mount));
@@ -211,13 +213,18 @@ int cgroup_parent_open(const char *name, int *fd, char *why, size_t why_len)
         snprintf(why, why_len, "this process's cgroup v2 group is unknown");
         return r;
     }
-    if (asprintf(&path, "%s%s/%s", mount, strcmp(own, "/") ? own : "", name) < 0)
-        return -ENOMEM;
-    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-        r = -errno;
-        snprintf(why, why_len, "cannot create %s: %s", path, strerror(errno));
+    const char *base = strcmp(own, "/") ? own : "";
+    for (int level = 0; level < (sub ? 2 : 1); level++) {
         free(path);
-        return r;
+        if (asprintf(&path, "%s%s/%s%s%s", mount, base, name, level ? "/" : "", level ? sub : "") <
+            0)
+            return -ENOMEM;
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+            r = -errno;
+            snprintf(why, why_len, "cannot create %s: %s", path, strerror(errno));
+            free(path);
+            return r;
+        }
     }
     *fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (*fd < 0 || faccessat(*fd, "cgroup.procs", W_OK, AT_EACCESS) < 0) {
@@ -231,6 +238,11 @@ int cgroup_parent_open(const char *name, int *fd, char *why, size_t why_len)
     free(path);
     sweep(*fd);
     return 0;
+}
+
+int cgroup_parent_open(const char *name, int *fd, char *why, size_t why_len)
+{
+    return group_open(name, NULL, fd, why, why_len);
 }
 
 void cgroup_parent_close(int fd)
@@ -621,43 +633,9 @@ void cgroup_tree_name(const char *data_dir, char *out, size_t size)
 
 int cgroup_subtree_open(const char *name, const char *sub, int *fd, char *why, size_t why_len)
 {
-    char mount[PATH_MAX], own[PATH_MAX], *path = NULL;
-    int r;
     if (!cgroup_is_subtree(sub) || strchr(name, '/'))
         return -EINVAL;
-    if ((r = find_mount(mount, sizeof(mount)))) {
-        snprintf(why, why_len, "no cgroup v2 hierarchy is mounted");
-        return r;
-    }
-    if ((r = own_group(own, sizeof(own)))) {
-        snprintf(why, why_len, "this process's cgroup v2 group is unknown");
-        return r;
-    }
-    const char *base = strcmp(own, "/") ? own : "";
-    for (int level = 0; level < 2; level++) {
-        free(path);
-        if (asprintf(&path, "%s%s/%s%s%s", mount, base, name, level ? "/" : "", level ? sub : "") <
-            0)
-            return -ENOMEM;
-        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-            r = -errno;
-            snprintf(why, why_len, "cannot create %s: %s", path, strerror(errno));
-            free(path);
-            return r;
-        }
-    }
-    *fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (*fd < 0 || faccessat(*fd, "cgroup.procs", W_OK, AT_EACCESS) < 0) {
-        r = -errno;
-        snprintf(why, why_len, "cannot use %s: %s", path, strerror(errno));
-        if (*fd >= 0)
-            close(*fd);
-        free(path);
-        return r;
-    }
-    free(path);
-    sweep(*fd);
-    return 0;
+    return group_open(name, sub, fd, why, why_len);
 }
 
 void cgroup_subtree_close(int fd)

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -19,6 +20,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "base/util.h"
 
 /* The children started here and not yet waited for: proc_reap_orphans() leaves them to their
  * owner. A child is added under the lock before anyone can see it exit. */
@@ -320,4 +323,49 @@ char *proc_find_program(const char *name, const char *path_list)
         p = *end ? end + 1 : end;
     }
     return NULL;
+}
+
+int proc_kill_matching(const char *file, proc_match_fn match, void *arg, int timeout_ms)
+{
+    enum { DATA_MAX = 64 * 1024 };
+    struct pollfd dying[64];
+    nfds_t nr_dying = 0;
+    int killed = 0;
+    DIR *proc = opendir("/proc");
+    char *data = malloc(DATA_MAX + 1);
+    struct dirent *de;
+    while (data && proc && (de = readdir(proc))) {
+        int64_t pid;
+        if (parse_i64(de->d_name, 2, INT32_MAX, &pid) || pid == getpid())
+            continue;
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%lld/%s", (long long)pid, file);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, data, DATA_MAX);
+        close(fd);
+        if (n <= 0)
+            continue;
+        data[n] = '\0';
+        if (!match((pid_t)pid, data, (size_t)n, arg))
+            continue;
+        int pidfd = proc_pidfd((pid_t)pid);
+        if (kill((pid_t)pid, SIGKILL) == 0)
+            killed++;
+        if (pidfd >= 0 && nr_dying < sizeof(dying) / sizeof(dying[0]))
+            dying[nr_dying++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
+        else if (pidfd >= 0)
+            close(pidfd);
+    }
+    if (proc)
+        closedir(proc);
+    free(data);
+    int64_t deadline = time_mono_ns() + (int64_t)timeout_ms * 1000000;
+    for (nfds_t i = 0; i < nr_dying; i++) {
+        int64_t left = (deadline - time_mono_ns()) / 1000000;
+        poll(&dying[i], 1, left > 0 ? (int)left : 0); /* readable once it has exited */
+        close(dying[i].fd);
+    }
+    return killed;
 }

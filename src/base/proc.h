@@ -73,6 +73,14 @@ int proc_kill_wait(pid_t pid);
  * because it is pid 1 (a container without an init) and their parent died. Only one thread
  * calls it (the server's main thread, on SIGCHLD). The number reaped. */
 int proc_reap_orphans(void);
+
+/* Tells whether process pid, whose /proc/<pid>/<file> holds data (len bytes, NUL-terminated;
+ * cmdline and environ are NUL-separated strings), is one to kill. */
+typedef bool (*proc_match_fn)(pid_t pid, const char *data, size_t len, void *arg);
+/* Sends SIGKILL to every other process whose /proc/<pid>/<file> (its first 64 kB) `match`
+ * picks, and waits at most timeout_ms for them to be gone (through pidfds): what a crashed
+ * server left, on hosts without cgroups for it. The number of processes killed. */
+int proc_kill_matching(const char *file, proc_match_fn match, void *arg, int timeout_ms);
 /* The soft RLIMIT_NOFILE that children get (set before their execve), for a server that raised
  * its own: programs that use select() or loop over every descriptor expect the usual limit.
  * 0 (the default): children inherit the server's. Call before any child is started. */

@@ -1304,65 +1304,34 @@ static void *engine(void *arg)
  * --die-with-parent arms itself only after bwrap's own set-up, so a server killed in a step's
  * first milliseconds can leave that step running. They are found by their command line, which
  * binds a workspace under builds_dir, and waited for (bounded) before their workspaces go. */
+static bool orphan_sandbox(pid_t pid, const char *cmd, size_t len, void *arg)
+{
+    const char *builds_dir = arg;
+    size_t prefix_len = strlen(builds_dir);
+    const char *argv0 = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
+    if (strcmp(argv0, "bwrap") != 0)
+        return false;
+    for (const char *a = cmd; a < cmd + len; a += strlen(a) + 1)
+        if (strncmp(a, builds_dir, prefix_len) == 0 && a[prefix_len] == '/') {
+            log_warn("killing sandbox %lld of a build the server lost", (long long)pid);
+            return true; /* its pid namespace goes with it */
+        }
+    return false;
+}
+
 static void kill_orphan_sandboxes(const char *builds_dir)
 {
-    struct pollfd dying[64];
-    nfds_t nr_dying = 0;
-    DIR *proc = opendir("/proc");
-    struct dirent *de;
-    size_t prefix_len = strlen(builds_dir);
-    while (proc && (de = readdir(proc))) {
-        int64_t pid;
-        if (parse_i64(de->d_name, 2, INT32_MAX, &pid) || pid == getpid())
-            continue;
-        char path[64], cmd[8192];
-        snprintf(path, sizeof(path), "/proc/%lld/cmdline", (long long)pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, cmd, sizeof(cmd) - 1);
-        close(fd);
-        if (n <= 0)
-            continue;
-        cmd[n] = '\0';
-        const char *argv0 = strrchr(cmd, '/') ? strrchr(cmd, '/') + 1 : cmd;
-        if (strcmp(argv0, "bwrap") != 0)
-            continue;
-        for (const char *arg = cmd; arg < cmd + n; arg += strlen(arg) + 1) {
-            if (strncmp(arg, builds_dir, prefix_len) == 0 && arg[prefix_len] == '/') {
-                log_warn("killing sandbox %lld of a build the server lost", (long long)pid);
-                int pidfd = proc_pidfd((pid_t)pid);
-                kill((pid_t)pid, SIGKILL); /* its pid namespace goes with it */
-                if (pidfd >= 0 && nr_dying < sizeof(dying) / sizeof(dying[0]))
-                    dying[nr_dying++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
-                else if (pidfd >= 0)
-                    close(pidfd);
-                break;
-            }
-        }
-    }
-    if (proc)
-        closedir(proc);
-    int64_t deadline = time_mono_ns() + 5000000000LL;
-    for (nfds_t i = 0; i < nr_dying; i++) {
-        int64_t left = (deadline - time_mono_ns()) / 1000000;
-        poll(&dying[i], 1, left > 0 ? (int)left : 0); /* readable once it has exited */
-        close(dying[i].fd);
-    }
+    proc_kill_matching("cmdline", orphan_sandbox, (void *)builds_dir, 5000);
 }
 
 /* The parent of the builds' cgroups, named after the data directory (one server per data
  * directory): opening it kills and removes the groups of builds a crashed server left. */
 static void cgroups_open(const char *data_dir)
 {
-    char real[PATH_MAX], hash[CRYPTO_SHA256_HEX], why[512];
-    if (!realpath(data_dir, real))
-        snprintf(real, sizeof(real), "%s", data_dir);
-    crypto_sha256_hex(real, strlen(real), hash);
-    if (asprintf(&E.cgroup_name, "slipway-%.16s", hash) < 0) {
-        E.cgroup_name = NULL;
+    char tree[64], why[512];
+    cgroup_tree_name(data_dir, tree, sizeof(tree));
+    if (!(E.cgroup_name = strdup(tree)))
         return;
-    }
     int r = cgroup_parent_open(E.cgroup_name, &E.cgroup_fd, why, sizeof(why));
     if (r) {
         E.cgroup_fd = -1;

@@ -169,7 +169,8 @@ static int bootstrap_admin(const struct serve_opts *o, const char *base_url)
 }
 
 /* One server per data directory: an exclusive lock on DIR/lock, held (fd kept open) for the
- * server's life. -EBUSY when another server holds it. */
+ * server's life. -EBUSY when another server holds it (for LOCK_WAIT_NS). */
+#define LOCK_WAIT_NS (2 * 1000000000LL)
 static int lock_data_dir(const char *dir)
 {
     char *path = NULL;
@@ -179,10 +180,17 @@ static int lock_data_dir(const char *dir)
     free(path);
     if (fd < 0)
         return -errno;
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    /* A server just killed can leave the lock held a few milliseconds longer: a child it was
+     * starting holds a copy of the descriptor until its execve. Another server holds it for
+     * good, so a short wait tells the two apart. */
+    int64_t deadline = time_mono_ns() + LOCK_WAIT_NS;
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         int e = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        close(fd);
-        return e;
+        if (e != -EBUSY || time_mono_ns() > deadline) {
+            close(fd);
+            return e;
+        }
+        usleep(10000);
     }
     return 0; /* the descriptor stays open: the lock lasts until the process ends */
 }

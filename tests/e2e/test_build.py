@@ -370,8 +370,10 @@ def test_a_large_package_does_not_hold_up_other_builds(app):
     big_rev = head_number(sw, dev, app_id)
     commit(repo, {"slipway.yml": TRIVIAL}, branch="quick")
     big = start(sw, dev, app_id, big_rev, "5.0.0")
-    wait_for(lambda: "==> packaging" in build_log(sw, dev, app_id, big), timeout=60,
-             interval=0.01, what="the large build packaging")
+    def packaging():  # the log is 404 until the build has started
+        r = sw.get(f"/api/slipway/apps/{app_id}/packages/{big}/log", dev)
+        return r.status_code == 200 and "==> packaging" in r.text
+    wait_for(packaging, timeout=60, interval=0.01, what="the large build packaging")
     quick = start(sw, dev, app_id, head_number(sw, dev, app_id, "quick"), "5.0.1", "quick")
     assert wait_done(sw, dev, app_id, quick, timeout=30)["Status"] == "Succeeded"
     assert package(sw, dev, app_id, big)["Status"] == "Building", \

@@ -27,7 +27,7 @@ import pytest
 
 from builds import (TRIVIAL, build_log, commit, details, head_number, package,
                     processes_matching, start, wait_done, yml)
-from conftest import Slipway, assert_ok, wait_for
+from conftest import BIN, Slipway, assert_ok, wait_for
 
 # Bugs these tests found, each with its reproducer here. True: when the bug shows, the test is
 # marked xfail with what was seen (all other checks have passed by then); False: it fails. All
@@ -655,3 +655,30 @@ def test_git_processes_are_killed_when_the_client_goes_away(server_factory, tmp_
     assert branch_in_repository(s, app_id, "big") is None
     repo.push("big")  # the server is fine
     wait_for(lambda: not open_pushes(s, app_id), what="the end of the last push in the audit")
+
+
+def test_a_killed_server_can_be_restarted_at_once(tmp_path):
+    """SIGKILL at any moment, then a new server on the same data directory: it starts (a child
+    the killed server was starting can hold the data directory's lock for a few milliseconds;
+    the new server waits for that instead of reporting another server)."""
+    data = str(tmp_path / "data")
+    cmd = [BIN, "serve", "--data", data, "--listen", "127.0.0.1:0"]
+
+    def start():
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = p.stdout.readline()  # the readiness line, or EOF when it failed
+        assert line, p.stderr.read().decode(errors="replace")[-500:]
+        return p
+
+    p = start()
+    for i in range(25):
+        time.sleep(0.01 * (i % 5))
+        p.kill()
+        p.wait()
+        p.stdout.close()
+        p.stderr.close()
+        p = start()
+    p.terminate()
+    assert p.wait(timeout=30) == 0
+    p.stdout.close()
+    p.stderr.close()
