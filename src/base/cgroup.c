@@ -183,7 +183,7 @@ int cgroup_create(int parent_fd, const char *name, int *fd)
 /* Kills and removes the child groups a previous run left under the parent. */
 static void sweep(int parent_fd)
 {
-    int dup_fd = dup(parent_fd);
+    int dup_fd = fcntl(parent_fd, F_DUPFD_CLOEXEC, 0);
     DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
     struct dirent *de;
     while (d && (de = readdir(d))) {
@@ -370,7 +370,7 @@ static int v1_parent_open(const char *ctl, const char *name, int *fd)
         *fd = -1;
         return r;
     }
-    int dup_fd = dup(*fd);
+    int dup_fd = fcntl(*fd, F_DUPFD_CLOEXEC, 0);
     DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
     struct dirent *de;
     while (d && (de = readdir(d)))

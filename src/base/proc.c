@@ -155,6 +155,15 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
         if (fd < 0 || (fd == i ? fcntl(fd, F_SETFD, 0) : dup2(fd, i)) < 0)
             err = errno;
     }
+    /* Nothing but 0-2 goes on: not a descriptor the server inherited without close-on-exec
+     * (a step could read or openat() through it), nor the /dev/null opened above. */
+    if (!err && syscall(SYS_close_range, 3, ~0U, 0) < 0) {
+        struct rlimit lim;
+        if (errno != ENOSYS || getrlimit(RLIMIT_NOFILE, &lim) < 0)
+            err = errno;
+        for (rlim_t fd = 3; !err && fd < lim.rlim_cur; fd++)
+            close((int)fd);
+    }
     if (!err)
         err = child_confine(o);
     if (!err) {

@@ -6,6 +6,7 @@ had nearly every capability (CapEff 000001fffeffffff) and was root on the host.
 The fork bomb, the memory hog and the disk filler are bounded even if a limit failed: at most
 3000 sleepers, 320 MB of memory, 120 MB of disk, against limits far below."""
 import ctypes
+import re
 import os
 import struct
 import uuid
@@ -263,4 +264,28 @@ def test_disk_filler_is_stopped_at_build_disk(app):
     assert p["Status"] == "Failed", log
     assert "take more than build.disk (20MB)" in reason, reason
     assert "step 2/" not in log
+    assert_serving(sw)
+
+
+def test_a_step_inherits_no_descriptor_of_the_server(server_factory, tmp_path):
+    """A descriptor the server inherited without close-on-exec (from whatever started it) is not
+    passed on to a step: only 0, 1 and 2 are (a step used to read through it as slipway-build)."""
+    from conftest import Slipway
+    secret = tmp_path / "host-secret"
+    secret.write_text("TOP-SECRET-OF-THE-HOST\n")
+    secret.chmod(0o600)
+    srv = server_factory(prefix=("sh", "-c", 'exec 7<"$0"; exec "$@"', str(secret)))
+    sw = Slipway(srv, str(tmp_path))
+    dev = sw.new_user("fdleak")
+    a = sw.new_app("fdleak", [(dev, "developer")])["AppId"]
+    repo = sw.clone(a, dev)
+    p, log, reason = build(sw, dev, a, repo,
+                           ["ls -l /proc/$$/fd | sed 's/^/fd: /'",
+                            "cat <&7 && echo READ-FD-$((6+1)) || echo no-fd-$((6+1))"])
+    assert "TOP-SECRET-OF-THE-HOST" not in log and "READ-FD-7" not in log, log
+    assert "no-fd-7" in log, log
+    # besides 0-2, only the shell's own script files (dash keeps them open at 10 and up)
+    fds = sorted(int(n) for n, target in re.findall(r"fd: .* (\d+) -> (\S+)", log)
+                 if not target.startswith("/slipway/"))
+    assert fds == [0, 1, 2], log
     assert_serving(sw)
