@@ -451,10 +451,11 @@ void api_git_serve(struct http_request *req, struct http_response *res,
         strbuf_addch(&tail, '/');
         strbuf_adds(&tail, req->path.seg[i]);
     }
-    char *service = http_query(req, "service");
-    bool push = strcmp(req->path.seg[req->path.nr_seg - 1], "git-receive-pack") == 0 ||
-                (service && strcmp(service, "git-receive-pack") == 0);
-    free(service);
+    /* What git is asked to do comes from the route table's row alone, never from the query as
+     * sent: git reads the last "service" parameter (and decodes names), the row the first. */
+    const char *query = caller->row->query ? caller->row->query : "";
+    bool push = strcmp(query, "service=git-receive-pack") == 0 ||
+                strcmp(req->path.seg[req->path.nr_seg - 1], "git-receive-pack") == 0;
     /* reads are not audited; a push is, by cgi_free or below (or by api_request_completed) */
     bool post_push = push && strcmp(req->method, "POST") == 0;
     /* git first probes a large push with a 4-byte "0000" POST: not a push of its own */
@@ -465,10 +466,8 @@ void api_git_serve(struct http_request *req, struct http_response *res,
     char *env[24] = {0};
     size_t n = 0;
     char *root = NULL, *path_info = NULL, *clen = NULL;
-    struct strbuf query = STRBUF_INIT;
-    http_raw_query(req, &query);
-    int r = strbuf_ok(&query) ? 0 : -ENOMEM;
-    if (r || !(root = strdup(repos_root)) ||
+    int r = 0;
+    if (!(root = strdup(repos_root)) ||
         asprintf(&path_info, "/%s.git%s", app.app_id, tail.buf) < 0 ||
         asprintf(&clen, "%" PRIu64, req->body_size) < 0)
         r = -ENOMEM;
@@ -477,7 +476,7 @@ void api_git_serve(struct http_request *req, struct http_response *res,
             add_env(env, &n, 24, "GIT_HTTP_EXPORT_ALL", "1") ||
             add_env(env, &n, 24, "PATH_INFO", path_info) ||
             add_env(env, &n, 24, "REQUEST_METHOD", req->method) ||
-            add_env(env, &n, 24, "QUERY_STRING", query.buf) ||
+            add_env(env, &n, 24, "QUERY_STRING", query) ||
             add_env(env, &n, 24, "REMOTE_USER", p->user.email) ||
             add_env(env, &n, 24, "REMOTE_ADDR", req->remote_addr) ||
             add_env(env, &n, 24, "CONTENT_TYPE", http_header(req, "Content-Type")) ||
@@ -488,7 +487,6 @@ void api_git_serve(struct http_request *req, struct http_response *res,
             add_env(env, &n, 24, "HOME", root) ||
             (strcmp(req->method, "POST") == 0 ? add_env(env, &n, 24, "CONTENT_LENGTH", clen) : 0);
     free(root);
-    strbuf_release(&query);
     free(path_info);
     free(clen);
 

@@ -388,7 +388,7 @@ static int admit_row(struct http_request *req, struct http_response *res,
 static void dispatch(struct http_request *req, struct http_response *res)
 {
     const struct api_route *row = pick_row(req);
-    struct api_caller c = {0};
+    struct api_caller c = {.row = row};
     if (!row)
         api_fail(req, res, 404, "NOT_FOUND", "no such operation");
     else if (!admit_row(req, res, row, &c))
@@ -398,7 +398,7 @@ static void dispatch(struct http_request *req, struct http_response *res)
 int api_admit(struct http_request *req, struct http_response *res)
 {
     const struct api_route *row = pick_row(req);
-    struct api_caller c = {0};
+    struct api_caller c = {.row = row};
     return row ? admit_row(req, res, row, &c) : 0; /* no row: dispatch answers 404 */
 }
 

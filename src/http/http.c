@@ -86,26 +86,6 @@ char *http_query(const struct http_request *req, const char *name)
     return out;
 }
 
-static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                               const char *value)
-{
-    (void)kind;
-    struct strbuf *out = cls;
-    if (out->len)
-        strbuf_addch(out, '&');
-    strbuf_adds(out, key);
-    if (value) {
-        strbuf_addch(out, '=');
-        strbuf_adds(out, value);
-    }
-    return MHD_YES;
-}
-
-void http_raw_query(const struct http_request *req, struct strbuf *out)
-{
-    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_arg, out);
-}
-
 bool http_query_bool(const struct http_request *req, const char *name)
 {
     char *v = http_query(req, name);

@@ -141,8 +141,6 @@ bool http_request_routed(const struct http_request *req);
 const char *http_header(const struct http_request *req, const char *name);
 /* A query parameter, percent-decoded; caller frees. NULL if absent. */
 char *http_query(const struct http_request *req, const char *name);
-/* Appends the raw (still percent-encoded) query string, without '?', to out. */
-void http_raw_query(const struct http_request *req, struct strbuf *out);
 /* True when the query parameter is "true" or "1" (case-insensitive). */
 bool http_query_bool(const struct http_request *req, const char *name);
 

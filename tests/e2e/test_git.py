@@ -242,3 +242,27 @@ def test_client_gone_mid_clone_leaves_nothing_behind(sw):
              what="the server's git http-backend children to go away")
     assert sw.get("/healthz").status_code == 200
     assert sw.clone(app["AppId"], dev).rev("main") == repo.rev("main")
+
+
+def test_the_git_service_comes_from_the_route_not_the_query(sw):
+    """git reads the last `service` parameter, the route table the first: a viewer who sends
+    both gets the fetch service the table let through, never receive-pack's advertisement, and a
+    POST to git-upload-pack with ?service=git-receive-pack is no push (nor audited as one)."""
+    viewer = sw.new_user("svcviewer")
+    a = sw.new_app("svc", [(viewer, "viewer")])["AppId"]
+    for q in ("service=git-upload-pack&service=git-receive-pack",
+              "service=git-upload-pack&%73ervice=git-receive-pack"):
+        r = requests.get(f"{sw.base}/git/{a}.git/info/refs?{q}", auth=viewer.basic(), timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.headers["Content-Type"] == "application/x-git-upload-pack-advertisement", q
+
+    def pkt(s):
+        return "%04x" % (len(s) + 4) + s
+    body = (pkt("0" * 40 + " " + "1" * 40 + " refs/heads/forged\0 report-status\n") + "0000")
+    r = requests.post(f"{sw.base}/git/{a}.git/git-upload-pack?service=git-receive-pack",
+                      auth=viewer.basic(), data=body.encode(), timeout=30,
+                      headers={"Content-Type": "application/x-git-upload-pack-request"})
+    assert r.headers.get("Content-Type") != "application/x-git-receive-pack-result", r.text
+    entries, intact = sw.audit()
+    assert intact is True
+    assert not [e for e in entries if e["action"] == "git push" and e["app"] == a], entries
