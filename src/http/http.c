@@ -483,7 +483,7 @@ static void *reaper_main(void *arg)
 
 struct framing {
     const char *content_length; /* the first value */
-    bool cl_differ, cl_invalid, name_invalid;
+    bool cl_differ, cl_invalid, name_invalid, folded;
     unsigned nr_te;
     const char *te;
 };
@@ -495,8 +495,18 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
     struct framing *f = cls;
     if (!value)
         value = "";
+    size_t cl_len = strlen(MHD_HTTP_HEADER_CONTENT_LENGTH);
+    size_t te_len = strlen(MHD_HTTP_HEADER_TRANSFER_ENCODING);
     if (!key[0] || key[strcspn(key, " \t")]) {
         f->name_invalid = true;
+    } else if ((strlen(key) > cl_len &&
+                !strncasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH, cl_len)) ||
+               (strlen(key) > te_len &&
+                !strncasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING, te_len))) {
+        /* libmicrohttpd 0.9.75 appends a folded line (obs-fold: a line that starts with white
+         * space) to the header's name, so "Transfer-Encoding:\r\n chunked" arrives as the
+         * header "Transfer-Encodingchunked" while a proxy in front may unfold it */
+        f->folded = true;
     } else if (str_ieq(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
         if (!value[0] || value[strspn(value, "0123456789")])
             f->cl_invalid = true;
@@ -522,6 +532,8 @@ static int framing_check(struct MHD_Connection *conn, const char **why)
     int status = 400;
     if (f.name_invalid) {
         *why = "a header name is empty or contains white space";
+    } else if (f.folded) {
+        *why = "a framing header is folded over several lines";
     } else if (f.cl_invalid) {
         *why = "the Content-Length header is not a number";
     } else if (f.cl_differ) {

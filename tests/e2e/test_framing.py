@@ -87,3 +87,17 @@ def test_equal_content_lengths_are_accepted(sw):
     data = exchange(sw.server.port, raw)
     assert data.count(b"HTTP/1.1 200 ") == 2, data
     assert data.endswith(b"<EOF>")
+
+
+@pytest.mark.parametrize("folded", [
+    b"Transfer-Encoding:\r\n chunked\r\nContent-Length: %d",  # a proxy unfolding it sees CL+TE
+    b"Transfer-Encoding: \r\n\tchunked\r\nContent-Length: %d",
+    b"Content-Length: 0\r\n %d",  # unfolded: "0 N", or N
+])
+def test_folded_framing_headers_are_refused(sw, folded):
+    """obs-fold (a header line continued on the next, which starts with white space): the
+    server does not see these framing headers as a proxy that unfolds them would."""
+    chunked = b"0\r\n\r\n"
+    head = folded % (len(chunked) + len(HIDDEN)) if b"%d" in folded else folded
+    raw = b"POST /healthz HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n\r\n" + chunked + HIDDEN
+    assert_refused_and_closed(sw, exchange(sw.server.port, raw))
