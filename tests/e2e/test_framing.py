@@ -99,5 +99,5 @@ def test_folded_framing_headers_are_refused(sw, folded):
     server does not see these framing headers as a proxy that unfolds them would."""
     chunked = b"0\r\n\r\n"
     head = folded % (len(chunked) + len(HIDDEN)) if b"%d" in folded else folded
-    raw = b"POST /healthz HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n\r\n" + chunked + HIDDEN
+    raw = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n\r\n" + chunked + HIDDEN
     assert_refused_and_closed(sw, exchange(sw.server.port, raw))
