@@ -31,11 +31,17 @@ struct compiled_route {
  * thread; the list links and flags are shared with the reaper thread, under header_lock. */
 struct conn_watch {
     struct conn_watch *prev, *next;
-    int fd;              /* the connection's socket, open until the watch is freed */
-    int64_t deadline_ns; /* monotonic */
-    bool waiting;        /* in the server's list of connections waiting for headers */
-    bool expired;        /* the reaper shut its socket down */
+    int fd;                    /* the connection's socket, open until the watch is freed */
+    int64_t deadline_ns;       /* monotonic */
+    struct watch_queue *queue; /* the queue it waits in, NULL when none */
+    bool expired;              /* the reaper shut its socket down */
     char addr[INET6_ADDRSTRLEN];
+};
+
+/* Connections waiting for something with the same timeout, in the order of their deadlines. */
+struct watch_queue {
+    struct conn_watch *head, *tail;
+    int64_t timeout_ns;
 };
 
 struct http_server {
@@ -49,7 +55,8 @@ struct http_server {
      * that shuts down the overdue ones. */
     pthread_mutex_t header_lock;
     pthread_cond_t header_cond;
-    struct conn_watch *waiting_head, *waiting_tail;
+    struct watch_queue headers; /* waiting for a request's headers */
+    struct watch_queue bodies;  /* waiting for the rest of a buffered (non-spooled) body */
     pthread_t reaper;
     bool header_init, reaper_started, stopping;
     /* libmicrohttpd's messages, one line a second for the same text (see on_mhd_log) */
@@ -332,7 +339,11 @@ static bool admit(struct http_server *s, struct http_request *req, enum MHD_Resu
 /* ---- the header deadline ----------------------------------------------------------------- */
 
 #define NS_PER_MS INT64_C(1000000)
-#define NS_PER_S  INT64_C(1000000000)
+/* A buffered body (at most --max-body) must be in within this many header timeouts of its
+ * headers: a client cannot hold a connection by trickling one (spooled bodies, uploads and
+ * pushes, are authorized before they are read, and may take longer). */
+#define BODY_TIMEOUT_FACTOR 4
+#define NS_PER_S            INT64_C(1000000000)
 
 static void format_addr(const struct sockaddr *sa, char *out, size_t size)
 {
@@ -346,45 +357,50 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t size)
 }
 
 /* Under header_lock. */
-static void watch_unlink(struct http_server *s, struct conn_watch *w)
+static void watch_unlink(struct conn_watch *w)
 {
+    struct watch_queue *q = w->queue;
     if (w->prev)
         w->prev->next = w->next;
     else
-        s->waiting_head = w->next;
+        q->head = w->next;
     if (w->next)
         w->next->prev = w->prev;
     else
-        s->waiting_tail = w->prev;
+        q->tail = w->prev;
     w->prev = w->next = NULL;
-    w->waiting = false;
+    w->queue = NULL;
 }
 
-/* The connection now waits for a request's headers: they must be complete before the deadline. */
-static void watch_arm(struct http_server *s, struct conn_watch *w)
+/* The connection now waits in q (for a request's headers, or for a body): what it waits for
+ * must be complete before the queue's timeout. A wait it was in before ends. */
+static void watch_arm(struct http_server *s, struct conn_watch *w, struct watch_queue *q)
 {
     pthread_mutex_lock(&s->header_lock);
-    if (!w->waiting && !w->expired) {
-        w->deadline_ns = time_mono_ns() + (int64_t)s->cfg.header_timeout_ms * NS_PER_MS;
-        w->prev = s->waiting_tail;
-        if (s->waiting_tail) {
-            s->waiting_tail->next = w;
+    if (w->queue)
+        watch_unlink(w);
+    if (!w->expired) {
+        w->deadline_ns = time_mono_ns() + q->timeout_ns;
+        w->prev = q->tail;
+        if (q->tail) {
+            q->tail->next = w;
         } else {
-            s->waiting_head = w;
+            q->head = w;
             pthread_cond_signal(&s->header_cond); /* the reaper may sleep without a deadline */
         }
-        s->waiting_tail = w;
-        w->waiting = true;
+        q->tail = w;
+        w->queue = q;
     }
     pthread_mutex_unlock(&s->header_lock);
 }
 
-/* The headers are in. False when they came too late: the reaper has shut the socket down. */
+/* What the connection waited for is in. False when it came too late: the reaper has shut the
+ * socket down. */
 static bool watch_disarm(struct http_server *s, struct conn_watch *w)
 {
     pthread_mutex_lock(&s->header_lock);
-    if (w->waiting)
-        watch_unlink(s, w);
+    if (w->queue)
+        watch_unlink(w);
     bool in_time = !w->expired;
     pthread_mutex_unlock(&s->header_lock);
     return in_time;
@@ -421,7 +437,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         w->fd = fd->connect_fd;
         format_addr(addr ? addr->client_addr : NULL, w->addr, sizeof(w->addr));
         *socket_context = w;
-        watch_arm(s, w);
+        watch_arm(s, w, &s->headers);
         return;
     }
     if (!w)
@@ -442,13 +458,15 @@ static void *reaper_main(void *arg)
     pthread_mutex_lock(&s->header_lock);
     while (!s->stopping) {
         int64_t now = time_mono_ns();
-        while (s->waiting_head && s->waiting_head->deadline_ns <= now) {
-            struct conn_watch *w = s->waiting_head;
-            watch_unlink(s, w);
-            w->expired = true;
-            shutdown(w->fd, SHUT_RDWR);
-            if (!closed++)
-                memcpy(sample, w->addr, sizeof(sample));
+        for (struct watch_queue *q = &s->headers; q; q = q == &s->headers ? &s->bodies : NULL) {
+            while (q->head && q->head->deadline_ns <= now) {
+                struct conn_watch *w = q->head;
+                watch_unlink(w);
+                w->expired = true;
+                shutdown(w->fd, SHUT_RDWR);
+                if (!closed++)
+                    memcpy(sample, w->addr, sizeof(sample));
+            }
         }
         if (closed && now - last_log_ns >= NS_PER_S) {
             unsigned n = closed;
@@ -458,13 +476,16 @@ static void *reaper_main(void *arg)
             last_log_ns = now;
             pthread_mutex_unlock(&s->header_lock);
             log_warn("http: closed %u connection%s that did not complete a request's headers "
-                     "within %u ms (%s%s)",
-                     n, n == 1 ? "" : "s", s->cfg.header_timeout_ms, n == 1 ? "from " : "one from ",
+                     "within %u ms, or its body within %u ms (%s%s)",
+                     n, n == 1 ? "" : "s", s->cfg.header_timeout_ms,
+                     s->cfg.header_timeout_ms * BODY_TIMEOUT_FACTOR, n == 1 ? "from " : "one from ",
                      who[0] ? who : "?");
             pthread_mutex_lock(&s->header_lock);
             continue;
         }
-        int64_t wake = s->waiting_head ? s->waiting_head->deadline_ns : INT64_MAX;
+        int64_t wake = s->headers.head ? s->headers.head->deadline_ns : INT64_MAX;
+        if (s->bodies.head && s->bodies.head->deadline_ns < wake)
+            wake = s->bodies.head->deadline_ns;
         if (closed && last_log_ns + NS_PER_S < wake)
             wake = last_log_ns + NS_PER_S;
         if (wake == INT64_MAX) {
@@ -643,6 +664,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             }
         } else {
             strbuf_init(&req->body_buf, s->cfg.max_body);
+            if (w)
+                watch_arm(s, w, &s->bodies);
         }
         return MHD_YES;
     }
@@ -675,6 +698,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
 
     /* the whole body is in */
+    struct conn_watch *w = req->body_fd < 0 ? watch_of(conn) : NULL;
+    if (w && !watch_disarm(s, w))
+        return MHD_NO; /* too late: the connection is being closed */
     if (req->too_large)
         return send_error(s, req, 413, "REQUEST_TOO_LARGE", "the request body is too large");
     req->body = req->body_buf.buf;
@@ -703,7 +729,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct http_request *req = *con_cls;
     struct conn_watch *w = watch_of(conn);
     if (w && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        watch_arm(s, w); /* a kept-alive connection waits for the next request's headers */
+        watch_arm(s, w, &s->headers); /* a kept-alive connection waits for the next request */
     if (!req)
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->answered)
@@ -783,6 +809,8 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
     }
     pthread_condattr_destroy(&ca);
     s->header_init = true;
+    s->headers.timeout_ns = (int64_t)cfg->header_timeout_ms * NS_PER_MS;
+    s->bodies.timeout_ns = s->headers.timeout_ns * BODY_TIMEOUT_FACTOR;
     if (cfg->header_timeout_ms) {
         r = -pthread_create(&s->reaper, NULL, reaper_main, s);
         if (r < 0)

@@ -295,3 +295,25 @@ def test_max_connections_option_is_capped_by_the_descriptor_limit(server_factory
     assert nofile == 1024 and total < 1024 // 2
     assert re.search(r"--max-connections 5000 needs more file descriptors", srv.stderr())
     assert healthz_from("127.0.0.32", srv.port)[0] == 200
+
+
+def test_a_trickled_body_is_cut_off(server_factory):
+    """A buffered body must be in within 4 header timeouts of its headers: a client that sends
+    one byte at a time, with or without credentials, cannot hold the connection for the hours
+    --max-body would take (with --header-timeout 1: cut off at about 4 s)."""
+    srv = server_factory(extra_args=["--header-timeout", "1"])
+    sock = connect_from("127.0.0.8", srv.port, timeout=10)
+    sock.sendall(b"POST /api/slipway/users HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+    t0 = time.monotonic()
+    closed = None
+    try:
+        for _ in range(60):  # 12 s at most
+            time.sleep(0.2)
+            sock.sendall(b" ")
+    except OSError:  # the server shut the connection down
+        closed = time.monotonic() - t0
+    finally:
+        sock.close()
+    assert closed is not None, "a body trickled for 12 s kept its connection"
+    assert 3.5 <= closed <= 6.5, closed
