@@ -56,7 +56,7 @@ struct warm {
     int cg_v1[CGROUP_NR_CONTROLLERS]; /* its groups in v1 hierarchies (limits), or -1 */
     char cg_v1_name[24];
     struct cgroup_limits_count cg_since; /* the v1 groups' counters when it took them */
-    char root[PATH_MAX]; /* DIR/builds/warm-<server pid>-<n>: the build's root once taken */
+    char root[PATH_MAX]; /* DIR/builds/run/warm-<server pid>-<n>: the build's root once taken */
     char cg_name[48];
     struct watch exit_watch;
 };
@@ -65,7 +65,7 @@ struct build {
     struct store_package pkg;
     struct pipeline pl;
     bool have_pl;
-    char *root; /* DIR/builds/<PackageId>: the workspace and the step scripts */
+    char *root; /* DIR/builds/run/<PackageId>: the workspace and the step scripts */
     char *ws;   /* root/ws */
     char *tmp;  /* root/tmp: /tmp in the sandbox */
     int log_fd;
@@ -618,7 +618,7 @@ static void warm_fill(void)
         if (!w)
             return;
         w->pidfd = w->out_fd = w->go_fd = -1;
-        snprintf(w->root, sizeof(w->root), "%s/builds/warm-%ld-%llu", E.cfg.data_dir,
+        snprintf(w->root, sizeof(w->root), "%s/builds/run/warm-%ld-%llu", E.cfg.data_dir,
                  (long)getpid(), (unsigned long long)++E.warm_seq);
         snprintf(w->cg_name, sizeof(w->cg_name), "warm-%llu", (unsigned long long)E.warm_seq);
         struct sandbox_cmd cmd;
@@ -1246,7 +1246,7 @@ static void build_start(struct build *b)
     b->have_pl = true;
     build_limits(b);
 
-    if (asprintf(&b->root, "%s/builds/%s", E.cfg.data_dir, b->pkg.package_id) < 0 ||
+    if (asprintf(&b->root, "%s/builds/run/%s", E.cfg.data_dir, b->pkg.package_id) < 0 ||
         asprintf(&b->ws, "%s/ws", b->root) < 0 || asprintf(&b->tmp, "%s/tmp", b->root) < 0) {
         build_fail(b, "out of memory");
         goto out;
@@ -1433,6 +1433,25 @@ static void limits_open(void)
                      c == CGROUP_PIDS ? "pids" : "memory", E.limiter.v2[c] ? "v2" : "v1");
 }
 
+/* DIR/builds (0700: the host's gate) holds run/ (0711), the builds' directories. For a root
+ * server, run/ is bound at /mnt in one mount namespace that the child starting each bubblewrap
+ * joins (sandbox_user_share), instead of a namespace made and torn down per step. */
+static void sandboxes_share(const char *builds)
+{
+    char *run = NULL;
+    if (asprintf(&run, "%s/run", builds) < 0)
+        return;
+    int r = mkdir(run, 0711) < 0 ? -errno : chmod(run, 0711) < 0 ? -errno : 0;
+    if (!r && E.bwrap && !E.cfg.unsafe_no_sandbox && !E.user_why[0] &&
+        (r = sandbox_user_share(&E.user, run)))
+        log_warn("sandboxes: cannot make the mount namespace of '%s': %s; each step gets one of "
+                 "its own",
+                 run, strerror(-r));
+    else if (r)
+        log_error("cannot create the directory '%s': %s", run, strerror(-r));
+    free(run);
+}
+
 /* Removes package files no Succeeded package owns: temp files of an interrupted write, and the
  * file of a build killed between the rename and the database's Succeeded. */
 static void remove_stray_packages(const char *packages_dir)
@@ -1526,6 +1545,7 @@ int runner_start(const struct runner_config *cfg)
         kill_orphan_sandboxes(builds);
         fs_remove_tree(builds); /* workspaces of builds that will never finish */
         fs_mkdirs(builds, 0700);
+        sandboxes_share(builds);
     }
     if (asprintf(&packages, "%s/packages", cfg->data_dir) >= 0)
         remove_stray_packages(packages);
@@ -1572,4 +1592,5 @@ void runner_stop(void)
     E.cgroup_name = NULL;
     free(E.bwrap);
     E.bwrap = NULL;
+    sandbox_user_release(&E.user);
 }
