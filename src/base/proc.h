@@ -5,9 +5,10 @@
  * proc_spawn itself, distinct from a child that ran and exited non-zero.
  *
  * For a user's code (base/sandbox.h builds these options) the child can also, in this order and
- * before its execve: join its cgroups, get a private mount namespace with one directory bound
- * where an unprivileged user can reach it, become an ordinary user (no supplementary groups, no
- * capabilities, no_new_privs) and have its file size limited.
+ * before its execve: join its cgroups, join a mount namespace made before (proc_mount_ns_new) or
+ * get a private one with one directory bound where an unprivileged user can reach it, become an
+ * ordinary user (no supplementary groups, no capabilities, no_new_privs) and have its file size
+ * limited.
  */
 #ifndef SLIPWAY_BASE_PROC_H
 #define SLIPWAY_BASE_PROC_H

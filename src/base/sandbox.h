@@ -9,7 +9,9 @@
  *    no_new_privs; bwrap then uses an unprivileged user namespace, so the code is that user on the
  *    host, never root. That user cannot reach into the data directory (0700, root), so the child
  *    first gets a private mount namespace in which the sandbox's host directory is bound at
- *    `mount` (/mnt, or /tmp where there is no /mnt), and bwrap binds from there;
+ *    `mount` (/mnt, or /tmp where there is no /mnt), and bwrap binds from there; or, after
+ *    sandbox_user_share(), joins one namespace made once where the sandboxes' parent directory
+ *    is bound there;
  *  - a server running as another user keeps its uid (bwrap makes the user namespace).
  * The writable directories must belong to the sandbox user: sandbox_chown().
  *
