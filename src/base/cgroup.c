@@ -569,18 +569,41 @@ static int64_t read_counter(int fd, const char *file, const char *key)
     return 0;
 }
 
-unsigned cgroup_limits_hit(const struct cgroup_limiter *l, int v2_fd,
-                           const int fds[CGROUP_NR_CONTROLLERS])
+void cgroup_limits_count(const struct cgroup_limiter *l, int v2_fd,
+                         const int fds[CGROUP_NR_CONTROLLERS], struct cgroup_limits_count *c)
 {
-    unsigned hit = 0;
     int pids_fd = l->v2[CGROUP_PIDS] ? v2_fd : fds[CGROUP_PIDS];
-    if (read_counter(pids_fd, "pids.events", "max") > 0)
+    c->pids_max = read_counter(pids_fd, "pids.events", "max");
+    c->oom_kill = l->v2[CGROUP_MEMORY]
+                      ? read_counter(v2_fd, "memory.events", "oom_kill")
+                      : read_counter(fds[CGROUP_MEMORY], "memory.oom_control", "oom_kill");
+}
+
+unsigned cgroup_limits_hit(const struct cgroup_limiter *l, int v2_fd,
+                           const int fds[CGROUP_NR_CONTROLLERS],
+                           const struct cgroup_limits_count *since)
+{
+    static const struct cgroup_limits_count zero = {0, 0};
+    struct cgroup_limits_count now;
+    unsigned hit = 0;
+    if (!since)
+        since = &zero;
+    cgroup_limits_count(l, v2_fd, fds, &now);
+    if (now.pids_max > since->pids_max)
         hit |= 1u << CGROUP_PIDS;
-    if (l->v2[CGROUP_MEMORY]
-            ? read_counter(v2_fd, "memory.events", "oom_kill") > 0
-            : read_counter(fds[CGROUP_MEMORY], "memory.oom_control", "oom_kill") > 0)
+    if (now.oom_kill > since->oom_kill)
         hit |= 1u << CGROUP_MEMORY;
     return hit;
+}
+
+int cgroup_limits_empty(const int fds[CGROUP_NR_CONTROLLERS])
+{
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++) {
+        int r = fds[c] >= 0 ? v1_populated(fds[c]) : 0;
+        if (r)
+            return r < 0 ? r : 0;
+    }
+    return 1;
 }
 
 int cgroup_limits_rename(const struct cgroup_limiter *l, const char *from, const char *to)

@@ -96,10 +96,25 @@ int cgroup_limits_create(const struct cgroup_limiter *l, const char *name,
  * called again while processes run in it. 0, or -errno of the first write that failed. */
 int cgroup_limits_set(const struct cgroup_limiter *l, int v2_fd,
                       const int fds[CGROUP_NR_CONTROLLERS], const struct cgroup_limits *lim);
-/* Which limits the group ran into: bit CGROUP_PIDS when a fork was refused at pids.max, bit
- * CGROUP_MEMORY when a process was killed for memory (the OOM killer, within the group). */
+/* The group's counters of limits reached, cumulative over its life: a v1 group used again for
+ * another process tree (cgroup_limits_empty) keeps them, so its user takes them first. */
+struct cgroup_limits_count {
+    int64_t pids_max; /* forks refused at pids.max */
+    int64_t oom_kill; /* processes the OOM killer took within the group */
+};
+/* Reads the counters of one group (v2_fd and fds as for cgroup_limits_set); 0 where unknown. */
+void cgroup_limits_count(const struct cgroup_limiter *l, int v2_fd,
+                         const int fds[CGROUP_NR_CONTROLLERS], struct cgroup_limits_count *c);
+/* Which limits the group ran into since `since` (NULL: since it was made): bit CGROUP_PIDS when
+ * a fork was refused at pids.max, bit CGROUP_MEMORY when a process was killed for memory (the
+ * OOM killer, within the group). */
 unsigned cgroup_limits_hit(const struct cgroup_limiter *l, int v2_fd,
-                           const int fds[CGROUP_NR_CONTROLLERS]);
+                           const int fds[CGROUP_NR_CONTROLLERS],
+                           const struct cgroup_limits_count *since);
+/* Whether no process is left in any of the v1 groups fds (1), some is (0), or -errno: groups
+ * that are empty may be joined by another process tree instead of being removed and made again
+ * (set its limits and take its counters first). */
+int cgroup_limits_empty(const int fds[CGROUP_NR_CONTROLLERS]);
 /* Renames the v1 groups `from` to `to` (a warm sandbox's groups becoming a build's), all or
  * none. 0, or -errno. */
 int cgroup_limits_rename(const struct cgroup_limiter *l, const char *from, const char *to);

@@ -93,6 +93,8 @@ struct spawn_req {
  * memory this child shares. 0 or errno. */
 __attribute__((no_sanitize("address"))) static int child_confine(const struct proc_opts *o)
 {
+    if (o->mount_ns > 0 && setns(o->mount_ns, CLONE_NEWNS) < 0)
+        return errno;
     if (o->bind_src) {
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
             mount(o->bind_src, o->bind_dst, NULL, MS_BIND, NULL) < 0)
@@ -173,6 +175,59 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
     }
     req->err = err;
     _exit(127);
+}
+
+/* What the child of proc_mount_ns_new does, in its new mount namespace: the propagation, the
+ * bind, and a descriptor of the namespace in the file table it shares with the parent. */
+struct ns_req {
+    const char *src, *dst;
+    int fd, err;
+};
+
+__attribute__((no_sanitize("address"))) static int ns_child(void *arg)
+{
+    struct ns_req *req = arg;
+    int fd = -1;
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0 ||
+        mount(req->src, req->dst, NULL, MS_BIND, NULL) < 0 ||
+        (fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC)) < 0 ||
+        (req->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0)
+        req->err = errno;
+    if (fd >= 0)
+        close(fd);
+    _exit(0);
+}
+
+int proc_mount_ns_new(const char *src, const char *dst, int *ns_fd)
+{
+    enum { STACK = 64 * 1024 };
+    struct ns_req req = {src, dst, -1, 0};
+    char *stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED)
+        return -errno;
+    /* the kids lock keeps proc_reap_orphans() off this child; signals stay blocked in it */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_mutex_lock(&kids.lock);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int child = clone(ns_child, stack + STACK,
+                      CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWNS | SIGCHLD, &req);
+    int r = child >= 0 ? 0 : -errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!r)
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+            ;
+    pthread_mutex_unlock(&kids.lock);
+    munmap(stack, STACK);
+    if (!r && req.err) {
+        if (req.fd >= 0)
+            close(req.fd);
+        r = -req.err;
+    }
+    if (!r)
+        *ns_fd = req.fd;
+    return r;
 }
 
 int proc_spawn_into(int cgroup_fd, const char *cwd, const char *path, char *const argv[],

@@ -5,9 +5,10 @@
  * proc_spawn itself, distinct from a child that ran and exited non-zero.
  *
  * For a user's code (base/sandbox.h builds these options) the child can also, in this order and
- * before its execve: join its cgroups, get a private mount namespace with one directory bound
- * where an unprivileged user can reach it, become an ordinary user (no supplementary groups, no
- * capabilities, no_new_privs) and have its file size limited.
+ * before its execve: join its cgroups, join a mount namespace made before (proc_mount_ns_new) or
+ * get a private one with one directory bound where an unprivileged user can reach it, become an
+ * ordinary user (no supplementary groups, no capabilities, no_new_privs) and have its file size
+ * limited.
  */
 #ifndef SLIPWAY_BASE_PROC_H
 #define SLIPWAY_BASE_PROC_H
@@ -24,6 +25,8 @@ struct proc_opts {
     const char *cwd;                 /* working directory (NULL: unchanged) */
     int cgroup_fd[PROC_MAX_CGROUPS]; /* groups (v2, or v1 of other hierarchies) to join first */
     unsigned nr_cgroups;             /* failing to join one is the spawn's error */
+    int mount_ns;                    /* > 0: join this mount namespace (root only; an fd from
+                                        proc_mount_ns_new), before the working directory */
     const char *bind_src, *bind_dst; /* not NULL: in a new private mount namespace (root only),
                                         bind_src is mounted on bind_dst (an existing dir) */
     bool set_ids;                    /* become uid/gid, with no supplementary groups: a uid */
@@ -63,6 +66,12 @@ int proc_spawn_opts(const struct proc_opts *opts, const char *path, char *const 
 int proc_spawn_tied(int death_sig, int cgroup_fd, const char *cwd, const char *path,
                     char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd,
                     pid_t *pid, int *pidfd);
+/* Makes a mount namespace (root only): a copy of this process's, where what the host mounts later
+ * is seen too (slave propagation, nothing goes back), and src is bound on dst (an existing dir).
+ * For proc_opts.mount_ns: children join it (setns) instead of making a namespace each, which
+ * costs a copy of the mount table at the start and its teardown at the end. 0 and *ns_fd
+ * (CLOEXEC, above 2; the namespace lives as long as it is open), or -errno. */
+int proc_mount_ns_new(const char *src, const char *dst, int *ns_fd);
 /* A pidfd for the child (readable once it has exited), or -errno. */
 int proc_pidfd(pid_t pid);
 /* Waits for the child; returns its exit status (0-255), 128+signal if killed, or -errno. */

@@ -88,6 +88,43 @@ int sandbox_user_init(const char *name, bool create, struct sandbox_user *u, cha
     return 0;
 }
 
+int sandbox_user_share(struct sandbox_user *u, const char *dir)
+{
+    if (!u->drop)
+        return 0;
+    char *copy = strdup(dir);
+    if (!copy)
+        return -ENOMEM;
+    int fd, r = proc_mount_ns_new(dir, u->mount, &fd);
+    if (r) {
+        free(copy);
+        return r;
+    }
+    sandbox_user_release(u);
+    u->shared = copy;
+    u->mount_ns = fd;
+    return 0;
+}
+
+void sandbox_user_release(struct sandbox_user *u)
+{
+    if (u->mount_ns > 0)
+        close(u->mount_ns);
+    u->mount_ns = 0;
+    free(u->shared);
+    u->shared = NULL;
+}
+
+/* The name of dir beneath u->shared, when dir is directly beneath it ("a", not "a/b"). */
+static const char *shared_name(const struct sandbox_user *u, const char *dir)
+{
+    size_t len = u->shared ? strlen(u->shared) : 0;
+    if (!len || strncmp(dir, u->shared, len) != 0 || dir[len] != '/')
+        return NULL;
+    const char *name = dir + len + 1;
+    return *name && !strchr(name, '/') && strcmp(name, "..") && strcmp(name, ".") ? name : NULL;
+}
+
 int sandbox_chown(const struct sandbox_user *u, const char *path, bool tree)
 {
     if (!u->drop)
@@ -119,7 +156,21 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
     memset(c, 0, sizeof(*c));
     if (spec->nr_binds > SANDBOX_MAX_BINDS)
         return -EINVAL;
-    const char *base = sandbox_host_opts(u, spec->dir, &c->opts);
+    const char *base, *name = u->drop && u->mount_ns > 0 ? shared_name(u, spec->dir) : NULL;
+    if (name) { /* the namespace of sandbox_user_share, where it is u->mount/name */
+        char *seen = NULL;
+        if (asprintf(&seen, "%s/%s", u->mount, name) < 0)
+            return -ENOMEM;
+        c->owned[c->nr_owned++] = seen;
+        base = seen;
+        c->opts.mount_ns = u->mount_ns;
+        c->opts.set_ids = true;
+        c->opts.uid = u->uid;
+        c->opts.gid = u->gid;
+        c->opts.no_new_privs = true;
+    } else {
+        base = sandbox_host_opts(u, spec->dir, &c->opts);
+    }
 #define ARG(s)                                                                                     \
     do {                                                                                           \
         if (a >= SANDBOX_MAX_ARGS - 1)                                                             \

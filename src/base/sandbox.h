@@ -9,7 +9,9 @@
  *    no_new_privs; bwrap then uses an unprivileged user namespace, so the code is that user on the
  *    host, never root. That user cannot reach into the data directory (0700, root), so the child
  *    first gets a private mount namespace in which the sandbox's host directory is bound at
- *    `mount` (/mnt, or /tmp where there is no /mnt), and bwrap binds from there;
+ *    `mount` (/mnt, or /tmp where there is no /mnt), and bwrap binds from there; or, after
+ *    sandbox_user_share(), joins one namespace made once where the sandboxes' parent directory
+ *    is bound there;
  *  - a server running as another user keeps its uid (bwrap makes the user namespace).
  * The writable directories must belong to the sandbox user: sandbox_chown().
  *
@@ -33,6 +35,8 @@ struct sandbox_user {
     gid_t gid;         /* never 0 when drop */
     char name[64];     /* the user's name, for messages ("" when !drop) */
     const char *mount; /* where a root server's child binds the sandbox's host directory */
+    int mount_ns;      /* > 0: sandbox_user_share()'s namespace */
+    char *shared;      /* the directory bound at `mount` in it (owned), or NULL */
 };
 
 /* Resolves the sandbox user: when this process is root, the user `name` (never one with uid or
@@ -40,6 +44,16 @@ struct sandbox_user {
  * this process's own ids (drop false, name ignored). 0, or -errno with the reason in why. */
 int sandbox_user_init(const char *name, bool create, struct sandbox_user *u, char *why,
                       size_t why_len);
+/* For a root server: one mount namespace in which `dir` (the parent of the sandboxes' host
+ * directories, traversable but not readable by the user) is bound at u->mount, joined by the child
+ * that starts bubblewrap for a spec->dir directly beneath it, instead of a namespace per sandbox
+ * with that one directory bound. Nothing but that child and bubblewrap's outer process run there
+ * (the code in the sandbox is in bubblewrap's namespaces, with its pivoted root); code run
+ * without bubblewrap (sandbox_host_opts) still gets a namespace of its own. Nothing to do when
+ * !u->drop. 0, or -errno (then sandboxes go on with a namespace each). */
+int sandbox_user_share(struct sandbox_user *u, const char *dir);
+/* Frees what sandbox_user_init and sandbox_user_share hold. */
+void sandbox_user_release(struct sandbox_user *u);
 /* Gives the user the directory at path (and, with tree, everything below it, not following
  * symlinks). Nothing to do when !u->drop. 0 or -errno. */
 int sandbox_chown(const struct sandbox_user *u, const char *path, bool tree);
@@ -68,7 +82,7 @@ struct sandbox_spec {
 struct sandbox_cmd {
     char *argv[SANDBOX_MAX_ARGS]; /* NULL-terminated, for proc_spawn_opts(opts, bwrap, argv...) */
     struct proc_opts opts;        /* identity and bind set; the caller adds cgroups and limits */
-    char *owned[SANDBOX_MAX_BINDS + 1];
+    char *owned[SANDBOX_MAX_BINDS + 2];
     size_t nr_owned;
 };
 

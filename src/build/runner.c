@@ -54,7 +54,9 @@ struct warm {
     pid_t pid;
     int pidfd, out_fd, go_fd, cg_fd;
     int cg_v1[CGROUP_NR_CONTROLLERS]; /* its groups in v1 hierarchies (limits), or -1 */
-    char root[PATH_MAX]; /* DIR/builds/warm-<server pid>-<n>: the build's root once taken */
+    char cg_v1_name[24];
+    struct cgroup_limits_count cg_since; /* the v1 groups' counters when it took them */
+    char root[PATH_MAX]; /* DIR/builds/run/warm-<server pid>-<n>: the build's root once taken */
     char cg_name[48];
     struct watch exit_watch;
 };
@@ -63,7 +65,7 @@ struct build {
     struct store_package pkg;
     struct pipeline pl;
     bool have_pl;
-    char *root; /* DIR/builds/<PackageId>: the workspace and the step scripts */
+    char *root; /* DIR/builds/run/<PackageId>: the workspace and the step scripts */
     char *ws;   /* root/ws */
     char *tmp;  /* root/tmp: /tmp in the sandbox */
     int log_fd;
@@ -73,7 +75,9 @@ struct build {
     /* The running step's cgroup (-1: none), <PackageId>.<step>: every process of the step.
      * One per step: a group cgroup.kill was written to kills what is started in it later. */
     int cg_fd;
-    int cg_v1[CGROUP_NR_CONTROLLERS]; /* the step's groups in v1 hierarchies (limits), or -1 */
+    int cg_v1[CGROUP_NR_CONTROLLERS];    /* the step's groups in v1 hierarchies (limits), or -1 */
+    char cg_v1_name[24];                 /* limits-<n>: see limits_take() */
+    struct cgroup_limits_count cg_since; /* their counters when the step took them */
     char cg_name[48];
     struct cgroup_limits limits; /* build.pids and build.memory, as far as the server allows */
     int64_t disk_max;            /* build.disk, as far as the server allows */
@@ -118,6 +122,12 @@ static struct {
     size_t nr_running;
     struct warm *warm[MAX_EXECUTORS];
     size_t nr_warm;
+    struct spare_limits { /* empty v1 limit groups, for the next step: limits_take() */
+        int fd[CGROUP_NR_CONTROLLERS];
+        char name[24];
+    } spare[MAX_EXECUTORS];
+    size_t nr_spare;
+    unsigned long long limits_seq;
     unsigned long long warm_seq;
     int64_t warm_after_ns; /* no warm sandbox before this (one died before use) */
 } E = {.wake_fd = -1, .epoll_fd = -1, .cgroup_fd = -1, .limiter = {.v2_fd = -1, .v1_fd = {-1, -1}}};
@@ -212,6 +222,71 @@ __attribute__((format(printf, 2, 3))) static void log_line(struct build *b, cons
 
 /* ---- ending a build ------------------------------------------------------------------------ */
 
+/* ---- cgroups ------------------------------------------------------------------------------ */
+
+/* The v1 groups of the limits on a hybrid host (pids and memory hierarchies), limits-<n> under
+ * the builds' parent in each: unlike the v2 group (one per step: cgroup.kill, once written, kills
+ * what joins later), they are used again once empty, for the next step or warm sandbox, as making
+ * and removing a memory cgroup costs more than all the rest of a step's cgroup work. Its limits
+ * are set again by whoever takes it, and its counters read (cgroup_limits_hit since then). At
+ * most one set per executor is kept; the others are removed. */
+static void limits_take(int v1[CGROUP_NR_CONTROLLERS], char name[24],
+                        struct cgroup_limits_count *since)
+{
+    bool any = false;
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++) {
+        v1[c] = -1;
+        any |= E.limiter.v1_fd[c] >= 0;
+    }
+    name[0] = '\0';
+    *since = (struct cgroup_limits_count){0, 0};
+    if (!any)
+        return;
+    if (E.nr_spare) {
+        struct spare_limits *g = &E.spare[--E.nr_spare];
+        memcpy(v1, g->fd, sizeof(g->fd));
+        memcpy(name, g->name, sizeof(g->name));
+        cgroup_limits_count(&E.limiter, -1, v1, since);
+        return;
+    }
+    snprintf(name, 24, "limits-%llu", ++E.limits_seq);
+    int r = cgroup_limits_create(&E.limiter, name, v1);
+    if (r)
+        log_warn("cannot create the v1 cgroups %s: %s", name, strerror(-r));
+}
+
+/* Takes back the v1 groups of a step or warm sandbox whose processes were killed and waited for
+ * (its v2 group is empty): kept when nothing is left in them, else removed (what is still there
+ * gets SIGKILL). */
+static void limits_give(int v1[CGROUP_NR_CONTROLLERS], char name[24])
+{
+    bool any = false;
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++)
+        any |= v1[c] >= 0;
+    if (!any)
+        return;
+    if (E.nr_spare < E.cfg.executors && E.nr_spare < MAX_EXECUTORS &&
+        cgroup_limits_empty(v1) == 1) {
+        struct spare_limits *g = &E.spare[E.nr_spare++];
+        memcpy(g->fd, v1, sizeof(g->fd));
+        memcpy(g->name, name, sizeof(g->name));
+    } else if (cgroup_limits_destroy(&E.limiter, name, v1, 2000)) {
+        log_warn("cannot remove the v1 cgroups %s (processes left in them)", name);
+    }
+    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++)
+        v1[c] = -1;
+    name[0] = '\0';
+}
+
+/* At the stop: the spare v1 groups go. */
+static void limits_drain(void)
+{
+    while (E.nr_spare) {
+        struct spare_limits *g = &E.spare[--E.nr_spare];
+        cgroup_limits_destroy(&E.limiter, g->name, g->fd, 2000);
+    }
+}
+
 /* Kills what is left in the step's cgroup, waits for it to empty and removes it. */
 static void step_group_end(struct build *b)
 {
@@ -219,8 +294,7 @@ static void step_group_end(struct build *b)
         log_warn("build %s: cannot remove cgroup %s (processes left in it)", b->pkg.package_id,
                  b->cg_name);
     b->cg_fd = -1;
-    if (cgroup_limits_destroy(&E.limiter, b->cg_name, b->cg_v1, 2000))
-        log_warn("build %s: cannot remove the v1 cgroups %s", b->pkg.package_id, b->cg_name);
+    limits_give(b->cg_v1, b->cg_v1_name);
 }
 
 static void warm_discard(struct warm *w);
@@ -412,8 +486,10 @@ static char **step_env(const struct build *b, const char *home)
 
 /* The groups of a step or warm sandbox: a new cgroup v2 group under the builds' parent (*fd, or
  * -1: no cgroups here, or it failed, which is said: the process then runs without one) and its
- * groups in v1 hierarchies for the limits cgroup v2 cannot set here (v1[c], or -1). */
-static void group_new(const char *name, int *fd, int v1[CGROUP_NR_CONTROLLERS])
+ * groups in v1 hierarchies for the limits cgroup v2 cannot set here (v1[c], or -1; limits_take).
+ */
+static void group_new(const char *name, int *fd, int v1[CGROUP_NR_CONTROLLERS], char v1_name[24],
+                      struct cgroup_limits_count *since)
 {
     int r;
     *fd = -1;
@@ -421,8 +497,7 @@ static void group_new(const char *name, int *fd, int v1[CGROUP_NR_CONTROLLERS])
         log_warn("cannot create cgroup %s: %s", name, strerror(-r));
         *fd = -1;
     }
-    if ((r = cgroup_limits_create(&E.limiter, name, v1)))
-        log_warn("cannot create the v1 cgroups %s: %s", name, strerror(-r));
+    limits_take(v1, v1_name, since);
 }
 
 /* The groups proc_spawn_opts() makes the child join. */
@@ -442,7 +517,7 @@ static int spawn(struct build *b, struct proc_opts *opts, const char *path, char
 {
     step_group_end(b); /* the previous step's */
     snprintf(b->cg_name, sizeof(b->cg_name), "%s.%zu", b->pkg.package_id, b->step + 1);
-    group_new(b->cg_name, &b->cg_fd, b->cg_v1);
+    group_new(b->cg_name, &b->cg_fd, b->cg_v1, b->cg_v1_name, &b->cg_since);
     int r = cgroup_limits_set(&E.limiter, b->cg_fd, b->cg_v1, &b->limits);
     if (r)
         log_warn("build %s: cannot set the limits of cgroup %s: %s", b->pkg.package_id, b->cg_name,
@@ -512,7 +587,7 @@ static void warm_discard(struct warm *w)
     }
     if (w->cg_fd >= 0)
         cgroup_destroy(E.cgroup_fd, w->cg_name, w->cg_fd, 2000);
-    cgroup_limits_destroy(&E.limiter, w->cg_name, w->cg_v1, 2000);
+    limits_give(w->cg_v1, w->cg_v1_name);
     const int fds[] = {w->pidfd, w->out_fd, w->go_fd};
     for (size_t i = 0; i < 3; i++)
         if (fds[i] >= 0)
@@ -543,7 +618,7 @@ static void warm_fill(void)
         if (!w)
             return;
         w->pidfd = w->out_fd = w->go_fd = -1;
-        snprintf(w->root, sizeof(w->root), "%s/builds/warm-%ld-%llu", E.cfg.data_dir,
+        snprintf(w->root, sizeof(w->root), "%s/builds/run/warm-%ld-%llu", E.cfg.data_dir,
                  (long)getpid(), (unsigned long long)++E.warm_seq);
         snprintf(w->cg_name, sizeof(w->cg_name), "warm-%llu", (unsigned long long)E.warm_seq);
         struct sandbox_cmd cmd;
@@ -552,7 +627,7 @@ static void warm_fill(void)
         /* the build's own limits are set when a build takes it (the server's until then; the
          * run script lowers the file size limit to build.disk) */
         struct cgroup_limits lim = {E.cfg.max_pids, E.cfg.max_memory};
-        group_new(w->cg_name, &w->cg_fd, w->cg_v1);
+        group_new(w->cg_name, &w->cg_fd, w->cg_v1, w->cg_v1_name, &w->cg_since);
         int r = step_sandbox(&cmd, w->root, false, true, "/slipway/run");
         if (!r)
             r = build_dirs(w->root);
@@ -680,16 +755,14 @@ static int step_start(struct build *b)
         b->pidfd = w->pidfd;
         b->cg_fd = w->cg_fd;
         memcpy(b->cg_v1, w->cg_v1, sizeof(b->cg_v1));
+        memcpy(b->cg_v1_name, w->cg_v1_name, sizeof(b->cg_v1_name));
+        b->cg_since = w->cg_since;
         w->cg_fd = w->pidfd = -1;
         memset(w->cg_v1, -1, sizeof(w->cg_v1));
-        /* its groups take the build's name, all of them or none */
+        /* its v2 group takes the build's name (the v1 groups are limits-<n>: limits_take) */
         char name[sizeof(b->cg_name)];
         snprintf(name, sizeof(name), "%s.1", b->pkg.package_id);
-        bool renamed = cgroup_limits_rename(&E.limiter, w->cg_name, name) == 0;
-        if (renamed && b->cg_fd >= 0 && renameat(E.cgroup_fd, w->cg_name, E.cgroup_fd, name) < 0) {
-            cgroup_limits_rename(&E.limiter, name, w->cg_name);
-            renamed = false;
-        }
+        bool renamed = b->cg_fd < 0 || renameat(E.cgroup_fd, w->cg_name, E.cgroup_fd, name) == 0;
         snprintf(b->cg_name, sizeof(b->cg_name), "%s", renamed ? name : w->cg_name);
         if ((r = cgroup_limits_set(&E.limiter, b->cg_fd, b->cg_v1, &b->limits)))
             log_warn("build %s: cannot set the limits of cgroup %s: %s", b->pkg.package_id,
@@ -809,7 +882,7 @@ static bool disk_within(struct build *b)
 static void step_limits_hit(struct build *b, int status)
 {
     char v[24];
-    unsigned hit = cgroup_limits_hit(&E.limiter, b->cg_fd, b->cg_v1);
+    unsigned hit = cgroup_limits_hit(&E.limiter, b->cg_fd, b->cg_v1, &b->cg_since);
     if (hit & (1u << CGROUP_PIDS))
         log_line(b, "==> the step reached build.pids (%lld processes and threads): a fork failed",
                  (long long)b->limits.pids);
@@ -1173,7 +1246,7 @@ static void build_start(struct build *b)
     b->have_pl = true;
     build_limits(b);
 
-    if (asprintf(&b->root, "%s/builds/%s", E.cfg.data_dir, b->pkg.package_id) < 0 ||
+    if (asprintf(&b->root, "%s/builds/run/%s", E.cfg.data_dir, b->pkg.package_id) < 0 ||
         asprintf(&b->ws, "%s/ws", b->root) < 0 || asprintf(&b->tmp, "%s/tmp", b->root) < 0) {
         build_fail(b, "out of memory");
         goto out;
@@ -1295,6 +1368,7 @@ static void *engine(void *arg)
     }
     while (E.nr_warm)
         warm_discard(E.warm[--E.nr_warm]);
+    limits_drain();
     vcs_thread_release();
     store_thread_release();
     return NULL;
@@ -1357,6 +1431,25 @@ static void limits_open(void)
         if (E.limited & (1u << c))
             log_info("cgroups: the builds' %s limit is set through cgroup %s",
                      c == CGROUP_PIDS ? "pids" : "memory", E.limiter.v2[c] ? "v2" : "v1");
+}
+
+/* DIR/builds (0700: the host's gate) holds run/ (0711), the builds' directories. For a root
+ * server, run/ is bound at /mnt in one mount namespace that the child starting each bubblewrap
+ * joins (sandbox_user_share), instead of a namespace made and torn down per step. */
+static void sandboxes_share(const char *builds)
+{
+    char *run = NULL;
+    if (asprintf(&run, "%s/run", builds) < 0)
+        return;
+    int r = mkdir(run, 0711) < 0 ? -errno : chmod(run, 0711) < 0 ? -errno : 0;
+    if (!r && E.bwrap && !E.cfg.unsafe_no_sandbox && !E.user_why[0] &&
+        (r = sandbox_user_share(&E.user, run)))
+        log_warn("sandboxes: cannot make the mount namespace of '%s': %s; each step gets one of "
+                 "its own",
+                 run, strerror(-r));
+    else if (r)
+        log_error("cannot create the directory '%s': %s", run, strerror(-r));
+    free(run);
 }
 
 /* Removes package files no Succeeded package owns: temp files of an interrupted write, and the
@@ -1452,6 +1545,7 @@ int runner_start(const struct runner_config *cfg)
         kill_orphan_sandboxes(builds);
         fs_remove_tree(builds); /* workspaces of builds that will never finish */
         fs_mkdirs(builds, 0700);
+        sandboxes_share(builds);
     }
     if (asprintf(&packages, "%s/packages", cfg->data_dir) >= 0)
         remove_stray_packages(packages);
@@ -1498,4 +1592,5 @@ void runner_stop(void)
     E.cgroup_name = NULL;
     free(E.bwrap);
     E.bwrap = NULL;
+    sandbox_user_release(&E.user);
 }

@@ -268,7 +268,8 @@ def test_kill_with_a_daemon_left_without_the_sandbox(server_factory, tmp_path):
     assert not left, f"the restarted server left the lost build's processes running: {left}"
     assert package(s, dev, app_id, pid)["Status"] == "Failed"
     assert STOPPED in build_log(s, dev, app_id, pid)
-    assert not os.path.exists(os.path.join(s.data, "builds", pid))  # the cold build's directory
+    assert os.path.isdir(os.path.join(s.data, "builds", "run"))
+    assert not os.path.exists(os.path.join(s.data, "builds", "run", pid))  # the cold build's dir
     check_healthy(s, dev, app_id, repo)
 
 

@@ -215,7 +215,19 @@ def test_fork_bomb_is_bounded_by_build_pids(app):
     assert "all 3000 started" not in log
     assert "reached build.pids (50 processes and threads)" in log, log
     assert "build.pids" in reason, reason
+    assert_not_blamed_on_limits(sw, dev, app_id, repo)
     assert_serving(sw)
+
+
+def assert_not_blamed_on_limits(sw, dev, app_id, repo):
+    """The next builds may run in the same v1 limit groups (kept for reuse once empty), whose
+    counters still hold what the last one ran into: a step that merely fails is not said to have
+    reached a limit. Two builds, for both of --executors 2's spare groups."""
+    for _ in range(2):
+        p, log, reason = build(sw, dev, app_id, repo, ["exit 3"], {"pids": 50, "memory": "64MB"})
+        assert p["Status"] == "Failed", log
+        assert reason.startswith("step 1 ('exit 3") and reason.endswith("exited with status 3"), reason
+        assert "reached build.pids" not in log, log
 
 
 HOG = ("python3 -c '\n"
@@ -234,6 +246,7 @@ def test_memory_hog_is_killed_at_build_memory(app):
     allocated = [int(x.split()[1]) for x in log.splitlines() if x.startswith("allocated ")]
     assert not allocated or max(allocated) <= 64, allocated
     assert "ran out of memory" in reason and "build.memory (64MB)" in reason, reason
+    assert_not_blamed_on_limits(sw, dev, app_id, repo)
     assert_serving(sw)
 
 

@@ -144,6 +144,47 @@ Test(proc, opts_drop_to_an_unprivileged_user)
     cr_assert_str_eq(buf, "65534\n65534\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n8\n");
 }
 
+/* A mount namespace made once: a child that joins it sees the directory bound there (and,
+ * joining by setns, starts at its root: the working directory is set after), the host does not. */
+Test(proc, children_join_a_mount_namespace_made_once)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root");
+    char dir[] = "/tmp/slipway-test-ns-XXXXXX", file[64], host[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(file, sizeof(file), "%s/marker", dir);
+    int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "seen\n", 5), 5);
+    close(fd);
+    int ns;
+    cr_assert_eq(proc_mount_ns_new(dir, "/mnt", &ns), 0);
+    cr_assert_gt(ns, 2);
+    cr_assert_eq(fcntl(ns, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+    snprintf(host, sizeof(host), "/mnt/marker");
+    cr_assert_neq(access(host, F_OK), 0, "the bind is seen on the host");
+    for (int i = 0; i < 2; i++) {
+        struct proc_opts o = PROC_OPTS_INIT;
+        o.mount_ns = ns;
+        o.cwd = "/mnt";
+        int out[2];
+        cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+        char script[128];
+        snprintf(script, sizeof(script), "cat marker; test -e /proc/self/fd/%d || echo closed", ns);
+        char *argv[] = {"sh", "-c", script, NULL};
+        pid_t pid;
+        cr_assert_eq(proc_spawn_opts(&o, "/bin/sh", argv, env, -1, out[1], -1, &pid, NULL), 0);
+        close(out[1]);
+        char buf[64];
+        read_all(out[0], buf, sizeof(buf));
+        cr_assert_eq(proc_wait(pid), 0);
+        cr_assert_str_eq(buf, "seen\nclosed\n");
+    }
+    close(ns);
+    unlink(file);
+    rmdir(dir);
+}
+
 struct tied {
     pid_t pid;
     int r;
