@@ -157,17 +157,18 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
         if (fd < 0 || (fd == i ? fcntl(fd, F_SETFD, 0) : dup2(fd, i)) < 0)
             err = errno;
     }
+    if (!err)
+        err = child_confine(o); /* it may use descriptors above 2 (the mount namespace's) */
     /* Nothing but 0-2 goes on: not a descriptor the server inherited without close-on-exec
      * (a step could read or openat() through it), nor the /dev/null opened above. */
     if (!err && syscall(SYS_close_range, 3, ~0U, 0) < 0) {
         struct rlimit lim;
         if (errno != ENOSYS || getrlimit(RLIMIT_NOFILE, &lim) < 0)
             err = errno;
-        for (rlim_t fd = 3; !err && fd < lim.rlim_cur; fd++)
+        /* the hard limit: the soft one may have been lowered below open descriptors */
+        for (rlim_t fd = 3; !err && fd < lim.rlim_max && fd < (1u << 20); fd++)
             close((int)fd);
     }
-    if (!err)
-        err = child_confine(o);
     if (!err) {
         sigprocmask(SIG_SETMASK, &none, NULL);
         execve(req->path, req->argv, req->envp);
