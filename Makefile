@@ -7,12 +7,15 @@ CFLAGS  ?= $(if $(DEBUG),-O0 -g3,-O2 -g)
 # pkg-config runs on first use (after the dependency step), once.
 PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)
 PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS)))$(PKG_LIBS)
-CFLAGS  += -DSLIPWAY_VERSION=\"$(VERSION)\" -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 -Wvla -Werror \
-           -fno-strict-aliasing -Isrc $(PKG_CFLAGS)
-LDLIBS  += $(PKG_LIBS) -lpthread
+# What the build needs, kept apart from CFLAGS/LDFLAGS/LDLIBS so that `make CFLAGS=-O1` (or any
+# value given on the command line, which overrides a Makefile's own +=) only changes what it names.
+SW_CFLAGS  = -DSLIPWAY_VERSION=\"$(VERSION)\" -std=c17 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wformat=2 \
+             -Wvla -Werror -fno-strict-aliasing -Isrc $(PKG_CFLAGS)
+SW_LDFLAGS =
+SW_LDLIBS  = $(PKG_LIBS) -lpthread
 ifneq ($(SANITIZE),)
-CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
-LDFLAGS += -fsanitize=$(SANITIZE)
+SW_CFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+SW_LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 DEPFLAGS = -MMD -MP
 
@@ -40,12 +43,12 @@ $(OBJS): | $(B)/.deps
 $(O)/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(Q)$(CC) $(SW_CFLAGS) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(BIN): $(OBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+	$(Q)$(CC) $(SW_LDFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(SW_LDLIBS) $(LDLIBS)
 
 # --- unit tests (Criterion): tests/unit/<module>/test_*.c, each its own binary ---
 UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
@@ -53,7 +56,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit$(if $(SANITIZE),-san)/%)
 $(B)/unit$(if $(SANITIZE),-san)/%: tests/unit/%.c tests/unit/helpers.h $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS) -lcriterion
+	$(Q)$(CC) $(SW_CFLAGS) $(CFLAGS) $(SW_LDFLAGS) $(LDFLAGS) -o $@ $< $(LIBOBJS) $(SW_LDLIBS) \
+	    $(LDLIBS) -lcriterion
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done
@@ -70,7 +74,7 @@ FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,unde
 $(B)/fuzz/%: fuzz/%.c $(filter-out src/cli/%,$(SRCS))
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out src/cli/%,$(SRCS)) $(LDLIBS)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out src/cli/%,$(SRCS)) $(SW_LDLIBS) $(LDLIBS)
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus-$$n; \
