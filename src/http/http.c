@@ -837,22 +837,34 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
         r = -EINVAL;
         goto fail;
     }
-    (void)sslen;
+    /* The listening socket is ours, so that a failure names its real cause (libmicrohttpd's
+     * only says that it failed, after logging one line of its own). */
+    int one = 1;
+    int lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        (ss.ss_family == AF_INET6 &&
+         setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+        bind(lfd, (struct sockaddr *)&ss, sslen) < 0 || listen(lfd, SOMAXCONN) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&ss, &sslen) < 0) {
+        r = -errno;
+        if (lfd >= 0)
+            close(lfd);
+        goto fail;
+    }
+    s->port = ntohs(ss.ss_family == AF_INET ? sin->sin_port : sin6->sin6_port);
 
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, s, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+        MHD_OPTION_LISTEN_SOCKET, lfd, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(cfg->threads ? cfg->threads : 1), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 1000u,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->max_connections_per_ip,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         s, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, s, MHD_OPTION_END);
-    if (!s->daemon) {
-        r = -EADDRNOTAVAIL;
+    if (!s->daemon) { /* it logged why, and closed lfd on its way out (not on every path) */
+        r = -EIO;
         goto fail;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : cfg->port;
     *out = s;
     return 0;
 fail:

@@ -288,3 +288,19 @@ def test_log_never_holds_secrets(sw):
     for secret in (dev.key, dev.token, sw.admin.key):
         assert secret not in log, "a secret is in the server log"
         assert secret[:20] not in log
+
+
+def test_a_port_in_use_is_named_as_the_cause(tmp_path):
+    """With the port taken, serve exits 1 saying so once (it used to add libmicrohttpd's line and
+    then blame 'Cannot assign requested address')."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = subprocess.run([BIN, "serve", "--data", str(tmp_path / "data"), "--listen",
+                            f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.count("Address already in use") == 1, p.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in p.stderr, p.stderr
+    assert "Cannot assign requested address" not in p.stderr, p.stderr
+    assert p.stdout == "", p.stdout
