@@ -115,11 +115,10 @@ static const char *const migrations[] = {
 
 static char *db_path;
 
-#define STMT_CACHE 64
 struct thread_conn {
     sqlite3 *db;
-    const char *sql[STMT_CACHE];
-    sqlite3_stmt *stmt[STMT_CACHE];
+    const char *sql[STORE_STMT_CACHE];
+    sqlite3_stmt *stmt[STORE_STMT_CACHE];
     size_t nr_stmt;
 };
 static _Thread_local struct thread_conn *tconn;
@@ -215,10 +214,20 @@ sqlite3_stmt *store_stmt(const char *sql)
         log_error("store: cannot prepare: %s", sqlite3_errmsg(c->db));
         return NULL;
     }
-    if (c->nr_stmt == STMT_CACHE) { /* full: drop the oldest */
-        sqlite3_finalize(c->stmt[0]);
-        memmove(c->sql, c->sql + 1, sizeof(c->sql[0]) * (STMT_CACHE - 1));
-        memmove(c->stmt, c->stmt + 1, sizeof(c->stmt[0]) * (STMT_CACHE - 1));
+    if (c->nr_stmt == STORE_STMT_CACHE) {
+        /* full: drop the oldest that no one is stepping (an outer loop may be in the middle of
+         * its rows while its callback runs other queries) */
+        size_t i = 0;
+        while (i < c->nr_stmt && sqlite3_stmt_busy(c->stmt[i]))
+            i++;
+        if (i == c->nr_stmt) {
+            sqlite3_finalize(st);
+            log_error("store: more than %d statements are being stepped at once", STORE_STMT_CACHE);
+            return NULL;
+        }
+        sqlite3_finalize(c->stmt[i]);
+        memmove(c->sql + i, c->sql + i + 1, sizeof(c->sql[0]) * (STORE_STMT_CACHE - 1 - i));
+        memmove(c->stmt + i, c->stmt + i + 1, sizeof(c->stmt[0]) * (STORE_STMT_CACHE - 1 - i));
         c->nr_stmt--;
     }
     c->sql[c->nr_stmt] = sql;

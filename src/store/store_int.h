@@ -7,6 +7,9 @@
 
 #include "store/store.h"
 
+/* Statements a thread keeps prepared. The program has fewer distinct statements than this; past
+ * it the oldest statement that is not being stepped is dropped, never one an outer loop steps. */
+#define STORE_STMT_CACHE 128
 /* This thread's prepared statement for `sql` (a string literal: cached by address), reset and
  * with bindings cleared. NULL on failure (logged). */
 sqlite3_stmt *store_stmt(const char *sql);

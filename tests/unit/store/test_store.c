@@ -5,6 +5,7 @@
  * per test (~50 ms each here) and the unit tests must stay fast.
  */
 #include "store/store.h"
+#include "store/store_int.h"
 
 #include "base/crypto.h"
 #include "base/util.h"
@@ -747,4 +748,37 @@ Test(store, audit_tamper)
     audit_tamper_hash();
     audit_tamper_delete_middle();
     audit_tamper_prev_hash();
+}
+
+/* An outer loop steps a query while its callback runs more distinct statements than the cache
+ * holds: the outer statement stays prepared (it used to be finalized under the loop's feet, as
+ * the oldest of the cache). */
+Test(store, statement_cache_keeps_a_statement_being_stepped)
+{
+    static char sql[STORE_STMT_CACHE + 16][48]; /* distinct addresses, as literals have */
+    for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++)
+        snprintf(sql[i], sizeof(sql[i]), "SELECT %zu", i);
+    for (int i = 0; i < 3; i++) {
+        char email[64];
+        snprintf(email, sizeof(email), "cache%d@example.com", i);
+        cr_assert_eq(store_user_insert(email, "Cache", false, NULL), 0);
+    }
+    sqlite3_stmt *outer =
+        store_stmt("SELECT email FROM users WHERE email LIKE 'cache%' ORDER BY id");
+    cr_assert_not_null(outer);
+    int rows = 0;
+    while (sqlite3_step(outer) == SQLITE_ROW) {
+        char want[64];
+        snprintf(want, sizeof(want), "cache%d@example.com", rows);
+        cr_assert_str_eq((const char *)sqlite3_column_text(outer, 0), want);
+        for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+            sqlite3_stmt *st = store_stmt(sql[i]);
+            cr_assert_not_null(st);
+            cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+            cr_assert_eq(sqlite3_column_int64(st, 0), (sqlite3_int64)i);
+            sqlite3_reset(st);
+        }
+        rows++;
+    }
+    cr_assert_eq(rows, 3, "the outer query lost its rows after %d", rows);
 }
