@@ -23,7 +23,8 @@ void api_shutdown(void);
  * the git processes of requests in progress (a push is then audited as interrupted), so that
  * http_server_stop can join the workers they block. Call it before http_server_stop. */
 void api_stop_streams(void);
-/* Sets the base URL once the listening port is known (before the server is announced ready). */
+/* Sets the base URL once the listening port is known: before the server accepts its first
+ * request (http_config.bound), never after, since requests read it without a lock. */
 void api_set_public_url(const char *url);
 /* The route table to give to http_server_start. */
 const struct http_route *api_routes(size_t *nr);

@@ -240,6 +240,25 @@ static int prepare_dirs(const char *dir)
     return 0;
 }
 
+/* The server's base URL, known once its socket is bound (the port may have been 0). */
+struct bound_url {
+    const char *host;
+    bool set_public; /* no --public-url: the base URL is the public one */
+    char url[512];
+};
+
+/* http_config.bound: before the first connection is accepted, so the public URL never changes
+ * while requests read it. */
+static void on_bound(unsigned port, void *arg)
+{
+    struct bound_url *b = arg;
+    bool v6 = strchr(b->host, ':') != NULL;
+    snprintf(b->url, sizeof(b->url), "http://%s%s%s:%u", v6 ? "[" : "", b->host, v6 ? "]" : "",
+             port);
+    if (b->set_public)
+        api_set_public_url(b->url);
+}
+
 int cli_serve(int argc, char **argv)
 {
     struct serve_opts o = {.threads = 4,
@@ -478,17 +497,15 @@ int cli_serve(int argc, char **argv)
         .routes = routes,
         .nr_routes = nr_routes,
     };
+    struct bound_url base = {.host = o.host, .set_public = !o.public_url};
+    hc.bound = on_bound;
+    hc.bound_arg = &base;
     r = http_server_start(&hc, &server);
     if (r) {
         log_error("cannot listen on %s:%u: %s", o.host, o.port, strerror(-r));
         goto out;
     }
-    char base_url[512];
-    bool v6 = strchr(o.host, ':') != NULL;
-    snprintf(base_url, sizeof(base_url), "http://%s%s%s:%u", v6 ? "[" : "", o.host, v6 ? "]" : "",
-             http_server_port(server));
-    if (!o.public_url)
-        api_set_public_url(base_url);
+    const char *base_url = base.url;
     if (bootstrap_admin(&o, base_url))
         goto out;
 

@@ -852,6 +852,8 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
         goto fail;
     }
     s->port = ntohs(ss.ss_family == AF_INET ? sin->sin_port : sin6->sin6_port);
+    if (cfg->bound)
+        cfg->bound(s->port, cfg->bound_arg);
 
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,

@@ -106,6 +106,11 @@ struct http_config {
      * the server spools what may be gigabytes. The route's handler still runs after the body
      * when it returns 0. */
     int (*admit)(struct http_request *req, struct http_response *res);
+    /* Called once the listening socket is bound, with its port, before any connection is
+     * accepted (optional): what depends on the port (a public URL) is set there, so that no
+     * request ever sees it change. */
+    void (*bound)(unsigned port, void *arg);
+    void *bound_arg;
     const struct http_route *routes;
     size_t nr_routes;
 };
