@@ -1,5 +1,5 @@
 # Slipway — plain GNU Makefile. `make` builds build/slipway; `make test` runs every test.
-# Options: SANITIZE=address,undefined   DEBUG=1   V=1
+# Options: SANITIZE=address,undefined   DEBUG=1   V=1   LISTEN=127.0.0.1:8080 (make run)
 CC      ?= cc
 VERSION := 0.1.0
 PKGS    := libmicrohttpd jansson sqlite3 libgit2 libsodium yaml-0.1 libarchive zlib
@@ -89,9 +89,10 @@ test: $(BIN)
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory e2e
 
+LISTEN ?= 127.0.0.1:8080
 run: $(BIN)
 	@mkdir -p var
-	$(BIN) serve --data var --listen 127.0.0.1:8080
+	$(BIN) serve --data var --listen $(LISTEN)
 
 bench: $(BIN)
 	bench/run
