@@ -233,6 +233,23 @@ static int run(const char *noun, const char *verb, struct args *a, const struct 
             return failed(&err);
         printf("%s\n", !strcmp(noun, "revoke") ? "revoked" : "granted");
     } else {
+        static const struct {
+            const char *noun, *verbs;
+        } nouns[] = {{"user", "add, list"},
+                     {"apikey", "add, revoke"},
+                     {"token", "add, revoke"},
+                     {"app", "add, list"},
+                     {"member", "add, list"}};
+        for (size_t i = 0; i < sizeof(nouns) / sizeof(nouns[0]); i++)
+            if (!strcmp(noun, nouns[i].noun)) {
+                if (verb)
+                    fprintf(stderr, "slipway admin: '%s' has no sub-command '%s' (it has: %s)\n",
+                            noun, verb, nouns[i].verbs);
+                else
+                    fprintf(stderr, "slipway admin: '%s' needs a sub-command: %s\n", noun,
+                            nouns[i].verbs);
+                return 2;
+            }
         fprintf(stderr, "slipway admin: unknown command '%s'\n\n%s", cmd, usage);
         return 2;
     }
@@ -244,18 +261,27 @@ int cli_admin(int argc, char **argv)
 {
     const char *data = NULL;
     int i = 1;
-    /* --data DIR comes before the command */
-    for (; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+    for (int k = 1; k < argc; k++) /* help wins wherever it is asked for */
+        if (!strcmp(argv[k], "-h") || !strcmp(argv[k], "--help")) {
             fputs(usage, stdout);
             return 0;
-        } else if (!strcmp(argv[i], "--data") && i + 1 < argc) {
+        }
+    /* --data DIR comes before the command */
+    for (; i < argc; i++) {
+        if (!strcmp(argv[i], "--data") && i + 1 < argc) {
             data = argv[++i];
         } else if (!strncmp(argv[i], "--data=", 7)) {
             data = argv[i] + 7;
         } else {
             break;
         }
+    }
+    if (!data && i < argc) {
+        fprintf(stderr,
+                "slipway admin: --data DIR is required, before the command ('slipway "
+                "admin --data DIR %s ...')\n",
+                argv[i]);
+        return 2;
     }
     if (!data || i >= argc) {
         fputs(usage, stderr);

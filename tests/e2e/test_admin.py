@@ -2,10 +2,11 @@
 HTTP), and the same operations over HTTP under /api/slipway/ for admins."""
 
 import re
+import subprocess
 
 import pytest
 
-from conftest import (REPO_SCOPE, User, assert_error, assert_ok, quote, unique,
+from conftest import (BIN, REPO_SCOPE, User, assert_error, assert_ok, quote, unique,
                       unique_email)
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -381,3 +382,18 @@ def test_member_add_again_changes_only_the_role(sw):
     assert m["rights"] == {"Test": [], "Acceptance": ["API Rights"],
                            "Production": ["Transport Rights"]}
     assert f"{dev.email}\tviewer" in sw.cli_out("member", "list", "--app", a)
+
+
+def test_cli_says_what_is_missing(sw):
+    """A new user's slips: the command without --data, a noun without its sub-command, and help
+    asked for after the noun."""
+    p = subprocess.run([BIN, "admin", "app", "list"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "--data DIR is required" in p.stderr, p.stderr
+    assert "usage:" not in p.stderr, p.stderr
+    p = sw.cli("app", check=False)
+    assert p.returncode == 2 and "'app' needs a sub-command: add, list" in p.stderr, p.stderr
+    p = sw.cli("user", "frobnicate", check=False)
+    assert p.returncode == 2 and "'user' has no sub-command 'frobnicate'" in p.stderr, p.stderr
+    for args in (["admin", "app", "--help"], ["admin", "--data", sw.data, "app", "--help"]):
+        p = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and p.stdout.startswith("usage: slipway admin"), (args, p)
