@@ -45,12 +45,17 @@
 #define FOLLOW_LINE_MAX     (16 * 1024)                /* SSE: a longer line is sent in pieces */
 #define FOLLOW_OUT_MAX      (1024 * 1024) /* one event: SSE adds 7 bytes to each line */
 
+/* A package as the Build API shows it, plus "Reason" (why a build failed) when there is one:
+ * an extra field, which clients ignore. */
 static json_t *package_json(const struct store_package *p)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:I}", "PackageId", p->package_id, "Name",
-                     p->name, "Description", p->description, "Version", p->version, "Creator",
-                     p->creator, "CreationDate", (json_int_t)p->created_ms, "Status",
-                     store_pkg_status_name(p->status), "Size", (json_int_t)p->size);
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:I}", "PackageId", p->package_id, "Name",
+                          p->name, "Description", p->description, "Version", p->version, "Creator",
+                          p->creator, "CreationDate", (json_int_t)p->created_ms, "Status",
+                          store_pkg_status_name(p->status), "Size", (json_int_t)p->size);
+    if (j && p->reason[0])
+        json_object_set_new(j, "Reason", api_text(p->reason));
+    return j;
 }
 
 /* Finds the package of the second route parameter in the app. -1 with 404 answered. */

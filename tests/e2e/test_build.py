@@ -100,6 +100,8 @@ def test_failing_step(app):
     pid = start(sw, dev, app_id, head_number(sw, dev, app_id))
     p = wait_done(sw, dev, app_id, pid)
     assert p["Status"] == "Failed"
+    # the Build API's package object says why, in a field of its own (clients ignore it)
+    assert "step 2" in p["Reason"], p
     log = build_log(sw, dev, app_id, pid)
     assert "step 2/3" in log and "about to fail" in log and "exited with status 3" in log
     assert "never" not in log.split("step 2/3")[1].split("build failed")[0].replace("echo never", "")
