@@ -46,8 +46,8 @@ struct api_access {
 struct api_caller {
     const struct api_route *row; /* the table's row the request matched */
     bool authenticated;          /* false on public routes and signed URLs */
-    struct auth_principal who; /* when authenticated */
-    struct store_app app;      /* the target app, when the route has one */
+    struct auth_principal who;   /* when authenticated */
+    struct store_app app;        /* the target app, when the route has one */
     enum store_role role;
     unsigned rights;
 };
