@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "base/strbuf.h"
 #include "vcs/vcs.h"
+#include "base/banned.h"
 
 static char *data_dir;
 

@@ -34,6 +34,7 @@
 #include "base/util.h"
 #include "build/package.h"
 #include "build/runner.h"
+#include "base/banned.h"
 
 #define URL_TTL_S    900
 #define MANIFEST_MAX (16 * 1024 * 1024)

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "base/banned.h"
 
 struct api_config api_cfg;
 

@@ -37,6 +37,7 @@
 #include "base/proc.h"
 #include "base/strbuf.h"
 #include "base/util.h"
+#include "base/banned.h"
 
 #define CGI_HEADER_MAX (16 * 1024)
 #define MAX_LINGERING  16

@@ -19,6 +19,7 @@
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/banned.h"
 
 #define PUSH_READ_MAX    (64 * 1024)       /* of the (inflated) request: the command list */
 #define PUSH_GZIP_IN_MAX (4 * 1024 * 1024) /* compressed bytes read to fill PUSH_READ_MAX */

@@ -8,6 +8,7 @@
 
 #include "api/api_int.h"
 #include "base/util.h"
+#include "base/banned.h"
 
 #define FAILED_LOGIN_WINDOW_MS 60000
 

@@ -13,6 +13,7 @@
 #include "api/api_int.h"
 #include "base/crypto.h"
 #include "base/util.h"
+#include "base/banned.h"
 
 #define PAGE_DEFAULT 20
 #define PAGE_MAX     100

@@ -19,6 +19,7 @@
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "base/banned.h"
 
 /* Token scopes: Mendix's names where Mendix has one, slipway:* for the rest. A row lists the
  * scopes that allow it, any one of them enough (Mendix: mx:deployment:write allows reads too). */

@@ -11,6 +11,7 @@
 #include "admin/admin.h"
 #include "api/api_int.h"
 #include "base/util.h"
+#include "base/banned.h"
 
 #define AUDIT_PAGE_DEFAULT 100
 #define AUDIT_PAGE_MAX     1000

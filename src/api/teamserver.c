@@ -8,6 +8,7 @@
 #include "admin/admin.h"
 #include "api/api_int.h"
 #include "base/util.h"
+#include "base/banned.h"
 
 #define REVISIONS_DEFAULT 20
 #define REVISIONS_MAX     1000

@@ -25,6 +25,7 @@
 #include "build/package.h"
 #include "build/runner.h"
 #include "http/multipart.h"
+#include "base/banned.h"
 
 #define DEFAULT_NAME    "default.mda"
 #define DEFAULT_VERSION "0.0.0.0"

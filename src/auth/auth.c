@@ -2,11 +2,13 @@
 #include "auth/auth.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "base/crypto.h"
+#include "base/banned.h"
 
 #define SECRET_BYTES 32
 #define TOKEN_PREFIX "slw_"
@@ -23,8 +25,7 @@ int auth_secret_new(int64_t user_id, enum store_cred_kind kind, const char *scop
     char *s = malloc(n);
     if (!s)
         return -ENOMEM;
-    strcpy(s, prefix);
-    strcat(s, enc);
+    snprintf(s, n, "%s%s", prefix, enc);
     char lookup[AUTH_ID_LEN + 1];
     memcpy(lookup, enc, AUTH_ID_LEN);
     lookup[AUTH_ID_LEN] = '\0';

@@ -16,6 +16,7 @@
 
 #include "base/crypto.h"
 #include "base/util.h"
+#include "base/banned.h"
 
 /* Reads a small file of the group into buf (NUL-terminated). Bytes read, or -errno. */
 static ssize_t read_at(int dir_fd, const char *file, char *buf, size_t size)
@@ -61,7 +62,7 @@ static int find_mount(char *out, size_t size)
             continue;
         if (strcmp(fstype, "cgroup2") == 0 && strcmp(root, "/") == 0 && strlen(point) < size &&
             !strchr(point, '\\')) { /* no escaped (odd) mount points */
-            strcpy(out, point);
+            snprintf(out, size, "%s", point);
             r = 0;
         }
     }
@@ -82,7 +83,7 @@ static int own_group(char *out, size_t size)
             continue;
         line[strcspn(line, "\n")] = '\0';
         if (strlen(line + 3) < size && !strstr(line + 3, " (deleted)")) {
-            strcpy(out, line + 3);
+            snprintf(out, size, "%s", line + 3);
             r = 0;
         }
     }
@@ -292,7 +293,7 @@ static int own_v1_group(const char *ctl, char *out, size_t size)
         *b = '\0';
         b[1 + strcspn(b + 1, "\n")] = '\0';
         if (list_has(a + 1, ctl, ',') && strlen(b + 1) < sizeof(own))
-            strcpy(own, b + 1);
+            snprintf(own, sizeof(own), "%s", b + 1);
     }
     fclose(f);
     if (!own[0] || !(f = fopen("/proc/self/mountinfo", "re")))

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <sodium.h>
+#include "base/banned.h"
 
 int crypto_init(void)
 {

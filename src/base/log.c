@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
+#include "base/banned.h"
 
 static enum log_level min_level = LOG_INFO;
 

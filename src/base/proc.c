@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "base/banned.h"
 
 /* The children started here and not yet waited for: proc_reap_orphans() leaves them to their
  * owner. A child is added under the lock before anyone can see it exit. */

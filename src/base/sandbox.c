@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "base/banned.h"
 
 static int lookup(const char *name, uid_t *uid, gid_t *gid)
 {

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "base/banned.h"
 
 int parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 {
@@ -94,7 +95,7 @@ void time_rfc3339(int64_t epoch_s, char out[21])
     time_t t = (time_t)epoch_s;
     struct tm tm;
     if (!gmtime_r(&t, &tm) || strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        strcpy(out, "1970-01-01T00:00:00Z");
+        memcpy(out, "1970-01-01T00:00:00Z", 21);
 }
 
 bool str_has_prefix(const char *s, const char *prefix)

@@ -32,6 +32,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
 #include <immintrin.h>
+#include "base/banned.h"
 #define HAVE_SHA_NI 1
 #endif
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
+#include "base/banned.h"
 
 #define KEY_MAX PIPELINE_ERROR_KEY_MAX
 /* How much of a file's text a message quotes (bytes), and of a key in a path. */

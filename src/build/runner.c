@@ -32,6 +32,7 @@
 #include "build/pipeline.h"
 #include "store/store.h"
 #include "vcs/vcs.h"
+#include "base/banned.h"
 
 #define PIPELINE_FILE "slipway.yml"
 #define PIPELINE_MAX  (256 * 1024)

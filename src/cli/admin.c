@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "store/store.h"
 #include "vcs/vcs.h"
+#include "base/banned.h"
 
 static const char usage[] =
     "usage: slipway admin --data DIR <command> [options]\n"

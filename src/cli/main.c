@@ -6,6 +6,7 @@
 
 #include "api/api.h"
 #include "cli/cli.h"
+#include "base/banned.h"
 
 static const char usage[] =
     "usage: slipway <command> [options]\n"

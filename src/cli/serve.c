@@ -25,6 +25,7 @@
 #include "http/http.h"
 #include "store/store.h"
 #include "vcs/vcs.h"
+#include "base/banned.h"
 
 static const char usage[] =
     "usage: slipway serve --data DIR [--listen HOST:PORT] [options]\n"
@@ -272,7 +273,7 @@ int cli_serve(int argc, char **argv)
                            .max_connections_per_ip = 64,
                            .header_timeout_s = 15,
                            .port = 8080};
-    strcpy(o.host, "127.0.0.1");
+    snprintf(o.host, sizeof(o.host), "127.0.0.1");
     static const struct option longopts[] = {
         {"data", required_argument, NULL, 'd'},
         {"listen", required_argument, NULL, 'l'},

@@ -19,6 +19,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "base/banned.h"
 
 struct compiled_route {
     const struct http_route *route;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <microhttpd.h>
+#include "base/banned.h"
 
 #define FORM_DATA "multipart/form-data"
 #define READ_BUF  (64 * 1024)

@@ -4,6 +4,7 @@
 #include "base/crypto.h"
 #include "base/util.h"
 #include "store/store_int.h"
+#include "base/banned.h"
 
 #define APP_COLS "id, app_id, name, project_id, url, default_branch, created_ms"
 

@@ -11,6 +11,7 @@
 #include "base/strbuf.h"
 #include "base/util.h"
 #include "store/store_int.h"
+#include "base/banned.h"
 
 static void entry_hash(const char *prev, int64_t at_ms, const char *const fields[7],
                        char out[CRYPTO_SHA256_HEX])

@@ -4,6 +4,7 @@
 
 #include "base/util.h"
 #include "store/store_int.h"
+#include "base/banned.h"
 
 int store_cred_insert(int64_t user_id, enum store_cred_kind kind, const char *lookup,
                       const char *hash, const char *scopes)

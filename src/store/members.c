@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include "store/store_int.h"
+#include "base/banned.h"
 
 /* Role names as stored, indexed by enum store_role. */
 static const char *const role_names[] = {"none", "viewer", "developer", "admin"};

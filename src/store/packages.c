@@ -5,6 +5,7 @@
 
 #include "base/util.h"
 #include "store/store_int.h"
+#include "base/banned.h"
 
 static const char *const status_names[] = {"Queued", "Building", "Succeeded", "Failed"};
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/banned.h"
 
 /* Migrations: append only; never edit one that has shipped. Index i brings user_version to i+1. */
 static const char *const migrations[] = {

@@ -3,6 +3,7 @@
 
 #include "base/util.h"
 #include "store/store_int.h"
+#include "base/banned.h"
 
 #define USER_COLS "id, email, name, is_admin, active, created_ms"
 

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "base/banned.h"
 
 #define THREAD_REPOS       16                  /* open repositories kept per thread */
 #define NUMBERS_MAX        (2u << 20)          /* revision numbers cached in the whole process */

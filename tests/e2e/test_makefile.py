@@ -19,3 +19,17 @@ def test_cflags_on_the_command_line_keep_what_the_build_needs(tmp_path):
             assert f" {flag}" in ln, (flag, ln)
     for ln in links:
         assert "-fsanitize=address" in ln and "-Wl,-O1" in ln and "-lpthread" in ln, ln
+
+
+def test_banned_functions_do_not_compile(tmp_path):
+    """base/banned.h, included by every source file, makes strcpy, strcat, sprintf, vsprintf,
+    strtok and gets compile errors; and every file under src/ includes it."""
+    src = tmp_path / "banned.c"
+    src.write_text('#include <string.h>\n#include "base/banned.h"\n'
+                   'void f(char *a) { strcpy(a, "x"); }\n')
+    p = subprocess.run(["cc", "-c", "-Werror", "-Isrc", str(src), "-o", str(tmp_path / "b.o")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "sorry_strcpy_is_a_banned_function" in p.stderr, p.stderr
+    import glob
+    for path in glob.glob(os.path.join(ROOT, "src", "*", "*.c")):
+        assert '#include "base/banned.h"' in open(path).read(), path
