@@ -246,16 +246,25 @@ static const struct api_route *pick_row(const struct http_request *req)
     return fallback;
 }
 
+/* The next scope of a row's space-separated list (*p: where to look, moved past it): its length
+ * and *scope its start, or 0 at the end. */
+static size_t next_scope(const char **p, const char **scope)
+{
+    *p += strspn(*p, " ");
+    *scope = *p;
+    size_t n = strcspn(*p, " ");
+    *p += n;
+    return n;
+}
+
 static bool scope_allowed(const char *token_scopes, const char *allowed)
 {
-    for (const char *p = allowed; *p;) {
-        size_t n = strcspn(p, " ");
+    const char *p = allowed, *scope;
+    for (size_t n; (n = next_scope(&p, &scope));) {
         char one[STORE_SCOPES_MAX + 1];
-        snprintf(one, sizeof(one), "%.*s", (int)n, p);
+        snprintf(one, sizeof(one), "%.*s", (int)n, scope);
         if (auth_scope_has(token_scopes, one))
             return true;
-        p += n;
-        p += strspn(p, " ");
     }
     return false;
 }
@@ -265,12 +274,9 @@ static int scope_missing(const struct http_request *req, struct http_response *r
                          const char *allowed)
 {
     struct strbuf names = STRBUF_INIT;
-    for (const char *p = allowed; *p;) {
-        size_t n = strcspn(p, " ");
-        strbuf_addf(&names, "%s'%.*s'", names.len ? " or " : "", (int)n, p);
-        p += n;
-        p += strspn(p, " ");
-    }
+    const char *p = allowed, *scope;
+    for (size_t n; (n = next_scope(&p, &scope));)
+        strbuf_addf(&names, "%s'%.*s'", names.len ? " or " : "", (int)n, scope);
     api_fail(req, res, 403, "NO_ACCESS", "the token lacks the scope %s",
              strbuf_ok(&names) ? names.buf : "it needs");
     strbuf_release(&names);
@@ -458,12 +464,9 @@ char *api_routes_describe(void)
         for (unsigned k = 0; k < 4; k++)
             if (a->auth & (1u << k))
                 json_array_append_new(auth, json_string(kinds[k]));
-        for (const char *p = a->scopes; p && *p;) {
-            size_t n = strcspn(p, " ");
-            json_array_append_new(scopes, json_stringn(p, n));
-            p += n;
-            p += strspn(p, " ");
-        }
+        const char *p = a->scopes ? a->scopes : "", *scope;
+        for (size_t n; (n = next_scope(&p, &scope));)
+            json_array_append_new(scopes, json_stringn(scope, n));
         for (unsigned k = 0; k < 6; k++)
             if (a->rights & (1u << k))
                 json_array_append_new(rights, json_string(right_names[k]));

@@ -246,16 +246,24 @@ int cgroup_parent_open(const char *name, int *fd, char *why, size_t why_len)
     return group_open(name, NULL, fd, why, why_len);
 }
 
-void cgroup_parent_close(int fd)
+/* Closes a group_open'ed fd and removes the group, then as many levels above it as `levels` asks
+ * (each fails harmlessly while a group is still in it). */
+static void group_close(int fd, int levels)
 {
     char link[64], path[PATH_MAX];
     snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, path, sizeof(path) - 1);
     close(fd);
-    if (n > 0) {
-        path[n] = '\0';
-        rmdir(path); /* fails harmlessly when a group is still in it */
-    }
+    if (n <= 0)
+        return;
+    path[n] = '\0';
+    for (int i = 0; i < levels && rmdir(path) == 0 && strrchr(path, '/'); i++)
+        *strrchr(path, '/') = '\0';
+}
+
+void cgroup_parent_close(int fd)
+{
+    group_close(fd, 1);
 }
 
 /* ---- limits ------------------------------------------------------------------------------- */
@@ -664,15 +672,5 @@ int cgroup_subtree_open(const char *name, const char *sub, int *fd, char *why, s
 
 void cgroup_subtree_close(int fd)
 {
-    char link[64], path[PATH_MAX];
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, path, sizeof(path) - 1);
-    close(fd);
-    if (n > 0) {
-        path[n] = '\0';
-        if (rmdir(path) == 0 && strrchr(path, '/')) {
-            *strrchr(path, '/') = '\0';
-            rmdir(path); /* the server's parent group, when no build's group is left in it */
-        }
-    }
+    group_close(fd, 2); /* and the server's parent group, when no build's group is left in it */
 }

@@ -389,6 +389,22 @@ def quote(s):
     return urllib.parse.quote(s, safe="")
 
 
+def read_all(s, timeout):
+    """Everything the server sends until it closes (b"<EOF>" appended) or `timeout` of silence."""
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data + b"<EOF>"
+            data += chunk
+    except socket.timeout:
+        return data
+    except ConnectionResetError:
+        return data + b"<EOF>"
+
+
 def raw_http(port, request: bytes, timeout=10.0):
     """Sends raw bytes (for what requests would rewrite) and reads one answer until the server
     closes or the declared body is in. Returns (status, headers dict lowercased, body bytes)."""
@@ -546,5 +562,5 @@ def pytest_report_header(config):
     return f"slipway binary: {BIN}"
 
 
-__all__ = ["ADMIN_EMAIL", "REPO_SCOPE", "USER_SCOPES", "BIN", "Server", "User", "Slipway", "Repo", "unique",
+__all__ = ["read_all", "ADMIN_EMAIL", "REPO_SCOPE", "USER_SCOPES", "BIN", "Server", "User", "Slipway", "Repo", "unique",
            "unique_email", "wait_for", "assert_error", "assert_ok", "quote", "raw_http", "json"]

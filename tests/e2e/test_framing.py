@@ -9,21 +9,7 @@ import time
 
 import pytest
 
-
-def read_all(s, timeout):
-    """Everything the server sends until it closes (b"<EOF>" appended) or `timeout` of silence."""
-    s.settimeout(timeout)
-    data = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return data + b"<EOF>"
-            data += chunk
-    except socket.timeout:
-        return data
-    except ConnectionResetError:
-        return data + b"<EOF>"
+from conftest import read_all
 
 
 HIDDEN = b"GET /smuggled-request HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 
-from conftest import Slipway, unique_email, wait_for
+from conftest import Slipway, read_all, unique_email, wait_for
 
 FLOOD = 2000  # connections one address opens in the lockout test
 DEFAULT_PER_IP = 64  # the documented default of --max-connections-per-ip
@@ -43,22 +43,6 @@ def closed_by_server(s):
 
 def still_open(socks):
     return [s for s in socks if not closed_by_server(s)]
-
-
-def read_all(s, timeout):
-    """Everything the server sends until it closes (b"<EOF>" appended) or `timeout` of silence."""
-    s.settimeout(timeout)
-    data = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return data + b"<EOF>"
-            data += chunk
-    except socket.timeout:
-        return data
-    except ConnectionResetError:
-        return data + b"<EOF>"
 
 
 def healthz_from(addr, port, timeout=2.0):
