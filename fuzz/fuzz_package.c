@@ -1,10 +1,10 @@
-/* libFuzzer driver for build/package: the input is an uploaded package, handed to
+/* libFuzzer driver for builder/package: the input is an uploaded package, handed to
  * package_validate through a memfd with small limits. Oracles: only the documented codes; on
  * failure no manifest and a printable, non-empty message; on success a manifest object, the
  * same manifest from package_read_manifest, and package_extract of the same bytes must succeed
  * too (into a temp directory emptied after). Any violation abort()s.
  */
-#include "build/package.h"
+#include "builder/package.h"
 
 #include "base/util.h"
 

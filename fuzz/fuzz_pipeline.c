@@ -1,11 +1,11 @@
-/* libFuzzer driver for build/pipeline: pipeline_parse on the raw bytes (an exact-size copy, so
+/* libFuzzer driver for builder/pipeline: pipeline_parse on the raw bytes (an exact-size copy, so
  * ASan sees any read past the end), then pipeline_manifest_json and pipeline_release. A parsed
  * file is checked against what pipeline.h promises (counts, ranges, names, exactly one kind per
  * test, JSON that jansson reads back with the same counts); an error must be -EINVAL or -ENOMEM
  * with a position, and a key and message that are NUL-terminated, printable, valid UTF-8.
  * Any broken promise abort()s.
  */
-#include "build/pipeline.h"
+#include "builder/pipeline.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -1,7 +1,7 @@
 /* api — the Build API (Mendix-compatible) under /api/1/apps/<AppId>/packages, and Slipway's own
  * build endpoints under /api/slipway/apps/<AppId>/packages/<PackageId>/ (log, cancel, manifest,
  * details) and /api/slipway/apps/<AppId>/usage. A build answers at once with its PackageId; the
- * engine (build/runner) runs it.
+ * engine (builder/runner) runs it.
  *
  * The log can be followed while the build is Queued or Building (?follow=true: chunked text;
  * Accept: text/event-stream: Server-Sent Events, ending with an `end` event that carries the
@@ -32,8 +32,8 @@
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/util.h"
-#include "build/package.h"
-#include "build/runner.h"
+#include "builder/package.h"
+#include "builder/runner.h"
 #include "base/banned.h"
 
 #define URL_TTL_S    900

@@ -22,8 +22,8 @@
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/util.h"
-#include "build/package.h"
-#include "build/runner.h"
+#include "builder/package.h"
+#include "builder/runner.h"
 #include "http/multipart.h"
 #include "base/banned.h"
 

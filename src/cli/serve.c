@@ -16,7 +16,7 @@
 #include "admin/admin.h"
 #include "api/api.h"
 #include "auth/auth.h"
-#include "build/runner.h"
+#include "builder/runner.h"
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/proc.h"

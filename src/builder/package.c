@@ -5,7 +5,7 @@
  * under a directory fd instead of archive_write_disk (package.h says why). SHA-256 is streamed
  * here (base/crypto has one-shot hashes only), with the x86 SHA extensions when the CPU has them.
  */
-#include "build/package.h"
+#include "builder/package.h"
 
 #include "base/crypto.h"
 #include "base/strbuf.h"

@@ -65,8 +65,8 @@
  * return. package_write compresses on two libzstd worker threads, beside the calling thread.
  * It knows nothing of HTTP, the store or where packages live in the data directory.
  */
-#ifndef SLIPWAY_BUILD_PACKAGE_H
-#define SLIPWAY_BUILD_PACKAGE_H
+#ifndef SLIPWAY_BUILDER_PACKAGE_H
+#define SLIPWAY_BUILDER_PACKAGE_H
 
 #include <stddef.h>
 #include <stdint.h>

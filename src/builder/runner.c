@@ -1,5 +1,5 @@
 /* runner — the build engine thread; see runner.h. */
-#include "build/runner.h"
+#include "builder/runner.h"
 
 #include <errno.h>
 #include <dirent.h>
@@ -28,8 +28,8 @@
 #include "base/sandbox.h"
 #include "base/strbuf.h"
 #include "base/util.h"
-#include "build/package.h"
-#include "build/pipeline.h"
+#include "builder/package.h"
+#include "builder/pipeline.h"
 #include "store/store.h"
 #include "vcs/vcs.h"
 #include "base/banned.h"

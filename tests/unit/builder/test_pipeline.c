@@ -1,10 +1,10 @@
-/* Tests for build/pipeline: the example of pipeline-file.md field by field, a minimal file and
+/* Tests for builder/pipeline: the example of pipeline-file.md field by field, a minimal file and
  * the defaults, the accepted spellings, every class of error with its line, column and key, the
  * limits against hostile files, the formatted message and the manifest JSON (read back with
  * jansson). Checks are tables and plain functions run from a few Test cases: Criterion starts a
  * process per test and the unit tests must stay fast.
  */
-#include "build/pipeline.h"
+#include "builder/pipeline.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

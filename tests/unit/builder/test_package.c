@@ -1,9 +1,9 @@
-/* Tests for build/package: a package written from a real temp workspace is checked with the
+/* Tests for builder/package: a package written from a real temp workspace is checked with the
  * tools a person would use (sha256sum, tar, find, diff), validated and extracted; malicious
  * uploads are crafted here with libarchive and must each be refused with a message naming the
  * entry at fault.
  */
-#include "build/package.h"
+#include "builder/package.h"
 
 #include "base/crypto.h"
 #include "base/strbuf.h"

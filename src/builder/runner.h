@@ -20,8 +20,8 @@
  * After a crash, builds that were running are marked Failed at the next start (the server never
  * resumes half-run steps); Queued builds simply run.
  */
-#ifndef SLIPWAY_BUILD_RUNNER_H
-#define SLIPWAY_BUILD_RUNNER_H
+#ifndef SLIPWAY_BUILDER_RUNNER_H
+#define SLIPWAY_BUILDER_RUNNER_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -3,7 +3,7 @@
  * copied into a struct pipeline. The tree lets a check see a whole mapping (required keys,
  * "command" or "unittesting") before deciding. Nothing here logs; errors go back in a struct.
  */
-#include "build/pipeline.h"
+#include "builder/pipeline.h"
 
 #include "base/util.h"
 

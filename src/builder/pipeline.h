@@ -7,8 +7,8 @@
  * durations, names, cron fields, references between sections. A struct pipeline is therefore
  * always complete and in range; its users need not check it again.
  */
-#ifndef SLIPWAY_BUILD_PIPELINE_H
-#define SLIPWAY_BUILD_PIPELINE_H
+#ifndef SLIPWAY_BUILDER_PIPELINE_H
+#define SLIPWAY_BUILDER_PIPELINE_H
 
 #include <stdbool.h>
 #include <stddef.h>
