@@ -30,6 +30,7 @@
 #include "base/util.h"
 #include "builder/package.h"
 #include "builder/pipeline.h"
+#include "engine/engine.h"
 #include "store/store.h"
 #include "vcs/vcs.h"
 #include "base/banned.h"
@@ -37,29 +38,18 @@
 #define PIPELINE_FILE "slipway.yml"
 #define PIPELINE_MAX  (256 * 1024)
 #define MAX_EXECUTORS 64
-#define MAX_WORKERS   4
 #define STOPPED       "the server stopped during the build"
-
-enum watch_kind { WATCH_WAKE, WATCH_OUTPUT, WATCH_EXIT, WATCH_WARM };
-struct warm;
-struct watch {
-    enum watch_kind kind;
-    struct build *build;
-    struct warm *warm; /* WATCH_WARM */
-};
 
 /* A sandbox set up ahead of the next build (bubblewrap's set-up is most of a trivial build's
  * time): it waits on its stdin before it runs /slipway/run, which the build writes. Only the
  * first step of a build without build.network takes one; the others start cold. */
 struct warm {
-    pid_t pid;
-    int pidfd, out_fd, go_fd, cg_fd;
-    int cg_v1[CGROUP_NR_CONTROLLERS]; /* its groups in v1 hierarchies (limits), or -1 */
-    char cg_v1_name[24];
-    struct cgroup_limits_count cg_since; /* the v1 groups' counters when it took them */
+    struct engine_child child;
+    int go_fd;
+    struct build *build; /* the build that took it (its first step's process, once started) */
+    char said[256];      /* what it wrote before use (bubblewrap's complaint, if it died) */
+    size_t said_len;
     char root[PATH_MAX]; /* DIR/builds/run/warm-<server pid>-<n>: the build's root once taken */
-    char cg_name[48];
-    struct watch exit_watch;
 };
 
 struct build {
@@ -73,27 +63,21 @@ struct build {
     uint64_t log_bytes;
     bool log_capped;
     size_t step;
-    /* The running step's cgroup (-1: none), <PackageId>.<step>: every process of the step.
-     * One per step: a group cgroup.kill was written to kills what is started in it later. */
-    int cg_fd;
-    int cg_v1[CGROUP_NR_CONTROLLERS];    /* the step's groups in v1 hierarchies (limits), or -1 */
-    char cg_v1_name[24];                 /* limits-<n>: see limits_take() */
-    struct cgroup_limits_count cg_since; /* their counters when the step took them */
-    char cg_name[48];
+    /* The running step: its own child, or the warm sandbox's. Each step runs in a cgroup of its
+     * own, <PackageId>.<step> (a group cgroup.kill was written to kills what is started in it
+     * later), with the build's limits. */
+    struct engine_child own;
+    struct engine_child *child;  /* NULL: no step runs */
     struct cgroup_limits limits; /* build.pids and build.memory, as far as the server allows */
     int64_t disk_max;            /* build.disk, as far as the server allows */
     int64_t disk_next_ns;        /* when the running step's build directory is measured next */
     int64_t disk_every_ns;
-    struct warm *warm; /* the warm sandbox its first step takes, if any */
-    pid_t pid;
-    int pidfd, out_fd;
-    struct watch out_watch, exit_watch;
+    struct warm *warm; /* the warm sandbox it took, if any (freed with the build) */
     int64_t deadline_ns;
     int64_t step_started_ns;
-    bool killed;
     /* Work a worker thread does for it (export, package), and what came of it. */
-    enum work { WORK_NONE, WORK_EXPORT, WORK_PACKAGE } work;
-    struct build *work_next; /* in the workers' queue or done list */
+    enum work { WORK_NONE, WORK_EXPORT, WORK_PACKAGE } what;
+    struct engine_work work;
     int work_r;
     char work_err[512];
     uint64_t size;
@@ -107,6 +91,8 @@ struct build {
 
 static struct {
     struct runner_config cfg;
+    struct engine *engine;
+    struct engine_owner owner;
     char *bwrap;
     int cgroup_fd;     /* the parent of the builds' cgroups, -1 when the host has none for us */
     char *cgroup_name; /* its name: slipway-<hash of the data directory> */
@@ -114,24 +100,25 @@ static struct {
     unsigned limited;              /* the controllers found: 1 << CGROUP_PIDS ... */
     struct sandbox_user user;      /* who runs the steps */
     char user_why[512];            /* why builds are refused when the user is unusable */
-    pthread_t thread;
-    bool started;
-    atomic_bool stopping;
-    int wake_fd, epoll_fd;
-    struct watch wake_watch;
+    /* Why bubblewrap cannot make sandboxes here ("": it can, or not known yet): found by a probe
+     * at the start and again, with back-off, after a warm sandbox dies before use. Written by
+     * the engine thread, read by the API's (runner_can_build). */
+    pthread_mutex_t why_lock;
+    char sandbox_why[640];
+    struct engine_child probe;
+    char probe_said[512];
+    size_t probe_said_len;
+    struct engine_backoff probe_backoff;
+    struct engine_timer probe_timer;
+    struct engine_timer check_timer; /* the next timeout or disk check (check_running) */
     struct build *running[MAX_EXECUTORS];
     size_t nr_running;
     struct warm *warm[MAX_EXECUTORS];
     size_t nr_warm;
-    struct spare_limits { /* empty v1 limit groups, for the next step: limits_take() */
-        int fd[CGROUP_NR_CONTROLLERS];
-        char name[24];
-    } spare[MAX_EXECUTORS];
-    size_t nr_spare;
-    unsigned long long limits_seq;
     unsigned long long warm_seq;
-    int64_t warm_after_ns; /* no warm sandbox before this (one died before use) */
-} E = {.wake_fd = -1, .epoll_fd = -1, .cgroup_fd = -1, .limiter = {.v2_fd = -1, .v1_fd = {-1, -1}}};
+} E = {.cgroup_fd = -1,
+       .limiter = {.v2_fd = -1, .v1_fd = {-1, -1}},
+       .why_lock = PTHREAD_MUTEX_INITIALIZER};
 
 char *runner_package_path(const char *data_dir, const char *app_id, const char *package_id)
 {
@@ -147,26 +134,31 @@ char *runner_log_path(const char *data_dir, const char *package_id)
 
 bool runner_can_build(const char **why)
 {
+    static _Thread_local char copy[sizeof(E.sandbox_why)];
     if (E.user_why[0]) {
         if (why)
             *why = E.user_why;
         return false;
     }
-    if (E.bwrap || E.cfg.unsafe_no_sandbox)
+    if (E.cfg.unsafe_no_sandbox)
         return true;
+    if (!E.bwrap) {
+        if (why)
+            *why = "builds are refused: bubblewrap (bwrap) is not installed; install it, or "
+                   "start the server with --unsafe-no-sandbox to build without a sandbox";
+        return false;
+    }
+    pthread_mutex_lock(&E.why_lock);
+    snprintf(copy, sizeof(copy), "%s", E.sandbox_why);
+    pthread_mutex_unlock(&E.why_lock);
     if (why)
-        *why = "builds are refused: bubblewrap (bwrap) is not installed; install it, or start "
-               "the server with --unsafe-no-sandbox to build without a sandbox";
-    return false;
+        *why = copy;
+    return !copy[0];
 }
 
 void runner_wake(void)
 {
-    uint64_t one = 1;
-    if (E.wake_fd >= 0) {
-        ssize_t w = write(E.wake_fd, &one, sizeof(one));
-        (void)w;
-    }
+    engine_wake(E.engine);
 }
 
 /* ---- the build log ------------------------------------------------------------------------- */
@@ -223,93 +215,13 @@ __attribute__((format(printf, 2, 3))) static void log_line(struct build *b, cons
 
 /* ---- ending a build ------------------------------------------------------------------------ */
 
-/* ---- cgroups ------------------------------------------------------------------------------ */
-
-/* The v1 groups of the limits on a hybrid host (pids and memory hierarchies), limits-<n> under
- * the builds' parent in each: unlike the v2 group (one per step: cgroup.kill, once written, kills
- * what joins later), they are used again once empty, for the next step or warm sandbox, as making
- * and removing a memory cgroup costs more than all the rest of a step's cgroup work. Its limits
- * are set again by whoever takes it, and its counters read (cgroup_limits_hit since then). At
- * most one set per executor is kept; the others are removed. */
-static void limits_take(int v1[CGROUP_NR_CONTROLLERS], char name[24],
-                        struct cgroup_limits_count *since)
-{
-    bool any = false;
-    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++) {
-        v1[c] = -1;
-        any |= E.limiter.v1_fd[c] >= 0;
-    }
-    name[0] = '\0';
-    *since = (struct cgroup_limits_count){0, 0};
-    if (!any)
-        return;
-    if (E.nr_spare) {
-        struct spare_limits *g = &E.spare[--E.nr_spare];
-        memcpy(v1, g->fd, sizeof(g->fd));
-        memcpy(name, g->name, sizeof(g->name));
-        cgroup_limits_count(&E.limiter, -1, v1, since);
-        return;
-    }
-    snprintf(name, 24, "limits-%llu", ++E.limits_seq);
-    int r = cgroup_limits_create(&E.limiter, name, v1);
-    if (r)
-        log_warn("cannot create the v1 cgroups %s: %s", name, strerror(-r));
-}
-
-/* Takes back the v1 groups of a step or warm sandbox whose processes were killed and waited for
- * (its v2 group is empty): kept when nothing is left in them, else removed (what is still there
- * gets SIGKILL). */
-static void limits_give(int v1[CGROUP_NR_CONTROLLERS], char name[24])
-{
-    bool any = false;
-    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++)
-        any |= v1[c] >= 0;
-    if (!any)
-        return;
-    if (E.nr_spare < E.cfg.executors && E.nr_spare < MAX_EXECUTORS &&
-        cgroup_limits_empty(v1) == 1) {
-        struct spare_limits *g = &E.spare[E.nr_spare++];
-        memcpy(g->fd, v1, sizeof(g->fd));
-        memcpy(g->name, name, sizeof(g->name));
-    } else if (cgroup_limits_destroy(&E.limiter, name, v1, 2000)) {
-        log_warn("cannot remove the v1 cgroups %s (processes left in them)", name);
-    }
-    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++)
-        v1[c] = -1;
-    name[0] = '\0';
-}
-
-/* At the stop: the spare v1 groups go. */
-static void limits_drain(void)
-{
-    while (E.nr_spare) {
-        struct spare_limits *g = &E.spare[--E.nr_spare];
-        cgroup_limits_destroy(&E.limiter, g->name, g->fd, 2000);
-    }
-}
-
-/* Kills what is left in the step's cgroup, waits for it to empty and removes it. */
-static void step_group_end(struct build *b)
-{
-    if (b->cg_fd >= 0 && cgroup_destroy(E.cgroup_fd, b->cg_name, b->cg_fd, 2000))
-        log_warn("build %s: cannot remove cgroup %s (processes left in it)", b->pkg.package_id,
-                 b->cg_name);
-    b->cg_fd = -1;
-    limits_give(b->cg_v1, b->cg_v1_name);
-}
-
 static void warm_discard(struct warm *w);
 
 static void build_free(struct build *b)
 {
-    if (b->out_fd >= 0)
-        close(b->out_fd);
-    if (b->pidfd >= 0)
-        close(b->pidfd);
     if (b->log_fd >= 0)
         close(b->log_fd);
-    step_group_end(b);
-    if (b->warm) { /* taken, never started: its directory is the build's */
+    if (b->warm) { /* its directory is the build's */
         b->warm->root[0] = '\0';
         warm_discard(b->warm);
     }
@@ -416,6 +328,7 @@ static void build_end(struct build *b, bool ok, int64_t size, const char *sha256
         }
     }
     build_free(b);
+    runner_wake(); /* an executor is free */
 }
 
 __attribute__((format(printf, 2, 3))) static void build_fail(struct build *b, const char *fmt, ...)
@@ -432,13 +345,8 @@ __attribute__((format(printf, 2, 3))) static void build_fail(struct build *b, co
  * process group (a daemon that left the group survives only there: the log said so). */
 static void step_kill(struct build *b)
 {
-    if (b->pid > 0 && !b->killed) {
-        if (b->cg_fd >= 0)
-            cgroup_kill(b->cg_fd);
-        kill(-b->pid, SIGKILL);
-        kill(b->pid, SIGKILL);
-        b->killed = true;
-    }
+    if (b->child)
+        engine_child_kill(b->child);
 }
 
 /* ---- steps --------------------------------------------------------------------------------- */
@@ -485,49 +393,34 @@ static char **step_env(const struct build *b, const char *home)
     return env;
 }
 
-/* The groups of a step or warm sandbox: a new cgroup v2 group under the builds' parent (*fd, or
- * -1: no cgroups here, or it failed, which is said: the process then runs without one) and its
- * groups in v1 hierarchies for the limits cgroup v2 cannot set here (v1[c], or -1; limits_take).
- */
-static void group_new(const char *name, int *fd, int v1[CGROUP_NR_CONTROLLERS], char v1_name[24],
-                      struct cgroup_limits_count *since)
+static void step_output(struct engine_child *c, const char *data, size_t len)
 {
-    int r;
-    *fd = -1;
-    if (E.cgroup_fd >= 0 && (r = cgroup_create(E.cgroup_fd, name, fd))) {
-        log_warn("cannot create cgroup %s: %s", name, strerror(-r));
-        *fd = -1;
-    }
-    limits_take(v1, v1_name, since);
+    log_write(c->arg, data, len);
 }
 
-/* The groups proc_spawn_opts() makes the child join. */
-static void join_groups(struct proc_opts *o, int fd, const int v1[CGROUP_NR_CONTROLLERS])
-{
-    if (fd >= 0)
-        o->cgroup_fd[o->nr_cgroups++] = fd;
-    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++)
-        if (v1[c] >= 0)
-            o->cgroup_fd[o->nr_cgroups++] = v1[c];
-}
+static void step_exited(struct engine_child *c, int status);
 
-/* Starts a step's process, in new cgroups of its own (where there are cgroups) with the build's
- * limits. opts: the identity and mounts; the groups and the file size limit are added here. */
+/* Starts a step's process (an engine child: its own cgroups, the build's limits). opts: the
+ * identity and mounts; the file size limit is added here. */
 static int spawn(struct build *b, struct proc_opts *opts, const char *path, char *const argv[],
-                 char *const env[], int out_fd)
+                 char *const env[])
 {
-    step_group_end(b); /* the previous step's */
-    snprintf(b->cg_name, sizeof(b->cg_name), "%s.%zu", b->pkg.package_id, b->step + 1);
-    group_new(b->cg_name, &b->cg_fd, b->cg_v1, b->cg_v1_name, &b->cg_since);
-    int r = cgroup_limits_set(&E.limiter, b->cg_fd, b->cg_v1, &b->limits);
-    if (r)
-        log_warn("build %s: cannot set the limits of cgroup %s: %s", b->pkg.package_id, b->cg_name,
-                 strerror(-r));
-    join_groups(opts, b->cg_fd, b->cg_v1);
+    char group[48];
+    snprintf(group, sizeof(group), "%s.%zu", b->pkg.package_id, b->step + 1);
     opts->max_file_size = (uint64_t)b->disk_max;
-    r = proc_spawn_opts(opts, path, argv, env, -1, out_fd, out_fd, &b->pid, &b->pidfd);
-    if (r)
-        step_group_end(b);
+    struct engine_spawn s = {.path = path,
+                             .argv = argv,
+                             .envp = env,
+                             .opts = *opts,
+                             .in_fd = -1,
+                             .group = group,
+                             .limits = &b->limits};
+    b->own.output = step_output;
+    b->own.exited = step_exited;
+    b->own.arg = b;
+    int r = engine_child_start(&E.owner, &b->own, &s);
+    if (!r)
+        b->child = &b->own;
     return r;
 }
 
@@ -577,27 +470,6 @@ static int build_dirs(const char *root)
 
 /* ---- warm sandboxes ------------------------------------------------------------------------ */
 
-/* Kills a warm sandbox (if it was started) and frees what it holds. */
-static void warm_discard(struct warm *w)
-{
-    if (w->pid > 0) {
-        epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, w->pidfd, NULL);
-        if (w->cg_fd >= 0)
-            cgroup_kill(w->cg_fd);
-        proc_kill_wait(w->pid);
-    }
-    if (w->cg_fd >= 0)
-        cgroup_destroy(E.cgroup_fd, w->cg_name, w->cg_fd, 2000);
-    limits_give(w->cg_v1, w->cg_v1_name);
-    const int fds[] = {w->pidfd, w->out_fd, w->go_fd};
-    for (size_t i = 0; i < 3; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-    if (w->root[0]) /* empty once the directory is a build's */
-        fs_remove_tree(w->root);
-    free(w);
-}
-
 static void warm_remove(struct warm *w)
 {
     for (size_t i = 0; i < E.nr_warm; i++) {
@@ -608,66 +480,96 @@ static void warm_remove(struct warm *w)
     }
 }
 
-/* Keeps one warm sandbox per free executor. */
+/* Kills a warm sandbox (if it runs) and frees what it holds. */
+static void warm_discard(struct warm *w)
+{
+    w->child.exited = NULL;
+    engine_child_kill(&w->child);
+    engine_child_wait(&w->child);
+    if (w->go_fd >= 0)
+        close(w->go_fd);
+    if (w->root[0]) /* empty once the directory is a build's */
+        fs_remove_tree(w->root);
+    free(w);
+}
+
+static void warm_output(struct engine_child *c, const char *data, size_t len)
+{
+    struct warm *w = c->arg;
+    size_t room = sizeof(w->said) - 1 - w->said_len;
+    memcpy(w->said + w->said_len, data, len < room ? len : room);
+    w->said_len += len < room ? len : room;
+    w->said[w->said_len] = '\0';
+}
+
+static void probe_start(void);
+
+/* A warm sandbox ended while it waited (it should not): it goes, and the probe finds out whether
+ * sandboxes can be made at all, with back-off. A taken one is the build's to notice. */
+static void warm_exited(struct engine_child *c, int status)
+{
+    struct warm *w = c->arg;
+    if (w->build)
+        return;
+    log_warn("a warm sandbox exited before use (status %d)%s%.*s", status, w->said_len ? ": " : "",
+             (int)strcspn(w->said, "\n"), w->said);
+    warm_remove(w);
+    warm_discard(w);
+    if (!E.probe.pid && !E.probe_timer.armed)
+        probe_start();
+}
+
+/* Keeps one warm sandbox per free executor, while sandboxes can be made. */
 static void warm_fill(void)
 {
-    while (E.bwrap && !E.cfg.unsafe_no_sandbox && !E.user_why[0] &&
-           E.nr_warm + E.nr_running < E.cfg.executors && time_mono_ns() >= E.warm_after_ns &&
-           !atomic_load(&E.stopping)) {
+    while (E.bwrap && !E.cfg.unsafe_no_sandbox && !E.user_why[0] && !E.sandbox_why[0] &&
+           !E.probe.pid && !E.probe_timer.armed && E.nr_warm + E.nr_running < E.cfg.executors &&
+           !engine_stopping(E.engine)) {
         struct warm *w = calloc(1, sizeof(*w));
-        int go[2] = {-1, -1}, out[2] = {-1, -1};
+        int go[2] = {-1, -1};
         if (!w)
             return;
-        w->pidfd = w->out_fd = w->go_fd = -1;
+        w->go_fd = -1;
         snprintf(w->root, sizeof(w->root), "%s/builds/run/warm-%ld-%llu", E.cfg.data_dir,
                  (long)getpid(), (unsigned long long)++E.warm_seq);
-        snprintf(w->cg_name, sizeof(w->cg_name), "warm-%llu", (unsigned long long)E.warm_seq);
+        char group[48];
+        snprintf(group, sizeof(group), "warm-%llu", (unsigned long long)E.warm_seq);
         struct sandbox_cmd cmd;
         char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "LANG=C.UTF-8",
                        NULL};
         /* the build's own limits are set when a build takes it (the server's until then; the
          * run script lowers the file size limit to build.disk) */
         struct cgroup_limits lim = {E.cfg.max_pids, E.cfg.max_memory};
-        group_new(w->cg_name, &w->cg_fd, w->cg_v1, w->cg_v1_name, &w->cg_since);
         int r = step_sandbox(&cmd, w->root, false, true, "/slipway/run");
         if (!r)
             r = build_dirs(w->root);
-        if (!r)
-            cgroup_limits_set(&E.limiter, w->cg_fd, w->cg_v1, &lim);
-        if (!r && (pipe2(go, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0))
+        if (!r && pipe2(go, O_CLOEXEC) < 0)
             r = -errno;
         w->go_fd = go[1];
-        w->out_fd = out[0];
         if (!r) {
-            join_groups(&cmd.opts, w->cg_fd, w->cg_v1);
             cmd.opts.max_file_size = (uint64_t)E.cfg.max_disk;
-            r = proc_spawn_opts(&cmd.opts, E.bwrap, cmd.argv, env, go[0], out[1], out[1], &w->pid,
-                                &w->pidfd);
+            struct engine_spawn s = {.path = E.bwrap,
+                                     .argv = cmd.argv,
+                                     .envp = env,
+                                     .opts = cmd.opts,
+                                     .in_fd = go[0],
+                                     .group = group,
+                                     .limits = &lim};
+            w->child.output = warm_output;
+            w->child.exited = warm_exited;
+            w->child.arg = w;
+            r = engine_child_start(&E.owner, &w->child, &s);
         }
         sandbox_cmd_release(&cmd);
         if (go[0] >= 0)
             close(go[0]);
-        if (out[1] >= 0)
-            close(out[1]);
         if (r) {
             log_warn("cannot start a warm sandbox: %s", strerror(-r));
             warm_discard(w);
             return;
         }
-        w->exit_watch = (struct watch){.kind = WATCH_WARM, .warm = w};
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->exit_watch};
-        epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, w->pidfd, &ev);
         E.warm[E.nr_warm++] = w;
     }
-}
-
-/* A warm sandbox ended while it waited (it should not): it goes. */
-static void warm_died(struct warm *w)
-{
-    log_warn("a warm sandbox exited before use; discarding it (no new one for 10 s)");
-    E.warm_after_ns = time_mono_ns() + 10000000000LL; /* bwrap may fail at once, every time */
-    warm_remove(w);
-    warm_discard(w);
 }
 
 /* Gives a warm sandbox to the build (before its export): its directory becomes the build's
@@ -691,9 +593,84 @@ static bool warm_take(struct build *b)
     b->root = root;
     b->ws = ws;
     b->tmp = tmp;
-    epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, w->pidfd, NULL);
+    w->build = b;
     b->warm = w;
     return true;
+}
+
+/* ---- the sandbox probe --------------------------------------------------------------------- */
+
+/* Whether bubblewrap can make a sandbox on this host (a chroot, or a container without user
+ * namespaces, cannot): `bwrap ... true` as a step would run, at the start and, after a warm
+ * sandbox died before use, again with back-off. While it fails, builds are refused with its
+ * reason, which the server's log says once. */
+static void probe_output(struct engine_child *c, const char *data, size_t len)
+{
+    (void)c;
+    size_t room = sizeof(E.probe_said) - 1 - E.probe_said_len;
+    memcpy(E.probe_said + E.probe_said_len, data, len < room ? len : room);
+    E.probe_said_len += len < room ? len : room;
+    E.probe_said[E.probe_said_len] = '\0';
+}
+
+static void probe_exited(struct engine_child *c, int status)
+{
+    bool was_broken = E.sandbox_why[0] != '\0';
+    int64_t ran = time_mono_ns() - c->started_ns;
+    pthread_mutex_lock(&E.why_lock);
+    if (status == 0)
+        E.sandbox_why[0] = '\0';
+    else
+        snprintf(E.sandbox_why, sizeof(E.sandbox_why),
+                 "builds are refused: bubblewrap cannot make a sandbox on this host (exit status "
+                 "%d%s%.*s); the server tries again, less and less often",
+                 status, E.probe_said_len ? ": " : "", (int)strcspn(E.probe_said, "\n"),
+                 E.probe_said);
+    pthread_mutex_unlock(&E.why_lock);
+    if (status == 0) {
+        E.probe_backoff.delay_ns = 0;
+        if (was_broken)
+            log_info("sandboxes: bubblewrap works again; builds are accepted");
+        runner_wake(); /* warm sandboxes again */
+        return;
+    }
+    int64_t delay = engine_backoff_next(&E.probe_backoff, ran);
+    if (!was_broken)
+        log_error("%s", E.sandbox_why);
+    if (!engine_stopping(E.engine))
+        engine_timer_arm(E.engine, &E.probe_timer, time_mono_ns() + delay);
+}
+
+static void probe_start(void)
+{
+    struct sandbox_cmd cmd;
+    char *const env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", NULL};
+    char root[PATH_MAX];
+    snprintf(root, sizeof(root), "%s/builds/run/probe", E.cfg.data_dir);
+    E.probe_said_len = 0;
+    E.probe_said[0] = '\0';
+    int r = step_sandbox(&cmd, root, false, false, "/dev/null");
+    if (!r)
+        r = build_dirs(root);
+    if (!r) {
+        struct engine_spawn s = {
+            .path = E.bwrap, .argv = cmd.argv, .envp = env, .opts = cmd.opts, .in_fd = -1};
+        E.probe.output = probe_output;
+        E.probe.exited = probe_exited;
+        r = engine_child_start(&E.owner, &E.probe, &s);
+    }
+    sandbox_cmd_release(&cmd);
+    if (r) {
+        log_warn("sandboxes: cannot start the probe: %s", strerror(-r));
+        engine_timer_arm(E.engine, &E.probe_timer,
+                         time_mono_ns() + engine_backoff_next(&E.probe_backoff, 0));
+    }
+}
+
+static void probe_due(struct engine_timer *t)
+{
+    (void)t;
+    probe_start();
 }
 
 /* Appends `export NAME='value'` lines for the step's environment (the warm sandbox started with
@@ -715,20 +692,22 @@ static void add_exports(struct strbuf *sb, char *const env[])
 
 /* ---- steps (continued) --------------------------------------------------------------------- */
 
+static void check_arm(int64_t due_ns);
+
 static int step_start(struct build *b)
 {
     char script[PATH_MAX];
     char **env = NULL;
-    int pipefd[2] = {-1, -1};
     int r = -ENOMEM;
     const char *text = b->pl.build_steps[b->step];
     bool sandboxed = !E.cfg.unsafe_no_sandbox;
-    struct warm *w = b->step == 0 ? b->warm : NULL;
+    /* a warm sandbox that died while the build was exported is not used: the step starts cold */
+    struct warm *w = b->step == 0 && b->warm && b->warm->child.pid ? b->warm : NULL;
     struct proc_opts opts = PROC_OPTS_INIT;
     const char *seen = sandboxed ? NULL : sandbox_host_opts(&E.user, b->root, &opts);
     char home[PATH_MAX];
 
-    b->warm = NULL;
+    b->child = NULL;
     log_line(b, "==> step %zu/%zu: %s", b->step + 1, b->pl.nr_build_steps, text);
     /* The step's text goes into a script file: never into a command line. No fsync: the
      * workspace does not outlive a crash. */
@@ -751,97 +730,44 @@ static int step_start(struct build *b)
         strbuf_release(&run);
         if (r)
             goto out;
-        step_group_end(b);
-        b->pid = w->pid;
-        b->pidfd = w->pidfd;
-        b->cg_fd = w->cg_fd;
-        memcpy(b->cg_v1, w->cg_v1, sizeof(b->cg_v1));
-        memcpy(b->cg_v1_name, w->cg_v1_name, sizeof(b->cg_v1_name));
-        b->cg_since = w->cg_since;
-        w->cg_fd = w->pidfd = -1;
-        memset(w->cg_v1, -1, sizeof(w->cg_v1));
-        /* its v2 group takes the build's name (the v1 groups are limits-<n>: limits_take) */
-        char name[sizeof(b->cg_name)];
-        snprintf(name, sizeof(name), "%s.1", b->pkg.package_id);
-        bool renamed = b->cg_fd < 0 || renameat(E.cgroup_fd, w->cg_name, E.cgroup_fd, name) == 0;
-        snprintf(b->cg_name, sizeof(b->cg_name), "%s", renamed ? name : w->cg_name);
-        if ((r = cgroup_limits_set(&E.limiter, b->cg_fd, b->cg_v1, &b->limits)))
+        if ((r = engine_child_set_limits(&w->child, &b->limits)))
             log_warn("build %s: cannot set the limits of cgroup %s: %s", b->pkg.package_id,
-                     b->cg_name, strerror(-r));
-        pipefd[0] = w->out_fd;
-        w->out_fd = -1;
+                     w->child.group, strerror(-r));
+        w->child.output = step_output;
+        w->child.exited = step_exited;
+        w->child.arg = b;
+        b->child = &w->child;
         r = write(w->go_fd, "", 1) == 1 ? 0 : -errno; /* go */
         if (r) {
-            proc_kill_wait(b->pid);
-            b->pid = 0;
+            b->child = NULL;
+            goto out;
         }
-    } else if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        r = -errno;
-        goto out;
     } else if (sandboxed) {
         struct sandbox_cmd cmd;
         char command[64];
         snprintf(command, sizeof(command), "/slipway/step-%zu.sh", b->step + 1);
         r = step_sandbox(&cmd, b->root, b->pl.build_network, false, command);
         if (!r)
-            r = spawn(b, &cmd.opts, E.bwrap, cmd.argv, env, pipefd[1]);
+            r = spawn(b, &cmd.opts, E.bwrap, cmd.argv, env);
         sandbox_cmd_release(&cmd);
     } else { /* as the sandbox user, b->root seen at `seen` */
         char seen_script[PATH_MAX];
         snprintf(seen_script, sizeof(seen_script), "%s/slipway/step-%zu.sh", seen, b->step + 1);
         char *argv[] = {"sh", "-e", seen_script, NULL};
         opts.cwd = home;
-        r = spawn(b, &opts, "/bin/sh", argv, env, pipefd[1]);
+        r = spawn(b, &opts, "/bin/sh", argv, env);
     }
-    if (pipefd[1] >= 0)
-        close(pipefd[1]);
-    pipefd[1] = -1;
     if (r) {
         log_line(b, "==> cannot start the step: %s", strerror(-r));
         goto out;
     }
-    b->killed = false;
     b->step_started_ns = time_mono_ns();
     b->disk_next_ns = b->step_started_ns + (b->disk_every_ns ? b->disk_every_ns : 1000000000LL);
-    b->out_fd = pipefd[0];
-    pipefd[0] = -1;
-    fcntl(b->out_fd, F_SETFL, O_NONBLOCK);
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &b->out_watch};
-    epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, b->out_fd, &ev);
-    if (b->pidfd >= 0) {
-        ev.data.ptr = &b->exit_watch;
-        epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, b->pidfd, &ev);
-    }
+    check_arm(b->disk_next_ns < b->deadline_ns ? b->disk_next_ns : b->deadline_ns);
     r = 0;
 out:
-    if (w) {
-        w->root[0] = '\0';   /* the build's directory now */
-        if (w->pidfd >= 0) { /* a failure before it was handed over */
-            warm_discard(w);
-        } else {
-            close(w->go_fd);
-            free(w);
-        }
-    }
-    if (pipefd[0] >= 0)
-        close(pipefd[0]);
     strv_free(env);
     return r;
-}
-
-static void output_drain(struct build *b)
-{
-    char buf[16384];
-    for (;;) {
-        ssize_t n = read(b->out_fd, buf, sizeof(buf));
-        if (n > 0) {
-            log_write(b, buf, (size_t)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        return; /* EOF, or nothing more for now */
-    }
 }
 
 static void work_submit(struct build *b, enum work what);
@@ -880,10 +806,10 @@ static bool disk_within(struct build *b)
 
 /* Why a step that failed may have: a limit it ran into (written to the log and kept in reason
  * when it killed the step). */
-static void step_limits_hit(struct build *b, int status)
+static void step_limits_hit(struct build *b, const struct engine_child *c, int status)
 {
     char v[24];
-    unsigned hit = cgroup_limits_hit(&E.limiter, b->cg_fd, b->cg_v1, &b->cg_since);
+    unsigned hit = engine_child_limits_hit(c);
     if (hit & (1u << CGROUP_PIDS))
         log_line(b, "==> the step reached build.pids (%lld processes and threads): a fork failed",
                  (long long)b->limits.pids);
@@ -904,24 +830,11 @@ static void step_limits_hit(struct build *b, int status)
     }
 }
 
-/* The step's process exited: record it and go on. */
-static void step_done(struct build *b)
+/* The step's process exited (its output drained, its tree killed): record it and go on. */
+static void step_exited(struct engine_child *c, int status)
 {
-    output_drain(b);
-    epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, b->out_fd, NULL);
-    close(b->out_fd);
-    b->out_fd = -1;
-    if (b->pidfd >= 0) {
-        epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, b->pidfd, NULL);
-        close(b->pidfd);
-        b->pidfd = -1;
-    }
-    /* anything the step left behind: in its cgroup, or at least in its process group */
-    kill(-b->pid, SIGKILL);
-    if (b->cg_fd >= 0 && cgroup_populated(b->cg_fd) == 1)
-        cgroup_kill(b->cg_fd); /* removed later, off the build's path: step_group_end() */
-    int status = proc_wait(b->pid);
-    b->pid = 0;
+    struct build *b = c->arg;
+    b->child = NULL;
     double secs = (double)(time_mono_ns() - b->step_started_ns) / 1e9;
     if (b->reason[0]) { /* killed: timeout or cancel; the reason is set */
         build_end(b, false, 0, NULL);
@@ -929,7 +842,7 @@ static void step_done(struct build *b)
     }
     log_line(b, "==> step %zu exited with status %d (%.2f s)", b->step + 1, status, secs);
     if (status != 0) {
-        step_limits_hit(b, status);
+        step_limits_hit(b, c, status);
         if (b->reason[0])
             build_end(b, false, 0, NULL);
         else
@@ -951,32 +864,19 @@ static void step_done(struct build *b)
     work_submit(b, WORK_PACKAGE);
 }
 
-/* ---- starting and finishing a build -------------------------------------------------------- */
-
 /* ---- work off the engine thread ------------------------------------------------------------ */
 
-/* Exporting a revision and writing a package take as long as the app is large: worker threads do
- * them, so that the engine goes on draining logs, starting steps and noticing cancels meanwhile.
- * A build being worked on stays in E.running, with no process; the engine hands it over with
- * work_submit() and takes it back in work_finished() after the worker's wake-up. */
-static struct {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct build *todo, **todo_tail, *done;
-    bool stop;
-    pthread_t thread[MAX_WORKERS];
-    size_t nr_threads;
-} W = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .todo_tail = &W.todo};
+/* Exporting a revision and writing a package take as long as the app is large: the engine's
+ * workers do them, so that the engine goes on draining logs, starting steps and noticing cancels
+ * meanwhile. A build being worked on stays in E.running, with no process. */
+static void work_run(struct engine_work *w);
+static void work_done(struct engine_work *w);
 
 static void work_submit(struct build *b, enum work what)
 {
-    b->work = what;
-    b->work_next = NULL;
-    pthread_mutex_lock(&W.lock);
-    *W.todo_tail = b;
-    W.todo_tail = &b->work_next;
-    pthread_cond_signal(&W.cond);
-    pthread_mutex_unlock(&W.lock);
+    b->what = what;
+    b->work = (struct engine_work){.run = work_run, .done = work_done, .arg = b};
+    engine_submit(E.engine, &b->work);
 }
 
 static int open_repo(const struct build *b, struct vcs_repo **repo)
@@ -1045,101 +945,49 @@ out:
     return r;
 }
 
-static void *worker(void *arg)
+/* On a worker thread. */
+static void work_run(struct engine_work *w)
 {
-    (void)arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    pthread_mutex_lock(&W.lock);
-    for (;;) {
-        while (!W.todo && !W.stop)
-            pthread_cond_wait(&W.cond, &W.lock);
-        if (W.stop)
-            break;
-        struct build *b = W.todo;
-        if (!(W.todo = b->work_next))
-            W.todo_tail = &W.todo;
-        pthread_mutex_unlock(&W.lock);
-        b->work_err[0] = '\0';
-        if (b->work == WORK_EXPORT) {
-            struct vcs_repo *repo;
-            b->work_r = open_repo(b, &repo);
-            if (!b->work_r)
-                b->work_r = vcs_export(repo, b->pkg.revision, b->ws);
-            if (!b->work_r) /* before any step runs: the files are the sandbox user's */
-                b->work_r = sandbox_chown(&E.user, b->ws, true);
-        } else {
-            b->work_r = write_package(b);
-        }
-        pthread_mutex_lock(&W.lock);
-        b->work_next = W.done;
-        W.done = b;
-        runner_wake();
-    }
-    pthread_mutex_unlock(&W.lock);
-    vcs_thread_release();
-    return NULL;
-}
-
-/* The engine takes back the builds whose work is done and goes on with them. */
-static void work_finished(void)
-{
-    pthread_mutex_lock(&W.lock);
-    struct build *b = W.done, *next;
-    W.done = NULL;
-    pthread_mutex_unlock(&W.lock);
-    for (; b; b = next) {
-        next = b->work_next;
-        enum work what = b->work;
-        b->work = WORK_NONE;
-        if (what == WORK_EXPORT && b->work_r) {
-            build_fail(b, "cannot export revision %s into the workspace", b->pkg.revision);
-        } else if (what == WORK_EXPORT) {
-            b->t_exported = time_mono_ns();
-            b->deadline_ns = b->t_exported + b->pl.build_timeout_s * 1000000000LL;
-            b->step = 0;
-            if (atomic_load(&E.stopping)) /* failed with the others at the engine's end */
-                continue;
-            if (step_start(b))
-                build_fail(b, "cannot start step 1");
-        } else if (b->tag_taken) {
-            build_fail(b, "%s", b->work_err);
-        } else if (b->work_r) {
-            build_fail(b, "cannot write the package: %s",
-                       b->work_err[0] ? b->work_err : strerror(-b->work_r));
-        } else {
-            if (b->tag_failed)
-                log_line(b, "==> warning: cannot tag the commit with %s", b->pkg.version);
-            build_end(b, true, (int64_t)b->size, b->sha256);
-        }
+    struct build *b = w->arg;
+    b->work_err[0] = '\0';
+    if (b->what == WORK_EXPORT) {
+        struct vcs_repo *repo;
+        b->work_r = open_repo(b, &repo);
+        if (!b->work_r)
+            b->work_r = vcs_export(repo, b->pkg.revision, b->ws);
+        if (!b->work_r) /* before any step runs: the files are the sandbox user's */
+            b->work_r = sandbox_chown(&E.user, b->ws, true);
+    } else {
+        b->work_r = write_package(b);
     }
 }
 
-static int work_start(void)
+/* Back on the engine thread: the build goes on. */
+static void work_done(struct engine_work *w)
 {
-    size_t n = E.cfg.executors < MAX_WORKERS ? E.cfg.executors : MAX_WORKERS;
-    W.stop = false;
-    for (W.nr_threads = 0; W.nr_threads < n; W.nr_threads++) {
-        int r = pthread_create(&W.thread[W.nr_threads], NULL, worker, NULL);
-        if (r)
-            return -r;
+    struct build *b = w->arg;
+    enum work what = b->what;
+    b->what = WORK_NONE;
+    if (what == WORK_EXPORT && b->work_r) {
+        build_fail(b, "cannot export revision %s into the workspace", b->pkg.revision);
+    } else if (what == WORK_EXPORT) {
+        b->t_exported = time_mono_ns();
+        b->deadline_ns = b->t_exported + b->pl.build_timeout_s * 1000000000LL;
+        b->step = 0;
+        if (engine_stopping(E.engine)) /* failed with the others at the engine's end */
+            return;
+        if (step_start(b))
+            build_fail(b, "cannot start step 1");
+    } else if (b->tag_taken) {
+        build_fail(b, "%s", b->work_err);
+    } else if (b->work_r) {
+        build_fail(b, "cannot write the package: %s",
+                   b->work_err[0] ? b->work_err : strerror(-b->work_r));
+    } else {
+        if (b->tag_failed)
+            log_line(b, "==> warning: cannot tag the commit with %s", b->pkg.version);
+        build_end(b, true, (int64_t)b->size, b->sha256);
     }
-    return 0;
-}
-
-/* Stops the workers once their current work is done; builds still queued stay with the engine. */
-static void work_stop(void)
-{
-    pthread_mutex_lock(&W.lock);
-    W.stop = true;
-    pthread_cond_broadcast(&W.cond);
-    pthread_mutex_unlock(&W.lock);
-    for (size_t i = 0; i < W.nr_threads; i++)
-        pthread_join(W.thread[i], NULL);
-    W.nr_threads = 0;
-    W.todo = NULL;
-    W.todo_tail = &W.todo;
 }
 
 /* The build's limits: what its slipway.yml asks, as far as the server allows; told in its log
@@ -1186,13 +1034,6 @@ static void build_start(struct build *b)
     int r;
 
     b->log_fd = -1;
-    b->cg_fd = -1;
-    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++)
-        b->cg_v1[c] = -1;
-    b->out_fd = -1;
-    b->pidfd = -1;
-    b->out_watch = (struct watch){.kind = WATCH_OUTPUT, .build = b};
-    b->exit_watch = (struct watch){.kind = WATCH_EXIT, .build = b};
     E.running[E.nr_running++] = b;
     b->t_claimed = time_mono_ns();
 
@@ -1270,7 +1111,7 @@ out:
 /* Claims Queued builds while executors are free. */
 static void fill_slots(void)
 {
-    while (E.nr_running < E.cfg.executors && !atomic_load(&E.stopping)) {
+    while (E.nr_running < E.cfg.executors && !engine_stopping(E.engine)) {
         struct build *b = calloc(1, sizeof(*b));
         if (!b)
             return;
@@ -1285,13 +1126,14 @@ static void fill_slots(void)
     }
 }
 
-/* Cancels and timeouts: kill the step; step_done() then fails the build with the reason. */
+/* Cancels and timeouts: kill the step; step_exited() then fails the build with the reason. The
+ * next due time, or INT64_MAX. */
 static int64_t check_running(void)
 {
     int64_t now = time_mono_ns(), next = INT64_MAX;
     for (size_t i = 0; i < E.nr_running; i++) {
         struct build *b = E.running[i];
-        if (b->killed || !b->pid)
+        if (!b->child || b->child->killed)
             continue;
         if (store_package_cancelled(b->pkg.id)) {
             snprintf(b->reason, sizeof(b->reason), "cancelled");
@@ -1315,64 +1157,62 @@ static int64_t check_running(void)
     return next;
 }
 
-static void *engine(void *arg)
+/* The check timer fires at the earliest due time it was asked for. */
+static void check_arm(int64_t due_ns)
 {
-    (void)arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    while (!atomic_load(&E.stopping)) {
-        fill_slots();
-        warm_fill();
-        int64_t next = check_running();
-        int timeout = -1;
-        if (next != INT64_MAX) {
-            int64_t ms = (next - time_mono_ns()) / 1000000 + 1;
-            timeout = ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
-        }
-        struct epoll_event ev[16];
-        int n = epoll_wait(E.epoll_fd, ev, 16, timeout);
-        for (int i = 0; i < n; i++) {
-            struct watch *w = ev[i].data.ptr;
-            if (w->kind == WATCH_WAKE) {
-                uint64_t v;
-                ssize_t rd = read(E.wake_fd, &v, sizeof(v));
-                (void)rd;
-                work_finished();
-            } else if (w->kind == WATCH_WARM) {
-                warm_died(w->warm);
-            } else if (w->kind == WATCH_OUTPUT) {
-                output_drain(w->build);
-                if (ev[i].events & (EPOLLHUP | EPOLLERR)) /* the step closed its output */
-                    epoll_ctl(E.epoll_fd, EPOLL_CTL_DEL, w->build->out_fd, NULL);
-            } else {
-                /* the build may be freed by step_done, and its watches with it: skip its other
-                 * events of this round by address, without reading them */
-                const void *out_w = &w->build->out_watch, *exit_w = &w->build->exit_watch;
-                step_done(w->build);
-                for (int j = i + 1; j < n; j++)
-                    if (ev[j].data.ptr == out_w || ev[j].data.ptr == exit_w)
-                        ev[j].data.ptr = &E.wake_watch;
-            }
-        }
+    if (!E.check_timer.armed || due_ns < E.check_timer.due_ns)
+        engine_timer_arm(E.engine, &E.check_timer, due_ns);
+}
+
+static void check_due(struct engine_timer *t)
+{
+    (void)t;
+    int64_t next = check_running();
+    if (next != INT64_MAX)
+        check_arm(next);
+}
+
+/* ---- the engine's callbacks ---------------------------------------------------------------- */
+
+static void owner_wake(struct engine_owner *o)
+{
+    (void)o;
+    fill_slots();
+    check_due(&E.check_timer);
+    warm_fill();
+}
+
+/* Before the server answers: whether sandboxes can be made here (the probe, waited for). */
+static void owner_start(struct engine_owner *o)
+{
+    if (E.bwrap && !E.cfg.unsafe_no_sandbox && !E.user_why[0]) {
+        probe_start();
+        engine_child_wait(&E.probe);
     }
-    work_stop();
-    work_finished(); /* packages written by now are kept */
+    owner_wake(o);
+}
+
+/* The engine stops: running builds are killed and marked Failed, warm sandboxes go. */
+static void owner_stop(struct engine_owner *o)
+{
+    (void)o;
+    engine_timer_disarm(E.engine, &E.check_timer);
+    engine_timer_disarm(E.engine, &E.probe_timer);
     while (E.nr_running) {
         struct build *b = E.running[0];
         snprintf(b->reason, sizeof(b->reason), STOPPED);
-        step_kill(b);
-        if (b->pid)
-            step_done(b);
-        else
+        if (b->child) {
+            step_kill(b);
+            engine_child_wait(b->child); /* step_exited: build_end */
+        } else {
             build_end(b, false, 0, NULL);
+        }
     }
     while (E.nr_warm)
         warm_discard(E.warm[--E.nr_warm]);
-    limits_drain();
-    vcs_thread_release();
-    store_thread_release();
-    return NULL;
+    E.probe.exited = NULL;
+    engine_child_kill(&E.probe);
+    engine_child_wait(&E.probe);
 }
 
 /* Kills the sandboxes a crashed server left, on hosts where builds have no cgroup: bwrap's
@@ -1552,38 +1392,24 @@ int runner_start(const struct runner_config *cfg)
         remove_stray_packages(packages);
     free(builds);
     free(packages);
-    E.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    E.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (E.wake_fd < 0 || E.epoll_fd < 0)
-        return -errno;
-    E.wake_watch = (struct watch){.kind = WATCH_WAKE};
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &E.wake_watch};
-    epoll_ctl(E.epoll_fd, EPOLL_CTL_ADD, E.wake_fd, &ev);
-    atomic_store(&E.stopping, false);
-    int r = work_start();
-    if (!r)
-        r = pthread_create(&E.thread, NULL, engine, NULL);
-    if (r) {
-        work_stop();
-        return -r;
-    }
-    E.started = true;
+    E.owner = (struct engine_owner){.name = "builds",
+                                    .cgroup_fd = E.cgroup_fd,
+                                    .limiter = &E.limiter,
+                                    .spare_limit_groups = E.cfg.executors,
+                                    .start = owner_start,
+                                    .wake = owner_wake,
+                                    .stop = owner_stop};
+    E.check_timer = (struct engine_timer){.fire = check_due};
+    E.probe_timer = (struct engine_timer){.fire = probe_due};
+    E.probe_backoff =
+        (struct engine_backoff){.first_ns = 100000000LL, .max_ns = 60000000000LL, .stable_ns = 0};
+    E.engine = cfg->engine;
+    engine_add_owner(E.engine, &E.owner);
     return 0;
 }
 
 void runner_stop(void)
 {
-    if (E.started) {
-        atomic_store(&E.stopping, true);
-        runner_wake();
-        pthread_join(E.thread, NULL);
-        E.started = false;
-    }
-    if (E.wake_fd >= 0)
-        close(E.wake_fd);
-    if (E.epoll_fd >= 0)
-        close(E.epoll_fd);
-    E.wake_fd = E.epoll_fd = -1;
     cgroup_limiter_close(&E.limiter);
     if (E.cgroup_fd >= 0) {
         cgroup_parent_close(E.cgroup_fd);
@@ -1594,4 +1420,5 @@ void runner_stop(void)
     free(E.bwrap);
     E.bwrap = NULL;
     sandbox_user_release(&E.user);
+    E.engine = NULL;
 }

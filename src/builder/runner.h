@@ -27,7 +27,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct engine;
+
 struct runner_config {
+    struct engine *engine; /* the builds are one of its owners (engine/engine.h) */
     const char *data_dir;
     unsigned executors;     /* builds at once (>= 1) */
     bool unsafe_no_sandbox; /* run steps without bubblewrap (when it is missing) */
@@ -48,11 +51,14 @@ struct runner_config {
 #define RUNNER_MAX_PIDS   8192
 #define RUNNER_MAX_DISK   (20LL << 30)
 
-/* Starts the engine thread (after failing builds left Building by a crash). 0, or -errno. */
+/* Cleans what a crashed server left (builds left Building are failed, their sandboxes and
+ * workspaces go) and registers the builds with the engine, before the engine starts: from then
+ * on the engine's thread runs them. 0, or -errno. */
 int runner_start(const struct runner_config *cfg);
 /* Tells the engine that the queue changed (a new build, a cancel). Thread-safe, never blocks. */
 void runner_wake(void);
-/* Stops the engine: running builds are killed and marked Failed. */
+/* Releases what the runner holds, after engine_stop() (which killed the running builds and marked
+ * them Failed). */
 void runner_stop(void);
 /* Whether builds can run (bubblewrap found, or the unsafe mode); the reason when not. */
 bool runner_can_build(const char **why);

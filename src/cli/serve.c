@@ -22,6 +22,7 @@
 #include "base/proc.h"
 #include "base/util.h"
 #include "cli/cli.h"
+#include "engine/engine.h"
 #include "http/http.h"
 #include "store/store.h"
 #include "vcs/vcs.h"
@@ -250,6 +251,13 @@ struct bound_url {
 
 /* http_config.bound: before the first connection is accepted, so the public URL never changes
  * while requests read it. */
+/* Per-thread state the engine's threads leave behind: a store connection, libgit2 handles. */
+static void thread_exit(void)
+{
+    vcs_thread_release();
+    store_thread_release();
+}
+
 static void on_bound(unsigned port, void *arg)
 {
     struct bound_url *b = arg;
@@ -427,6 +435,7 @@ int cli_serve(int argc, char **argv)
     int rc = 1;
     struct http_server *server = NULL;
     char *spool = NULL, *data_abs = NULL;
+    struct engine *engine = NULL;
     if (asprintf(&spool, "%s/tmp", o.data) < 0)
         return 1;
     if (prepare_dirs(o.data) == 0 && lock_data_dir(o.data) == -EBUSY) {
@@ -462,7 +471,15 @@ int cli_serve(int argc, char **argv)
      * sandboxes, package files no package owns), which must not race with new requests. Its
      * data directory is absolute, since sandboxes are recognised by their command lines. */
     data_abs = realpath(o.data, NULL);
-    struct runner_config rc_cfg = {.data_dir = data_abs ? data_abs : o.data,
+    struct engine_config ec = {.workers = o.executors < 4 ? o.executors : 4,
+                               .thread_exit = thread_exit};
+    int r = engine_new(&ec, &engine);
+    if (r) {
+        log_error("cannot make the engine: %s", strerror(-r));
+        goto out;
+    }
+    struct runner_config rc_cfg = {.engine = engine,
+                                   .data_dir = data_abs ? data_abs : o.data,
                                    .executors = o.executors,
                                    .unsafe_no_sandbox = o.unsafe_no_sandbox,
                                    .max_log = (size_t)o.max_log,
@@ -471,9 +488,8 @@ int cli_serve(int argc, char **argv)
                                    .max_memory = o.max_memory,
                                    .max_pids = o.max_pids,
                                    .max_disk = o.max_disk};
-    int r = runner_start(&rc_cfg);
-    if (r) {
-        log_error("cannot start the build engine: %s", strerror(-r));
+    if ((r = runner_start(&rc_cfg)) || (r = engine_start(engine))) {
+        log_error("cannot start the engine: %s", strerror(-r));
         goto out;
     }
     struct api_config ac = {.data_dir = o.data, .public_url = o.public_url, .threads = o.threads};
@@ -520,7 +536,9 @@ int cli_serve(int argc, char **argv)
 out:
     api_stop_streams(); /* followed build logs end, so that the workers can stop */
     http_server_stop(server);
+    engine_stop(engine); /* running builds are killed and marked Failed */
     runner_stop();
+    engine_free(engine);
     api_shutdown();
     vcs_shutdown();
     store_thread_release();
