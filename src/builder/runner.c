@@ -1401,8 +1401,8 @@ int runner_start(const struct runner_config *cfg)
                                     .stop = owner_stop};
     E.check_timer = (struct engine_timer){.fire = check_due};
     E.probe_timer = (struct engine_timer){.fire = probe_due};
-    E.probe_backoff =
-        (struct engine_backoff){.first_ns = 100000000LL, .max_ns = 60000000000LL, .stable_ns = 0};
+    E.probe_backoff = (struct engine_backoff){
+        .first_ns = 100000000LL, .max_ns = 60000000000LL, .stable_ns = INT64_MAX};
     E.engine = cfg->engine;
     engine_add_owner(E.engine, &E.owner);
     return 0;
