@@ -36,7 +36,6 @@
 #include "base/banned.h"
 
 #define PIPELINE_FILE "slipway.yml"
-#define PIPELINE_MAX  (256 * 1024)
 #define MAX_EXECUTORS 64
 #define STOPPED       "the server stopped during the build"
 
@@ -1065,7 +1064,7 @@ static void build_start(struct build *b)
         build_fail(b, "cannot open the app's repository");
         goto out;
     }
-    r = vcs_file_read(repo, b->pkg.revision, PIPELINE_FILE, PIPELINE_MAX, &yml);
+    r = vcs_file_read(repo, b->pkg.revision, PIPELINE_FILE, PIPELINE_MAX_FILE, &yml);
     if (r == -ENOENT) {
         build_fail(b,
                    "revision %.12s has no %s at the root of the repository: add one (see "
@@ -1074,8 +1073,11 @@ static void build_start(struct build *b)
         goto out;
     }
     if (r) {
-        build_fail(b, "cannot read %s: %s", PIPELINE_FILE,
-                   r == -EFBIG ? "larger than 256 KiB" : strerror(-r));
+        if (r == -EFBIG)
+            build_fail(b, "cannot read %s: larger than %d KiB", PIPELINE_FILE,
+                       PIPELINE_MAX_FILE / 1024);
+        else
+            build_fail(b, "cannot read %s: %s", PIPELINE_FILE, strerror(-r));
         goto out;
     }
     struct pipeline_error perr;
