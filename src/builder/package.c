@@ -185,41 +185,6 @@ static bool is_below(const char *path, const char *dir)
     return strncmp(path, dir, n) == 0 && path[n] == '/';
 }
 
-static bool utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        unsigned c = *p, cp, min;
-        size_t n;
-        if (c < 0x80) {
-            if (!c)
-                return false;
-            p++;
-            continue;
-        }
-        if ((c & 0xe0) == 0xc0) {
-            n = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if ((size_t)(end - p) <= n)
-            return false;
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        p += n + 1;
-    }
-    return true;
-}
-
 /* Checks a path of len bytes as a package entry path: relative, UTF-8, no empty, '.' or '..'
  * component, at most max_path bytes. `what` names it in the message ("package entry"). */
 static int check_path(struct errbuf *e, const char *what, const char *path, size_t len,
@@ -233,7 +198,7 @@ static int check_path(struct errbuf *e, const char *what, const char *path, size
         return fail(e, -EINVAL, "%s has an empty path", what);
     if (path[0] == '/')
         return fail(e, -EINVAL, "%s '%s' is an absolute path", what, quote(&q, path));
-    if (!utf8_valid(path, len))
+    if (!str_utf8_validn(path, len))
         return fail(e, -EINVAL, "%s '%s' is not valid UTF-8", what, quote(&q, path));
     long depth = 0;
     bool dotdot = false, odd = false;
@@ -277,7 +242,7 @@ static int check_target(struct errbuf *e, const char *what, const char *path, co
                     what, quote(&q, path), len, lim->max_path);
     if (len == 0)
         return fail(e, -EINVAL, "%s '%s' is a symlink with an empty target", what, quote(&q, path));
-    if (!utf8_valid(target, len))
+    if (!str_utf8_validn(target, len))
         return fail(e, -EINVAL, "%s '%s' is a symlink whose target is not valid UTF-8", what,
                     quote(&q, path));
     if (target[0] == '/')
