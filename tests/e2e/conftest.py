@@ -284,6 +284,17 @@ class Slipway:
             self.add_member(app["AppId"], user, role)
         return app
 
+    def new_dev_app(self, prefix="app", user_prefix=None):
+        """A user (with an API key and a token) and a new app it is a developer of: (dev, app
+        JSON). The user's email starts with user_prefix (default: prefix)."""
+        dev = self.new_user(user_prefix or prefix)
+        return dev, self.new_app(prefix, [(dev, "developer")])
+
+    def new_dev_clone(self, prefix="app", user_prefix=None):
+        """new_dev_app, and the app cloned as that user: (dev, app_id, Repo)."""
+        dev, app = self.new_dev_app(prefix, user_prefix)
+        return dev, app["AppId"], self.clone(app["AppId"], dev)
+
     def add_member(self, app_id, user, role="developer"):
         assert_ok(self.post(f"/api/slipway/apps/{app_id}/members", self.admin,
                             json={"email": user.email, "role": role}))

@@ -120,9 +120,8 @@ def descends_from(pid, ancestor):
 def make_app(server_factory, tmp_path, extra_args=()):
     srv = server_factory(extra_args=extra_args)
     s = Slipway(srv, str(tmp_path))
-    dev = s.new_user("crash")
-    app_id = s.new_app("crash", [(dev, "developer")])["AppId"]
-    return s, dev, app_id, s.clone(app_id, dev)
+    dev, app_id, repo = s.new_dev_clone("crash")
+    return s, dev, app_id, repo
 
 
 def check_packages(s, dev, app_id):
