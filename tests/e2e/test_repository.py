@@ -221,12 +221,7 @@ def test_non_utf8_author_name_does_not_break_the_api(sw):
 
 
 def test_non_utf8_branch_name_does_not_break_the_listing(sw):
-    dev, app = sw.new_dev_app("repooddref")
-    repo = sw.clone(app["AppId"], dev)
-    ids = repo.commits(1)
-    repo.push("main")
-    repo.git("update-ref", "refs/heads/caf\udce9", ids[0])  # surrogateescape: the byte 0xE9
-    repo.push("refs/heads/caf\udce9")
+    dev, app, repo, head = sw.new_app_with_odd_branch("repooddref")
     page = assert_ok(rget(sw, dev, app, "/branches"))
     assert "main" in [b["name"] for b in page["items"]]
 

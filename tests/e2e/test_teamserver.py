@@ -286,12 +286,7 @@ def test_non_utf8_commit_message_is_not_dropped(sw):
 def test_non_utf8_branch_name_does_not_break_the_listing(sw):
     """git allows any bytes in ref names; one odd branch pushed by any developer must not make
     the app's branch list fail for everybody."""
-    dev, app = sw.new_dev_app("oddref")
-    repo = sw.clone(app["AppId"], dev)
-    ids = repo.commits(1)
-    repo.push("main")
-    repo.git("update-ref", "refs/heads/caf\udce9", ids[0])  # surrogateescape: the byte 0xE9
-    repo.push("refs/heads/caf\udce9")
+    dev, app, repo, head = sw.new_app_with_odd_branch("oddref")
     assert "caf" in repo.git("ls-remote", "--heads", "origin").stdout
     got = assert_ok(sw.get(f"/api/1/apps/{app['AppId']}/branches", dev))
     assert "main" in [b["Name"] for b in got]
