@@ -30,16 +30,6 @@ char *admin_repo_path(const char *app_id)
     return p;
 }
 
-/* True when s is valid UTF-8. */
-static bool utf8_valid(const char *s)
-{
-    struct strbuf sb = STRBUF_INIT;
-    strbuf_add_utf8_lossy(&sb, s);
-    bool same = strbuf_ok(&sb) && strcmp(sb.buf, s) == 0;
-    strbuf_release(&sb);
-    return same;
-}
-
 bool admin_app_id_valid(const char *id)
 {
     size_t n = strlen(id);
@@ -53,7 +43,7 @@ bool admin_email_valid(const char *email)
     size_t n = strlen(email);
     const char *at = strchr(email, '@');
     if (n < 3 || n > STORE_EMAIL_MAX || !at || at == email || !at[1] || strchr(at + 1, '@') ||
-        !utf8_valid(email))
+        !str_utf8_valid(email))
         return false;
     for (const char *p = email; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == 0x7f || strchr("\"(),:;<>[\\]", *p))
@@ -64,7 +54,7 @@ bool admin_email_valid(const char *email)
 static bool name_valid(const char *name)
 {
     size_t n = strlen(name);
-    if (n < 1 || n > STORE_NAME_MAX || !utf8_valid(name))
+    if (n < 1 || n > STORE_NAME_MAX || !str_utf8_valid(name))
         return false;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
         if (*p < ' ' || *p == 0x7f)

@@ -36,6 +36,7 @@
 #include "base/log.h"
 #include "base/proc.h"
 #include "base/strbuf.h"
+#include "base/strv.h"
 #include "base/util.h"
 #include "base/banned.h"
 
@@ -364,16 +365,6 @@ static void cgi_free(void *arg)
     free(c);
 }
 
-static int add_env(char **env, size_t *n, size_t cap, const char *name, const char *value)
-{
-    if (*n + 1 >= cap || !value)
-        return 0;
-    if (asprintf(&env[*n], "%s=%s", name, value) < 0)
-        return -ENOMEM;
-    (*n)++;
-    return 0;
-}
-
 /* Reads the CGI header block from fd into hdr (up to and including the blank line); any body
  * bytes read past it stay in hdr after *header_len. 0, or -1 on EOF/error/oversize. */
 static int read_cgi_headers(int fd, struct strbuf *hdr, size_t *header_len)
@@ -464,7 +455,7 @@ void api_git_serve(struct http_request *req, struct http_response *res,
     req->recorded = !post_push;
 
     /* the CGI environment: an allowlist, nothing inherited from the server */
-    char *env[24] = {0};
+    char **env = NULL;
     size_t n = 0;
     char *root = NULL, *path_info = NULL, *clen = NULL;
     int r = 0;
@@ -472,21 +463,22 @@ void api_git_serve(struct http_request *req, struct http_response *res,
         asprintf(&path_info, "/%s.git%s", app.app_id, tail.buf) < 0 ||
         asprintf(&clen, "%" PRIu64, req->body_size) < 0)
         r = -ENOMEM;
-    if (!r)
-        r = add_env(env, &n, 24, "GIT_PROJECT_ROOT", root) ||
-            add_env(env, &n, 24, "GIT_HTTP_EXPORT_ALL", "1") ||
-            add_env(env, &n, 24, "PATH_INFO", path_info) ||
-            add_env(env, &n, 24, "REQUEST_METHOD", req->method) ||
-            add_env(env, &n, 24, "QUERY_STRING", query) ||
-            add_env(env, &n, 24, "REMOTE_USER", p->user.email) ||
-            add_env(env, &n, 24, "REMOTE_ADDR", req->remote_addr) ||
-            add_env(env, &n, 24, "CONTENT_TYPE", http_header(req, "Content-Type")) ||
-            add_env(env, &n, 24, "HTTP_CONTENT_ENCODING", http_header(req, "Content-Encoding")) ||
-            add_env(env, &n, 24, "GIT_PROTOCOL", http_header(req, "Git-Protocol")) ||
-            add_env(env, &n, 24, "PATH", "/usr/local/bin:/usr/bin:/bin") ||
-            add_env(env, &n, 24, "GIT_CONFIG_NOSYSTEM", "1") ||
-            add_env(env, &n, 24, "HOME", root) ||
-            (strcmp(req->method, "POST") == 0 ? add_env(env, &n, 24, "CONTENT_LENGTH", clen) : 0);
+    if (!r &&
+        (strv_add_env(&env, &n, "GIT_PROJECT_ROOT", root) ||
+         strv_add_env(&env, &n, "GIT_HTTP_EXPORT_ALL", "1") ||
+         strv_add_env(&env, &n, "PATH_INFO", path_info) ||
+         strv_add_env(&env, &n, "REQUEST_METHOD", req->method) ||
+         strv_add_env(&env, &n, "QUERY_STRING", query) ||
+         strv_add_env(&env, &n, "REMOTE_USER", p->user.email) ||
+         strv_add_env(&env, &n, "REMOTE_ADDR", req->remote_addr) ||
+         strv_add_env(&env, &n, "CONTENT_TYPE", http_header(req, "Content-Type")) ||
+         strv_add_env(&env, &n, "HTTP_CONTENT_ENCODING", http_header(req, "Content-Encoding")) ||
+         strv_add_env(&env, &n, "GIT_PROTOCOL", http_header(req, "Git-Protocol")) ||
+         strv_add_env(&env, &n, "PATH", "/usr/local/bin:/usr/bin:/bin") ||
+         strv_add_env(&env, &n, "GIT_CONFIG_NOSYSTEM", "1") ||
+         strv_add_env(&env, &n, "HOME", root) ||
+         (strcmp(req->method, "POST") == 0 && strv_add_env(&env, &n, "CONTENT_LENGTH", clen))))
+        r = -ENOMEM;
     free(root);
     free(path_info);
     free(clen);
@@ -535,8 +527,7 @@ void api_git_serve(struct http_request *req, struct http_response *res,
         r = cgi_start(c, env, req->body_fd, pipefd[1]);
     if (pipefd[1] >= 0)
         close(pipefd[1]);
-    for (size_t i = 0; i < n; i++)
-        free(env[i]);
+    strv_free(env);
     if (r) {
         if (pipefd[0] >= 0)
             close(pipefd[0]);

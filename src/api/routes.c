@@ -180,12 +180,7 @@ static void sign(const char *path, int64_t expires, char out[65])
     strbuf_addf(&msg, "GET\n%s\n%lld", path, (long long)expires);
     crypto_hmac_sha256(sign_key, sizeof(sign_key), msg.buf, msg.len, mac);
     strbuf_release(&msg);
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < CRYPTO_SHA256_LEN; i++) {
-        out[2 * i] = hex[mac[i] >> 4];
-        out[2 * i + 1] = hex[mac[i] & 15];
-    }
-    out[64] = '\0';
+    hex_encode(mac, sizeof(mac), out);
 }
 
 char *api_signed_url(const char *path, int ttl_s)

@@ -40,25 +40,10 @@ struct upload_file {
     crypto_hash_sha256_state sha;
 };
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static int file_sink(void *arg, const void *data, size_t len)
 {
     struct upload_file *f = arg;
-    if ((f->err = write_all(f->fd, data, len)))
+    if ((f->err = fd_write_all(f->fd, data, len)))
         return f->err;
     crypto_hash_sha256_update(&f->sha, data, len);
     f->size += len;
@@ -179,7 +164,7 @@ static int copy_to(int fd, const char *dest)
         }
         if (n == 0)
             break;
-        if ((r = write_all(out, buf, (size_t)n)))
+        if ((r = fd_write_all(out, buf, (size_t)n)))
             goto out;
     }
     if (fsync(out) < 0 || rename(tmp, dest) < 0) {
@@ -329,12 +314,7 @@ static void upload(struct http_request *req, struct http_response *res,
 
     unsigned char md[crypto_hash_sha256_BYTES];
     crypto_hash_sha256_final(&f.sha, md);
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < sizeof(md); i++) {
-        pkg.sha256[2 * i] = hex[md[i] >> 4];
-        pkg.sha256[2 * i + 1] = hex[md[i] & 15];
-    }
-    pkg.sha256[2 * sizeof(md)] = '\0';
+    hex_encode(md, sizeof(md), pkg.sha256);
     pkg.app = app.id;
     pkg.size = (int64_t)f.size;
     snprintf(pkg.name, sizeof(pkg.name), "%s", name);

@@ -1,10 +1,16 @@
-/* crypto — thin, checked wrappers over libsodium; see crypto.h. */
+/* crypto — thin, checked wrappers over libsodium and (for SHA-256) OpenSSL's libcrypto; see
+ * crypto.h. */
 #include "base/crypto.h"
 
+#include "base/util.h"
+
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <sodium.h>
 #include "base/banned.h"
 
@@ -21,21 +27,82 @@ int crypto_random(void *buf, size_t n)
     return 0;
 }
 
-void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_SHA256_LEN])
+/* --- SHA-256 (OpenSSL) --- */
+
+struct crypto_sha256_ctx {
+    EVP_MD_CTX *md;
+    bool failed;
+};
+
+/* The digest is fetched once: an implicit fetch on every EVP_DigestInit_ex2 (EVP_sha256())
+ * takes a lock and a look-up, per file of a package. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
 {
-    crypto_hash_sha256(out, data, len);
+    sha256_md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
 }
 
-static void hex(const unsigned char *in, size_t n, char *out)
+static bool sha256_start(struct crypto_sha256_ctx *ctx)
 {
-    sodium_bin2hex(out, 2 * n + 1, in, n);
+    return EVP_DigestInit_ex2(ctx->md, sha256_md, NULL) == 1;
+}
+
+struct crypto_sha256_ctx *crypto_sha256_new(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    if (!sha256_md)
+        return NULL;
+    struct crypto_sha256_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx || !(ctx->md = EVP_MD_CTX_new()) || !sha256_start(ctx)) {
+        crypto_sha256_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void crypto_sha256_update(struct crypto_sha256_ctx *ctx, const void *data, size_t len)
+{
+    if (!ctx->failed && len && EVP_DigestUpdate(ctx->md, data, len) != 1)
+        ctx->failed = true;
+}
+
+int crypto_sha256_final(struct crypto_sha256_ctx *ctx, unsigned char out[CRYPTO_SHA256_LEN])
+{
+    unsigned int n = 0;
+    bool ok = !ctx->failed && EVP_DigestFinal_ex(ctx->md, out, &n) == 1 && n == CRYPTO_SHA256_LEN;
+    if (!ok)
+        memset(out, 0, CRYPTO_SHA256_LEN);
+    ctx->failed = !sha256_start(ctx);
+    return ok ? 0 : -EIO;
+}
+
+void crypto_sha256_free(struct crypto_sha256_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    EVP_MD_CTX_free(ctx->md);
+    free(ctx);
+}
+
+void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_SHA256_LEN])
+{
+    struct crypto_sha256_ctx *ctx = crypto_sha256_new();
+    if (!ctx)
+        abort(); /* crypto.h says why */
+    crypto_sha256_update(ctx, data, len);
+    int r = crypto_sha256_final(ctx, out);
+    crypto_sha256_free(ctx);
+    if (r)
+        abort();
 }
 
 void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX])
 {
     unsigned char md[CRYPTO_SHA256_LEN];
     crypto_sha256(data, len, md);
-    hex(md, sizeof(md), out);
+    hex_encode(md, sizeof(md), out);
 }
 
 void crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
@@ -63,7 +130,7 @@ int crypto_uuid(char out[CRYPTO_UUID_LEN])
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     char h[33];
-    hex(b, sizeof(b), h);
+    hex_encode(b, sizeof(b), h);
     snprintf(out, CRYPTO_UUID_LEN, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
     return 0;
 }

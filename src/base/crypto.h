@@ -1,6 +1,8 @@
-/* crypto — random bytes, SHA-256, HMAC-SHA-256, constant-time comparison, UUIDs and base64,
- * all on libsodium (small, and cheap to start). Output buffers are sized by the caller with the
- * constants below. Thread-safe once crypto_init() has run (crypto_random runs it).
+/* crypto — random bytes, SHA-256 (one-shot and streamed), HMAC-SHA-256, constant-time comparison,
+ * UUIDs and base64. SHA-256 is OpenSSL's (libcrypto's EVP digest, which uses the CPU's SHA
+ * instructions where it has them: packages are hashed as they stream, at several hundred MB/s);
+ * the rest is libsodium's. Output buffers are sized by the caller with the constants below.
+ * Thread-safe once crypto_init() has run (crypto_random runs it).
  */
 #ifndef SLIPWAY_BASE_CRYPTO_H
 #define SLIPWAY_BASE_CRYPTO_H
@@ -16,8 +18,29 @@
 int crypto_init(void);
 /* Fills buf with n cryptographically secure random bytes; 0, or -EIO. */
 int crypto_random(void *buf, size_t n);
+/* The SHA-256 of data[0..len), raw or as 64 lowercase hex digits. They allocate a digest
+ * context (a few hundred bytes) and abort() if even that fails: a hash that cannot be computed
+ * has no safe fallback for the callers (credentials, the audit chain, cgroup names). */
 void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_SHA256_LEN]);
 void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX]);
+
+/* A SHA-256 streamed over data that comes in pieces (a file as it is read or written): the same
+ * digest as crypto_sha256 over the concatenation. Opaque.
+ *
+ * Lifecycle: crypto_sha256_new() (allocates), crypto_sha256_update() any number of times,
+ * crypto_sha256_final() (which also starts the context over, empty, for the next data: one
+ * context serves many files), crypto_sha256_free(). Errors are sticky: an update that failed
+ * makes the next final fail. One thread at a time per context. */
+struct crypto_sha256_ctx;
+/* A context ready for data, or NULL when out of memory. */
+struct crypto_sha256_ctx *crypto_sha256_new(void);
+void crypto_sha256_update(struct crypto_sha256_ctx *ctx, const void *data, size_t len);
+/* Writes the digest of all the data since new (or the last final) and starts over; 0, or -EIO
+ * (out is then zeroed). */
+int crypto_sha256_final(struct crypto_sha256_ctx *ctx, unsigned char out[CRYPTO_SHA256_LEN]);
+/* Frees the context; NULL is a no-op. */
+void crypto_sha256_free(struct crypto_sha256_ctx *ctx);
+
 void crypto_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
                         unsigned char out[CRYPTO_SHA256_LEN]);
 /* Compares two byte strings in time that depends only on their lengths. */

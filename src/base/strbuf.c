@@ -114,22 +114,26 @@ void strbuf_addf(struct strbuf *sb, const char *fmt, ...)
     sb->len += (size_t)n;
 }
 
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *p)
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 if it is not one or needs more than the
+ * `avail` bytes there (at least 1). A NUL stops a sequence: continuation checks fail on it. */
+static size_t utf8_seq(const unsigned char *p, size_t avail)
 {
     if (p[0] < 0x80)
         return 1;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+    size_t n = p[0] >= 0xc2 && p[0] <= 0xdf   ? 2
+               : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+               : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+                                              : 0;
+    if (n == 0 || n > avail)
+        return 0;
+    if (n == 2)
         return (p[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (p[0] >= 0xe0 && p[0] <= 0xef) {
+    if (n == 3) {
         unsigned lo = p[0] == 0xe0 ? 0xa0 : 0x80, hi = p[0] == 0xed ? 0x9f : 0xbf;
         return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 ? 3 : 0;
     }
-    if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        unsigned lo = p[0] == 0xf0 ? 0x90 : 0x80, hi = p[0] == 0xf4 ? 0x8f : 0xbf;
-        return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4 : 0;
-    }
-    return 0;
+    unsigned lo = p[0] == 0xf0 ? 0x90 : 0x80, hi = p[0] == 0xf4 ? 0x8f : 0xbf;
+    return p[1] >= lo && p[1] <= hi && (p[2] & 0xc0) == 0x80 && (p[3] & 0xc0) == 0x80 ? 4 : 0;
 }
 
 void strbuf_add_json_str(struct strbuf *sb, const char *s)
@@ -150,9 +154,7 @@ void strbuf_add_json_strn(struct strbuf *sb, const char *s, size_t len)
         if (p == end)
             break;
         if (*p >= 0x80) {
-            size_t n = utf8_seq(p);
-            if (n > (size_t)(end - p))
-                n = 0;
+            size_t n = utf8_seq(p, (size_t)(end - p));
             if (n)
                 strbuf_add(sb, p, n);
             else
@@ -192,8 +194,8 @@ void strbuf_add_utf8_lossy(struct strbuf *sb, const char *s)
     while (*p) {
         const unsigned char *run = p;
         size_t n;
-        while (*p && (n = utf8_seq(p)) > 0)
-            p += n; /* utf8_seq stops at the NUL: continuation checks fail on it */
+        while (*p && (n = utf8_seq(p, SIZE_MAX)) > 0)
+            p += n; /* utf8_seq stops at the NUL */
         strbuf_add(sb, run, (size_t)(p - run));
         if (*p) {
             strbuf_adds(sb, "\xef\xbf\xbd");
@@ -202,11 +204,16 @@ void strbuf_add_utf8_lossy(struct strbuf *sb, const char *s)
     }
 }
 
+bool str_utf8_validn(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    size_t n;
+    while (p < end && *p && (n = utf8_seq(p, (size_t)(end - p))) > 0)
+        p += n;
+    return p == end;
+}
+
 bool str_utf8_valid(const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n;
-    while (*p && (n = utf8_seq(p)) > 0)
-        p += n;
-    return *p == '\0';
+    return str_utf8_validn(s, strlen(s));
 }

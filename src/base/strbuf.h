@@ -38,13 +38,16 @@ __attribute__((format(printf, 2, 3))) void strbuf_addf(struct strbuf *sb, const 
 /* Appends s as a JSON string, with its quotes; bytes that are not UTF-8 become U+FFFD, so the
  * result is always valid JSON. */
 void strbuf_add_json_str(struct strbuf *sb, const char *s);
-/* The same for s[0..len); s must stay NUL-terminated at or after len (it may be read there). */
+/* The same for s[0..len) (no byte past len is read). */
 void strbuf_add_json_strn(struct strbuf *sb, const char *s, size_t len);
 /* Appends s as UTF-8, each byte that is not part of a valid sequence replaced by U+FFFD. */
 void strbuf_add_utf8_lossy(struct strbuf *sb, const char *s);
 /* Whether s is valid UTF-8 (what strbuf_add_utf8_lossy copies unchanged): no overlong forms, no
  * surrogates, nothing above U+10FFFF. */
 bool str_utf8_valid(const char *s);
+/* The same for s[0..len), which must hold no NUL byte either (so that it is a C string's
+ * content); no byte past len is read. */
+bool str_utf8_validn(const char *s, size_t len);
 void strbuf_reset(struct strbuf *sb);
 static inline bool strbuf_ok(const struct strbuf *sb)
 {

@@ -1,4 +1,4 @@
-/* util — small checked helpers: number parsing, time, string predicates. */
+/* util — small checked helpers: number parsing, time, hex, string predicates, files. */
 #ifndef SLIPWAY_BASE_UTIL_H
 #define SLIPWAY_BASE_UTIL_H
 
@@ -20,6 +20,8 @@ int64_t time_now_ms(void);
 int64_t time_mono_ns(void);
 /* Formats epoch seconds as RFC 3339 UTC ("2024-05-01T12:00:00Z"); out holds >= 21 bytes. */
 void time_rfc3339(int64_t epoch_s, char out[21]);
+/* Writes n bytes as 2n lowercase hex digits and a NUL: out holds at least 2n+1 bytes. */
+void hex_encode(const void *in, size_t n, char *out);
 bool str_has_prefix(const char *s, const char *prefix);
 /* Case-insensitive ASCII equality. */
 bool str_ieq(const char *a, const char *b);

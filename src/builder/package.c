@@ -2,8 +2,8 @@
  *
  * The rules live once (check_path, check_target, entries_check) and serve both the writer and
  * the reader, so a package written is a package accepted. Extraction is done with *at() calls
- * under a directory fd instead of archive_write_disk (package.h says why). SHA-256 is streamed
- * here (base/crypto has one-shot hashes only), with the x86 SHA extensions when the CPU has them.
+ * under a directory fd instead of archive_write_disk (package.h says why). Files and packages are
+ * hashed as they stream (base/crypto's streamed SHA-256).
  */
 #include "builder/package.h"
 
@@ -18,9 +18,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <locale.h>
-#include <sodium.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,13 +26,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
-#include <immintrin.h>
 #include "base/banned.h"
-#define HAVE_SHA_NI 1
-#endif
 
 #define IO_BUF     (256 * 1024) /* reads of files and of the package */
 #define QUOTE_MAX  200          /* bytes of a path shown in a message */
@@ -193,41 +185,6 @@ static bool is_below(const char *path, const char *dir)
     return strncmp(path, dir, n) == 0 && path[n] == '/';
 }
 
-static bool utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        unsigned c = *p, cp, min;
-        size_t n;
-        if (c < 0x80) {
-            if (!c)
-                return false;
-            p++;
-            continue;
-        }
-        if ((c & 0xe0) == 0xc0) {
-            n = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if ((size_t)(end - p) <= n)
-            return false;
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        p += n + 1;
-    }
-    return true;
-}
-
 /* Checks a path of len bytes as a package entry path: relative, UTF-8, no empty, '.' or '..'
  * component, at most max_path bytes. `what` names it in the message ("package entry"). */
 static int check_path(struct errbuf *e, const char *what, const char *path, size_t len,
@@ -241,7 +198,7 @@ static int check_path(struct errbuf *e, const char *what, const char *path, size
         return fail(e, -EINVAL, "%s has an empty path", what);
     if (path[0] == '/')
         return fail(e, -EINVAL, "%s '%s' is an absolute path", what, quote(&q, path));
-    if (!utf8_valid(path, len))
+    if (!str_utf8_validn(path, len))
         return fail(e, -EINVAL, "%s '%s' is not valid UTF-8", what, quote(&q, path));
     long depth = 0;
     bool dotdot = false, odd = false;
@@ -285,7 +242,7 @@ static int check_target(struct errbuf *e, const char *what, const char *path, co
                     what, quote(&q, path), len, lim->max_path);
     if (len == 0)
         return fail(e, -EINVAL, "%s '%s' is a symlink with an empty target", what, quote(&q, path));
-    if (!utf8_valid(target, len))
+    if (!str_utf8_validn(target, len))
         return fail(e, -EINVAL, "%s '%s' is a symlink whose target is not valid UTF-8", what,
                     quote(&q, path));
     if (target[0] == '/')
@@ -445,169 +402,6 @@ static void utf8_locale_leave(struct utf8_locale *l)
     }
 }
 
-/* --- SHA-256, streamed --- */
-
-/* Files and packages are hashed as they stream. libsodium's SHA-256 is portable C (~370 MB/s
- * here): it was a third of package_write's CPU time, as much as zstd. With the x86 SHA
- * extensions (Intel since Ice Lake / Goldmont, AMD since Zen) blocks are hashed ~3x faster;
- * other CPUs use libsodium. The result is the same SHA-256 either way (the tests compare it with
- * sha256sum). A candidate for base/crypto as a streaming API. */
-struct sha256 {
-    bool ni;
-    crypto_hash_sha256_state sodium; /* when !ni */
-    uint32_t h[8];
-    uint64_t len; /* bytes hashed so far */
-    unsigned char buf[64];
-};
-
-#ifdef HAVE_SHA_NI
-static const uint32_t sha256_k[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
-/* Hashes n 64-byte blocks into h. The state is kept as the instructions want it (ABEF, CDGH);
- * message words 4j..4j+3 come from the previous four groups (FIPS 180-4 6.2.2, four at a time):
- * W = msg2(msg1(X[j-4], X[j-3]) + (X[j-2], X[j-1]) >> 1 word, X[j-1]). */
-__attribute__((target("sha,sse4.1,ssse3"))) static void
-sha256_ni_blocks(uint32_t h[8], const unsigned char *p, size_t n)
-{
-    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
-    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xb1); /* CDAB */
-    __m128i s1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1b);  /* EFGH */
-    __m128i s0 = _mm_alignr_epi8(tmp, s1, 8);                                       /* ABEF */
-    s1 = _mm_blend_epi16(s1, tmp, 0xf0);                                            /* CDGH */
-    for (; n; n--, p += 64) {
-        __m128i abef = s0, cdgh = s1, x[4];
-        for (int j = 0; j < 16; j++) {
-            __m128i w;
-            if (j < 4)
-                w = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * j)), bswap);
-            else
-                w = _mm_sha256msg2_epu32(
-                    _mm_add_epi32(_mm_sha256msg1_epu32(x[j & 3], x[(j + 1) & 3]),
-                                  _mm_alignr_epi8(x[(j + 3) & 3], x[(j + 2) & 3], 4)),
-                    x[(j + 3) & 3]);
-            x[j & 3] = w;
-            __m128i wk = _mm_add_epi32(w, _mm_loadu_si128((const __m128i *)&sha256_k[4 * j]));
-            s1 = _mm_sha256rnds2_epu32(s1, s0, wk);
-            s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(wk, 0x0e));
-        }
-        s0 = _mm_add_epi32(s0, abef);
-        s1 = _mm_add_epi32(s1, cdgh);
-    }
-    tmp = _mm_shuffle_epi32(s0, 0x1b);                                  /* FEBA */
-    s1 = _mm_shuffle_epi32(s1, 0xb1);                                   /* DCHG */
-    _mm_storeu_si128((__m128i *)&h[0], _mm_blend_epi16(tmp, s1, 0xf0)); /* DCBA */
-    _mm_storeu_si128((__m128i *)&h[4], _mm_alignr_epi8(s1, tmp, 8));    /* HGFE */
-}
-
-static bool sha_ni_available(void)
-{
-    static atomic_int known = -1; /* CPUID traps to the hypervisor in a VM: ask once */
-    int v = atomic_load_explicit(&known, memory_order_relaxed);
-    if (v < 0) {
-        unsigned a, b, c, d;
-        bool sse = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSSE3) && (c & bit_SSE4_1);
-        v = sse && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
-        atomic_store_explicit(&known, v, memory_order_relaxed);
-    }
-    return v;
-}
-#endif
-
-static void sha256_init(struct sha256 *s)
-{
-    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-#ifdef HAVE_SHA_NI
-    s->ni = sha_ni_available();
-#else
-    s->ni = false;
-#endif
-    s->len = 0;
-    memcpy(s->h, iv, sizeof(iv));
-    if (!s->ni)
-        crypto_hash_sha256_init(&s->sodium);
-}
-
-static void sha256_blocks(struct sha256 *s, const unsigned char *p, size_t n)
-{
-#ifdef HAVE_SHA_NI
-    sha256_ni_blocks(s->h, p, n);
-#else
-    (void)s, (void)p, (void)n;
-#endif
-}
-
-static void sha256_update(struct sha256 *s, const void *data, size_t len)
-{
-    if (!s->ni) {
-        crypto_hash_sha256_update(&s->sodium, data, len);
-        return;
-    }
-    const unsigned char *p = data;
-    size_t have = (size_t)(s->len % 64);
-    s->len += len;
-    if (have) {
-        size_t take = len < 64 - have ? len : 64 - have;
-        memcpy(s->buf + have, p, take);
-        p += take;
-        len -= take;
-        if (have + take < 64)
-            return;
-        sha256_blocks(s, s->buf, 1);
-    }
-    if (len >= 64) {
-        sha256_blocks(s, p, len / 64);
-        p += len & ~(size_t)63;
-        len %= 64;
-    }
-    memcpy(s->buf, p, len);
-}
-
-static void sha256_final(struct sha256 *s, unsigned char out[CRYPTO_SHA256_LEN])
-{
-    if (!s->ni) {
-        crypto_hash_sha256_final(&s->sodium, out);
-        return;
-    }
-    size_t have = (size_t)(s->len % 64);
-    s->buf[have++] = 0x80;
-    if (have > 56) {
-        memset(s->buf + have, 0, 64 - have);
-        sha256_blocks(s, s->buf, 1);
-        have = 0;
-    }
-    memset(s->buf + have, 0, 56 - have);
-    uint64_t bits = s->len * 8;
-    for (int i = 0; i < 8; i++)
-        s->buf[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha256_blocks(s, s->buf, 1);
-    for (int i = 0; i < 8; i++) {
-        out[4 * i] = (unsigned char)(s->h[i] >> 24);
-        out[4 * i + 1] = (unsigned char)(s->h[i] >> 16);
-        out[4 * i + 2] = (unsigned char)(s->h[i] >> 8);
-        out[4 * i + 3] = (unsigned char)s->h[i];
-    }
-}
-
-static void hex_encode(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* Decodes exactly 2n lowercase hex digits; false on anything else. */
 static bool hex_decode(const char *s, size_t len, unsigned char *out, size_t n)
 {
@@ -683,7 +477,8 @@ struct writer {
     const char *dest_path;
     int out_fd;
     int write_errno;
-    struct sha256 out_sha;
+    struct crypto_sha256_ctx *file_sha; /* each file's, in hash_files */
+    struct crypto_sha256_ctx *out_sha;  /* the package's, as it is written */
     uint64_t out_size;
 };
 
@@ -969,7 +764,7 @@ static int open_file(struct writer *w, struct dir_cursor *cur, const struct entr
 /* Reads the whole file; hashes it into `sha` when set, writes it to `a` when set. -EAGAIN when
  * it is not en->size bytes long. */
 static int pump_file(struct writer *w, int fd, const struct entry *en, struct archive *a,
-                     struct sha256 *sha)
+                     struct crypto_sha256_ctx *sha)
 {
     struct quoted q;
     uint64_t done = 0;
@@ -987,7 +782,7 @@ static int pump_file(struct writer *w, int fd, const struct entry *en, struct ar
         if (done > en->size)
             return changed(w, en);
         if (sha)
-            sha256_update(sha, w->buf, (size_t)n);
+            crypto_sha256_update(sha, w->buf, (size_t)n);
         if (a && archive_write_data(a, w->buf, (size_t)n) != n)
             return -EIO; /* the caller reports the archive's error */
     }
@@ -996,6 +791,7 @@ static int pump_file(struct writer *w, int fd, const struct entry *en, struct ar
 
 static int hash_files(struct writer *w)
 {
+    struct quoted q;
     struct dir_cursor cur;
     cursor_init(&cur, w->ws_fd, false);
     int r = 0;
@@ -1007,11 +803,10 @@ static int hash_files(struct writer *w)
         r = open_file(w, &cur, en, &fd);
         if (r)
             break;
-        struct sha256 sha;
-        sha256_init(&sha);
-        r = pump_file(w, fd, en, NULL, &sha);
+        r = pump_file(w, fd, en, NULL, w->file_sha);
         close(fd);
-        sha256_final(&sha, en->sha256);
+        if (!r && crypto_sha256_final(w->file_sha, en->sha256))
+            r = fail(w->e, -EIO, "cannot hash workspace file '%s'", quote(&q, en->path));
     }
     cursor_release(&cur);
     return r;
@@ -1056,7 +851,7 @@ static la_ssize_t out_write(struct archive *a, void *arg, const void *buf, size_
         archive_set_error(a, -r, "write failed");
         return -1;
     }
-    sha256_update(&w->out_sha, buf, len);
+    crypto_sha256_update(w->out_sha, buf, len);
     w->out_size += len;
     return (la_ssize_t)len;
 }
@@ -1187,7 +982,6 @@ static int write_file(struct writer *w, const char *manifest, size_t manifest_le
     w->out_fd = fd;
     w->write_errno = 0;
     w->out_size = 0;
-    sha256_init(&w->out_sha);
     r = write_archive(w, manifest, manifest_len);
     if (!r && fsync(fd) < 0)
         r = fail(w->e, -errno, "cannot write '%s': %s", quote(&q, w->dest_path), strerror(errno));
@@ -1238,7 +1032,8 @@ int package_write(const char *workspace, const char *const *include, size_t nr_i
     json_t *old_files = json_incref(json_object_get(manifest, "files"));
     char *text = NULL;
     int r = -ENOMEM;
-    if (!(w.buf = malloc(IO_BUF)))
+    if (!(w.buf = malloc(IO_BUF)) || !(w.file_sha = crypto_sha256_new()) ||
+        !(w.out_sha = crypto_sha256_new()))
         goto out;
     w.ws_fd = open(workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (w.ws_fd < 0) {
@@ -1272,7 +1067,10 @@ int package_write(const char *workspace, const char *const *include, size_t nr_i
     if ((r = write_file(&w, text, len)))
         goto out;
     unsigned char md[CRYPTO_SHA256_LEN];
-    sha256_final(&w.out_sha, md);
+    if (crypto_sha256_final(w.out_sha, md)) {
+        r = fail(&e, -EIO, "cannot hash the package '%s'", quote(&q, dest_path));
+        goto out;
+    }
     hex_encode(md, sizeof(md), sha256_hex);
     *size = w.out_size;
 out:
@@ -1288,6 +1086,8 @@ out:
         close(w.ws_fd);
     entries_release(&w.es);
     strbuf_release(&w.path);
+    crypto_sha256_free(w.file_sha);
+    crypto_sha256_free(w.out_sha);
     free(w.buf);
     utf8_locale_leave(&loc);
     return r;
@@ -1318,7 +1118,8 @@ struct reader {
     bool budget_from_manifest; /* budget is manifest_budget's, not tar_budget's */
     uint64_t read_bytes, tar_bytes, budget;
     uint64_t nonzero_end; /* offset in the tar stream just past its last non-zero byte so far */
-    unsigned char *inbuf, *data; /* IO_BUF each */
+    unsigned char *inbuf, *data;   /* IO_BUF each */
+    struct crypto_sha256_ctx *sha; /* each file's, in read_file */
     json_t *manifest;
     struct entries files; /* the manifest's "files", sorted by path_cmp */
     uint64_t nr_entries, total_bytes;
@@ -1715,8 +1516,6 @@ static int read_file(struct reader *r, const struct entry *en, unsigned perm,
             return fail(r->e, -errno, "cannot extract '%s': %s", quote(&q, en->path),
                         strerror(errno));
     }
-    struct sha256 sha;
-    sha256_init(&sha);
     uint64_t done = 0;
     for (;;) {
         la_ssize_t n = archive_read_data(r->a, r->data, IO_BUF);
@@ -1729,7 +1528,7 @@ static int read_file(struct reader *r, const struct entry *en, unsigned perm,
         done += (uint64_t)n;
         if (done > en->size)
             break;
-        sha256_update(&sha, r->data, (size_t)n);
+        crypto_sha256_update(r->sha, r->data, (size_t)n);
         if (out >= 0 && (rc = fd_write_all(out, r->data, (size_t)n))) {
             rc = fail(r->e, rc, "cannot extract '%s': %s", quote(&q, en->path), strerror(-rc));
             goto out;
@@ -1740,7 +1539,10 @@ static int read_file(struct reader *r, const struct entry *en, unsigned perm,
         goto out;
     }
     unsigned char md[CRYPTO_SHA256_LEN];
-    sha256_final(&sha, md);
+    if (crypto_sha256_final(r->sha, md)) {
+        rc = fail(r->e, -EIO, "cannot hash package entry '%s'", quote(&q, en->path));
+        goto out;
+    }
     if (memcmp(md, en->sha256, sizeof(md))) {
         rc = fail(r->e, -EINVAL, "package entry '%s' does not match its sha256 in the manifest",
                   quote(&q, en->path));
@@ -1887,7 +1689,9 @@ static int read_package(int fd, const struct package_limits *lim, int dest_fd, b
     r.budget = first_budget(r.lim);
     r.inbuf = malloc(IO_BUF);
     r.data = malloc(IO_BUF);
-    if (!r.inbuf || !r.data || !(r.raw = archive_read_new()) || !(r.a = archive_read_new()))
+    r.sha = crypto_sha256_new();
+    if (!r.inbuf || !r.data || !r.sha || !(r.raw = archive_read_new()) ||
+        !(r.a = archive_read_new()))
         goto out;
     /* built-in decoders only (ARCHIVE_WARN would mean an external program) */
     if (archive_read_support_filter_zstd(r.raw) != ARCHIVE_OK ||
@@ -1959,6 +1763,7 @@ out:
     strbuf_release(&r.path);
     free(r.inbuf);
     free(r.data);
+    crypto_sha256_free(r.sha);
     utf8_locale_leave(&loc);
     return rc;
 }

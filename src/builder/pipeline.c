@@ -1278,7 +1278,7 @@ void pipeline_error_format(const struct pipeline_error *err, const char *filenam
         return;
     if (err->line > 0)
         snprintf(where, sizeof(where), ":%d:%d", err->line, err->column);
-    snprintf(buf, cap, "%s%s: %s%s%s", filename ? filename : "slipway.yml", where, err->key,
+    snprintf(buf, cap, "%s%s: %s%s%s", filename ? filename : PIPELINE_FILE, where, err->key,
              err->key[0] ? ": " : "", err->message);
     trim_utf8(buf);
 }

@@ -14,7 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Limits against hostile files. Going past one is an error like any other. */
+/* The file's name, at the top of an app's repository. */
+#define PIPELINE_FILE "slipway.yml"
+
+/* Limits against hostile files. Going past one is an error like any other. PIPELINE_MAX_FILE is
+ * also how much of the file a reader takes from the repository (pipeline_parse refuses more). */
 #define PIPELINE_MAX_FILE   (256 * 1024) /* bytes of YAML */
 #define PIPELINE_MAX_DEPTH  16           /* mappings and lists nested in each other */
 #define PIPELINE_MAX_NODES  16384        /* values in the whole file (keys count too) */
@@ -145,7 +149,7 @@ const char *pipeline_type_name(enum pipeline_type type);
 /* Formats an error the way a person reads it, always NUL-terminated (cut short to fit cap):
  *   "slipway.yml:3:5: build.timeout: '10x' is not a duration (use s, m or h, e.g. 10m)"
  * The position is left out when line is 0, the key when it is "". `filename` NULL means
- * "slipway.yml". */
+ * PIPELINE_FILE. */
 void pipeline_error_format(const struct pipeline_error *err, const char *filename, char *buf,
                            size_t cap);
 

@@ -284,6 +284,29 @@ class Slipway:
             self.add_member(app["AppId"], user, role)
         return app
 
+    def new_dev_app(self, prefix="app", user_prefix=None):
+        """A user (with an API key and a token) and a new app it is a developer of: (dev, app
+        JSON). The user's email starts with user_prefix (default: prefix)."""
+        dev = self.new_user(user_prefix or prefix)
+        return dev, self.new_app(prefix, [(dev, "developer")])
+
+    def new_dev_clone(self, prefix="app", user_prefix=None):
+        """new_dev_app, and the app cloned as that user: (dev, app_id, Repo)."""
+        dev, app = self.new_dev_app(prefix, user_prefix)
+        return dev, app["AppId"], self.clone(app["AppId"], dev)
+
+    def new_app_with_odd_branch(self, prefix):
+        """new_dev_app with main (one commit) and a branch whose name is not UTF-8, "caf" and
+        the byte 0xE9, on the same commit (git allows any bytes in ref names): (dev, app, repo,
+        that commit's id)."""
+        dev, app = self.new_dev_app(prefix)
+        repo = self.clone(app["AppId"], dev)
+        ids = repo.commits(1)
+        repo.push("main")
+        repo.git("update-ref", "refs/heads/caf\udce9", ids[0])  # surrogateescape: 0xE9
+        repo.push("refs/heads/caf\udce9")
+        return dev, app, repo, ids[0]
+
     def add_member(self, app_id, user, role="developer"):
         assert_ok(self.post(f"/api/slipway/apps/{app_id}/members", self.admin,
                             json={"email": user.email, "role": role}))
@@ -367,9 +390,8 @@ class Slipway:
         return repo
 
 
-def children(pid):
-    """The processes whose parent is pid, as (pid, command name, state letter)."""
-    found = []
+def processes():
+    """Every process this user can read, as (pid, command name, state letter, parent pid)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -380,9 +402,12 @@ def children(pid):
             continue
         comm, rest = stat.split("(", 1)[1].rsplit(")", 1)
         fields = rest.split()
-        if int(fields[1]) == pid:
-            found.append((int(entry), comm, fields[0]))
-    return found
+        yield int(entry), comm, fields[0], int(fields[1])
+
+
+def children(pid):
+    """The processes whose parent is pid, as (pid, command name, state letter)."""
+    return [(p, comm, state) for p, comm, state, ppid in processes() if ppid == pid]
 
 
 def quote(s):

@@ -353,8 +353,7 @@ def test_http_admin_needs_an_admin(sw):
 
 
 def test_environment_names_in_any_case(sw):
-    dev = sw.new_user("envcase")
-    app = sw.new_app("envcase", [(dev, "developer")])
+    dev, app = sw.new_dev_app("envcase")
     a = app["AppId"]
     for env in ("tEsT", "ACCEPTANCE"):
         assert sw.cli_out("revoke", "--app", a, "--email", dev.email, "--env", env,
@@ -370,8 +369,7 @@ def test_environment_names_in_any_case(sw):
 
 
 def test_member_add_again_changes_only_the_role(sw):
-    dev = sw.new_user("rerole")
-    app = sw.new_app("rerole", [(dev, "developer")])
+    dev, app = sw.new_dev_app("rerole")
     a = app["AppId"]
     sw.rights(a, dev, "Test", "api", revoke=True)
     sw.rights(a, dev, "Production", "transport")

@@ -10,8 +10,7 @@ from conftest import User, assert_error, assert_ok, unique_email
 
 @pytest.fixture
 def dev_app(sw):
-    dev = sw.new_user("auth")
-    app = sw.new_app("auth", [(dev, "developer")])
+    dev, app = sw.new_dev_app("auth")
     return dev, app
 
 
@@ -190,8 +189,7 @@ def test_non_member_gets_403(sw):
 
 def test_admin_user_can_do_everything(sw):
     boss = sw.new_user("superuser", admin=True)
-    dev = sw.new_user("dev")
-    app = sw.new_app("anything", [(dev, "developer")])
+    dev, app = sw.new_dev_app("anything", user_prefix="dev")
     a = app["AppId"]
     repo = sw.repo_with_commits(a, dev, 1)
     # not a member, yet reads and pushes everything

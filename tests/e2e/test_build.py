@@ -20,9 +20,8 @@ EXAMPLE = os.path.normpath(os.path.join(HERE, "..", "..", "examples", "hello-c")
 
 @pytest.fixture
 def app(sw):
-    dev = sw.new_user("builder")
-    a = sw.new_app("build", [(dev, "developer")])
-    return sw, dev, a["AppId"], sw.clone(a["AppId"], dev)
+    dev, app_id, repo = sw.new_dev_clone("build", user_prefix="builder")
+    return sw, dev, app_id, repo
 
 
 def test_trivial_build_tags_and_downloads(app):
@@ -230,8 +229,7 @@ def test_executors_limit_parallel_builds(server_factory, tmp_path):
     from conftest import Slipway
     srv = server_factory(extra_args=["--executors", "1"])
     s = Slipway(srv, str(tmp_path))
-    dev = s.new_user("exec")
-    a = s.new_app("exec", [(dev, "developer")])
+    dev, a = s.new_dev_app("exec")
     repo = s.clone(a["AppId"], dev)
     commit(repo, {"slipway.yml": yml(["date +%s.%N > /tmp/t0", "sleep 1",
                                       "mkdir -p out && cp /tmp/t0 out/t0 && date +%s.%N > out/t1"])})
@@ -267,9 +265,7 @@ def test_daemons_die_without_the_sandbox_too(server_factory, tmp_path):
     srv = server_factory(extra_args=["--unsafe-no-sandbox"])
     s = Slipway(srv, str(tmp_path))
     assert "cgroups: each build runs in a cgroup v2 group" in srv.stderr(), srv.stderr()
-    dev = s.new_user("cg")
-    app_id = s.new_app("cg", [(dev, "developer")])["AppId"]
-    repo = s.clone(app_id, dev)
+    dev, app_id, repo = s.new_dev_clone("cg")
     tag = int(time.time() * 1000) % 100000
     left, waits = f"sleep 5{tag}", f"sleep 6{tag}"
     daemon = f"setsid {left} </dev/null >/dev/null 2>&1 &"
@@ -343,9 +339,7 @@ def test_server_as_pid_1_reaps_orphans(server_factory, tmp_path, sandbox):
                          prefix=["unshare", "--pid", "--fork", "--mount-proc",
                                  "--kill-child=SIGTERM"])
     s = Slipway(srv, str(tmp_path))
-    dev = s.new_user("pid1")
-    app_id = s.new_app("pid1", [(dev, "developer")])["AppId"]
-    repo = s.clone(app_id, dev)
+    dev, app_id, repo = s.new_dev_clone("pid1")
     commit(repo, {"slipway.yml": yml(["sleep 30 & mkdir -p out && echo x > out/x", "true"])})
     n = head_number(s, dev, app_id)
     server = next(int(p) for p in open(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children")

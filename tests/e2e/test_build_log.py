@@ -21,9 +21,8 @@ SLOW_LINES = yml(["for i in 1 2 3 4 5; do echo line-$i; sleep 0.3; done",
 
 @pytest.fixture
 def app(sw):
-    dev = sw.new_user("follower")
-    a = sw.new_app("follow", [(dev, "developer")])
-    return sw, dev, a["AppId"], sw.clone(a["AppId"], dev)
+    dev, app_id, repo = sw.new_dev_clone("follow", user_prefix="follower")
+    return sw, dev, app_id, repo
 
 
 def log_url(sw, app_id, pid, query=""):
@@ -196,10 +195,7 @@ def test_followers_are_limited_freed_and_stopped_with_the_server(server_factory,
     srv = server_factory(extra_args=["--threads", "2"])
     s = Slipway(srv, str(tmp_path))
     s.http.headers["Connection"] = "close"  # a kept-alive connection may sit on the busy worker
-    dev = s.new_user("limit")
-    a = s.new_app("limit", [(dev, "developer")])
-    app_id = a["AppId"]
-    repo = s.clone(app_id, dev)
+    dev, app_id, repo = s.new_dev_clone("limit")
     commit(repo, {"slipway.yml": yml(["echo started; sleep 60"])})
     pid = start(s, dev, app_id, head_number(s, dev, app_id))
     first = open_stream(s, dev, app_id, pid, sse=True)
@@ -262,8 +258,7 @@ def usage(s, dev, app_id):
 def test_retention_keeps_the_newest_and_held_packages(server_factory, tmp_path):
     srv = server_factory(extra_args=["--keep-packages", "2"])
     s = Slipway(srv, str(tmp_path))
-    dev = s.new_user("keep")
-    a = s.new_app("keep", [(dev, "developer")])
+    dev, a = s.new_dev_app("keep")
     app_id = a["AppId"]
     assert usage(s, dev, app_id) == {"AppId": app_id, "Packages": 0, "PackageBytes": 0,
                                      "LogBytes": 0}
@@ -313,10 +308,7 @@ def test_retention_keeps_the_newest_and_held_packages(server_factory, tmp_path):
 def test_failed_builds_count_and_running_ones_stay(server_factory, tmp_path):
     srv = server_factory(extra_args=["--keep-packages", "1"])
     s = Slipway(srv, str(tmp_path))
-    dev = s.new_user("keep1")
-    a = s.new_app("keep1", [(dev, "developer")])
-    app_id = a["AppId"]
-    repo = s.clone(app_id, dev)
+    dev, app_id, repo = s.new_dev_clone("keep1")
     commit(repo, {"slipway.yml": yml(["exit 1"])})
     failed = start(s, dev, app_id, head_number(s, dev, app_id))
     assert wait_done(s, dev, app_id, failed)["Status"] == "Failed"

@@ -42,8 +42,8 @@ def packages(sw, user, app_id):
 
 
 def test_a_version_tag_names_one_commit(sw):
-    dev = sw.new_user("tagger")
-    app_id = sw.new_app("tags", [(dev, "developer")])["AppId"]
+    dev, app = sw.new_dev_app("tags", user_prefix="tagger")
+    app_id = app["AppId"]
     repo, ids = two_branches(sw, dev, app_id)
     pid = assert_ok(post(sw, dev, app_id, "br1", 2, "9.0.0"), 201)["PackageId"]
     p = wait_done(sw, dev, app_id, pid)
@@ -84,9 +84,7 @@ def test_a_version_tag_names_one_commit(sw):
 
 
 def test_versions_with_leading_zeros_are_refused(sw):
-    dev = sw.new_user("zeros")
-    app_id = sw.new_app("zeros", [(dev, "developer")])["AppId"]
-    repo = sw.clone(app_id, dev)
+    dev, app_id, repo = sw.new_dev_clone("zeros")
     commit(repo, {"slipway.yml": TRIVIAL})
     for v in ("01.0.0", "1.01.0", "1.0.00", "00.0.0", "0.0.01", "1.0.0.0", "1.0", "-1.0.0",
               "1.0.0 ", "1234567890.0.0"):
@@ -106,8 +104,8 @@ def test_queued_builds_claim_their_tag_and_a_pushed_tag_fails_the_build(server_f
     commit while a build waits fails that build when it tags, and its package is not kept."""
     srv = server_factory(extra_args=["--executors", "1"])
     s = Slipway(srv, str(tmp_path))
-    dev = s.new_user("queue")
-    app_id = s.new_app("queue", [(dev, "developer")])["AppId"]
+    dev, app = s.new_dev_app("queue")
+    app_id = app["AppId"]
     repo, ids = two_branches(s, dev, app_id)
     commit(repo, {"slipway.yml": yml(["sleep 600"])}, branch="hold")
     hold = start(s, dev, app_id, 1, "1.0.0", branch="hold")
@@ -143,8 +141,8 @@ def test_queued_builds_claim_their_tag_and_a_pushed_tag_fails_the_build(server_f
 
 def test_concurrent_posts_for_one_tag(sw):
     """Two POSTs at once of the same Version on two commits of the same Number: one wins."""
-    dev = sw.new_user("race")
-    app_id = sw.new_app("race", [(dev, "developer")])["AppId"]
+    dev, app = sw.new_dev_app("race")
+    app_id = app["AppId"]
     _, ids = two_branches(sw, dev, app_id)
     for i in range(6):
         version = f"7.{i}.0"

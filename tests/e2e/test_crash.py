@@ -27,7 +27,7 @@ import pytest
 
 from builds import (TRIVIAL, build_log, commit, details, head_number, package,
                     processes_matching, start, wait_done, yml)
-from conftest import BIN, Slipway, assert_ok, wait_for
+from conftest import BIN, Slipway, assert_ok, processes, wait_for
 
 # Bugs these tests found, each with its reproducer here. True: when the bug shows, the test is
 # marked xfail with what was seen (all other checks have passed by then); False: it fails. All
@@ -120,9 +120,8 @@ def descends_from(pid, ancestor):
 def make_app(server_factory, tmp_path, extra_args=()):
     srv = server_factory(extra_args=extra_args)
     s = Slipway(srv, str(tmp_path))
-    dev = s.new_user("crash")
-    app_id = s.new_app("crash", [(dev, "developer")])["AppId"]
-    return s, dev, app_id, s.clone(app_id, dev)
+    dev, app_id, repo = s.new_dev_clone("crash")
+    return s, dev, app_id, repo
 
 
 def check_packages(s, dev, app_id):
@@ -430,23 +429,21 @@ def git_processes(data):
     names data/repos). (pid, state letter, command line) each."""
     data = os.path.realpath(data)
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for pid, _, state, _ in processes():
+        if state in "ZX":
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            if state in "ZX" or "git" not in cmd:
+            if "git" not in cmd:
                 continue
-            cwd = os.path.realpath(f"/proc/{entry}/cwd")
-            with open(f"/proc/{entry}/environ", "rb") as f:
+            cwd = os.path.realpath(f"/proc/{pid}/cwd")
+            with open(f"/proc/{pid}/environ", "rb") as f:
                 env = f.read()
         except OSError:
             continue
         if cwd.startswith(data + "/") or f"GIT_PROJECT_ROOT={data}/repos".encode() in env:
-            found.append((int(entry), state, cmd))
+            found.append((pid, state, cmd))
     return found
 
 

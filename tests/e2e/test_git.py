@@ -16,10 +16,7 @@ def branch(sw, user, app_id, name="main"):
 
 
 def test_clone_empty_then_push_main(sw):
-    dev = sw.new_user("git")
-    app = sw.new_app("git", [(dev, "developer")])
-    a = app["AppId"]
-    repo = sw.clone(a, dev)
+    dev, a, repo = sw.new_dev_clone("git")
     assert os.path.isdir(os.path.join(repo.path, ".git"))
     assert repo.rev("HEAD") is None  # empty
     assert_error(branch(sw, dev, a), 404, "BRANCH_NOT_FOUND")
@@ -35,8 +32,7 @@ def test_clone_empty_then_push_main(sw):
 
 
 def test_new_branch_force_push_and_delete(sw):
-    dev = sw.new_user("branches")
-    app = sw.new_app("branching", [(dev, "developer")])
+    dev, app = sw.new_dev_app("branching", user_prefix="branches")
     a = app["AppId"]
     repo = sw.repo_with_commits(a, dev, 4)
     main_ids = [repo.rev(f"main~{i}") for i in range(3, -1, -1)]
@@ -79,8 +75,7 @@ def test_new_branch_force_push_and_delete(sw):
 
 
 def test_unauthenticated_clone_gets_basic_challenge(sw):
-    dev = sw.new_user("challenge")
-    app = sw.new_app("challenge", [(dev, "developer")])
+    dev, app = sw.new_dev_app("challenge")
     a = app["AppId"]
     for service in ("git-upload-pack", "git-receive-pack"):
         r = requests.get(f"{sw.base}/git/{a}.git/info/refs?service={service}", timeout=10)
@@ -103,8 +98,7 @@ def test_unauthenticated_clone_gets_basic_challenge(sw):
 
 
 def test_dumb_protocol_and_unknown_repo(sw):
-    dev = sw.new_user("dumb")
-    app = sw.new_app("dumb", [(dev, "developer")])
+    dev, app = sw.new_dev_app("dumb")
     a = app["AppId"]
     assert_error(requests.get(f"{sw.base}/git/{a}.git/HEAD", auth=dev.basic(), timeout=10), 404)
     assert_error(requests.get(f"{sw.base}/git/{a}.git/info/refs", auth=dev.basic(), timeout=10),
@@ -115,10 +109,7 @@ def test_dumb_protocol_and_unknown_repo(sw):
 
 
 def test_push_of_several_megabytes(sw):
-    dev = sw.new_user("big")
-    app = sw.new_app("big", [(dev, "developer")])
-    a = app["AppId"]
-    repo = sw.clone(a, dev)
+    dev, a, repo = sw.new_dev_clone("big")
     repo.git("config", "core.compression", "0")  # random data does not compress anyway
     blob = os.urandom(5 * 1024 * 1024)  # random: the pack stays > 5 MB (chunked upload)
     ids = repo.commits(1, files={"big.bin": blob})
@@ -130,8 +121,7 @@ def test_push_of_several_megabytes(sw):
 
 
 def test_token_works_as_git_password(sw):
-    dev = sw.new_user("tokengit")
-    app = sw.new_app("tokengit", [(dev, "developer")])
+    dev, app = sw.new_dev_app("tokengit")
     a = app["AppId"]
     repo = sw.clone(a, dev, secret=dev.token)
     ids = repo.commits(2)
@@ -145,10 +135,7 @@ def test_token_works_as_git_password(sw):
 
 
 def test_push_of_tags_and_several_branches_at_once(sw):
-    dev = sw.new_user("multi")
-    app = sw.new_app("multi", [(dev, "developer")])
-    a = app["AppId"]
-    repo = sw.clone(a, dev)
+    dev, a, repo = sw.new_dev_clone("multi")
     m = repo.commits(2)
     x = repo.commits(1, "one", parent=m[0])
     y = repo.commits(3, "two", parent=m[-1])
@@ -219,8 +206,7 @@ def server_children(pid):
 def test_client_gone_mid_clone_leaves_nothing_behind(sw):
     """A clone killed while it receives: the server stops its git http-backend (no child or
     zombie stays) and serves on."""
-    dev = sw.new_user("quitter")
-    app = sw.new_app("quitter", [(dev, "developer")])
+    dev, app = sw.new_dev_app("quitter")
     repo = sw.clone(app["AppId"], dev)
     repo.git("config", "core.compression", "0")
     repo.commits(1, files={"big.bin": os.urandom(8 * 1024 * 1024)})

@@ -14,8 +14,7 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:
 
 @pytest.fixture(scope="module")
 def repo_app(sw):
-    dev = sw.new_user("repoapi")
-    app = sw.new_app("repoapi", [(dev, "developer")])
+    dev, app = sw.new_dev_app("repoapi")
     repo = sw.clone(app["AppId"], dev)
     main = repo.commits(7, message="repo commit {i}")
     names = [f"b{i}" for i in range(1, 6)]
@@ -156,8 +155,7 @@ def test_branch(sw, repo_app):
 
 
 def test_branch_with_a_slash(sw):
-    dev = sw.new_user("reposlash")
-    app = sw.new_app("reposlash", [(dev, "developer")])
+    dev, app = sw.new_dev_app("reposlash")
     repo = sw.clone(app["AppId"], dev)
     ids = repo.commits(2, "feature/y")
     repo.push("feature/y")
@@ -194,8 +192,7 @@ def test_commits_newest_first_with_paging(sw, repo_app):
 
 
 def test_utf8_author_round_trips(sw):
-    dev = sw.new_user("repoutf8")
-    app = sw.new_app("repoutf8", [(dev, "developer")])
+    dev, app = sw.new_dev_app("repoutf8")
     repo = sw.clone(app["AppId"], dev)
     ids = repo.commits(1, message="Zoë ✓ 日本", author=("Zoë Ünïcode", "zoe@example.com"))
     repo.push("main")
@@ -207,8 +204,7 @@ def test_utf8_author_round_trips(sw):
 def test_non_utf8_author_name_does_not_break_the_api(sw):
     """One commit by a Latin-1 author name (common in old repositories) must not turn every
     branch and commit listing of the app into a 500."""
-    dev = sw.new_user("repolatin1")
-    app = sw.new_app("repolatin1", [(dev, "developer")])
+    dev, app = sw.new_dev_app("repolatin1")
     repo = sw.clone(app["AppId"], dev)
     first = repo.commits(1)
     cid = repo.raw_commit("main", b"Jos\xe9 Garc\xeda", b"jose@example.com",
@@ -225,13 +221,7 @@ def test_non_utf8_author_name_does_not_break_the_api(sw):
 
 
 def test_non_utf8_branch_name_does_not_break_the_listing(sw):
-    dev = sw.new_user("repooddref")
-    app = sw.new_app("repooddref", [(dev, "developer")])
-    repo = sw.clone(app["AppId"], dev)
-    ids = repo.commits(1)
-    repo.push("main")
-    repo.git("update-ref", "refs/heads/caf\udce9", ids[0])  # surrogateescape: the byte 0xE9
-    repo.push("refs/heads/caf\udce9")
+    dev, app, repo, head = sw.new_app_with_odd_branch("repooddref")
     page = assert_ok(rget(sw, dev, app, "/branches"))
     assert "main" in [b["name"] for b in page["items"]]
 
@@ -242,8 +232,7 @@ def test_info_url_uses_the_public_url(server_factory, tmp_path):
     for base in ("https://slipway.example.com/ci/", "https://slipway.example.com"):
         srv = server_factory(extra_args=["--public-url", base])
         s = Slipway(srv, str(tmp_path))
-        dev = s.new_user("pub")
-        app = s.new_app("pub", [(dev, "developer")])
+        dev, app = s.new_dev_app("pub")
         info = assert_ok(s.get(f"/v1/repositories/{app['ProjectId']}/info", dev, via="token"))
         assert info["url"] == f"{base.rstrip('/')}/git/{app['AppId']}.git", info
         s.http.close()

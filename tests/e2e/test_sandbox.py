@@ -21,9 +21,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the attacks need a se
 
 @pytest.fixture
 def app(sw):
-    dev = sw.new_user("sandboxed")
-    a = sw.new_app("sandbox", [(dev, "developer")])
-    return sw, dev, a["AppId"], sw.clone(a["AppId"], dev)
+    dev, app_id, repo = sw.new_dev_clone("sandbox", user_prefix="sandboxed")
+    return sw, dev, app_id, repo
 
 
 def pipeline(steps, limits=None):
@@ -289,9 +288,7 @@ def test_a_step_inherits_no_descriptor_of_the_server(server_factory, tmp_path):
     secret.chmod(0o600)
     srv = server_factory(prefix=("sh", "-c", 'exec 7<"$0"; exec "$@"', str(secret)))
     sw = Slipway(srv, str(tmp_path))
-    dev = sw.new_user("fdleak")
-    a = sw.new_app("fdleak", [(dev, "developer")])["AppId"]
-    repo = sw.clone(a, dev)
+    dev, a, repo = sw.new_dev_clone("fdleak")
     p, log, reason = build(sw, dev, a, repo,
                            ["ls -l /proc/$$/fd | sed 's/^/fd: /'",
                             "cat <&7 && echo READ-FD-$((6+1)) || echo no-fd-$((6+1))"])

@@ -191,8 +191,7 @@ def test_json_body_without_content_type_is_accepted(sw):
 
 
 def test_trailing_slashes_accepted(sw):
-    dev = sw.new_user("slash")
-    app = sw.new_app("slash", [(dev, "developer")])
+    dev, app = sw.new_dev_app("slash")
     a = app["AppId"]
     assert_ok(sw.get("/api/1/apps/", dev)) == assert_ok(sw.get("/api/1/apps", dev))
     assert assert_ok(sw.get(f"/api/1/apps/{a}/", dev))["AppId"] == a
@@ -230,8 +229,7 @@ def test_configured_limits(server_factory):
     assert r.status_code == 201
     assert_error(s.post("/api/slipway/users", s.admin,
                         json={"email": unique_email("lim"), "name": "x" * 5000}), 413)
-    dev = s.new_user("limits")
-    app = s.new_app("limits", [(dev, "developer")])
+    dev, app = s.new_dev_app("limits")
     repo = s.clone(app["AppId"], dev)
     repo.commits(1, files={"big.bin": os.urandom(300_000)})
     p = repo.push("main", check=False)
@@ -254,8 +252,7 @@ def test_sigint_shuts_down_cleanly(server_factory):
 
 
 def test_one_log_line_per_request(sw):
-    dev = sw.new_user("logger")
-    app = sw.new_app("logged", [(dev, "developer")])
+    dev, app = sw.new_dev_app("logged", user_prefix="logger")
     path = f"/api/1/apps/{app['AppId']}"
     assert_ok(sw.get(path, dev))
     lines = sw.wait_log(re.escape(f" GET {path} "))
@@ -271,8 +268,7 @@ def test_one_log_line_per_request(sw):
 
 
 def test_log_never_holds_secrets(sw):
-    dev = sw.new_user("secret")
-    app = sw.new_app("secret", [(dev, "developer")])
+    dev, app = sw.new_dev_app("secret")
     a = app["AppId"]
     marker = unique("mark")
     # key, token, git basic auth, wrong keys and a secret in the query string

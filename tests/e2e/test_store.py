@@ -30,8 +30,7 @@ def test_second_start_keeps_data_and_makes_no_second_admin(server_factory, tmp_p
     data = str(tmp_path / "data")
     first = server_factory(data)
     sw1 = Slipway(first, str(tmp_path))
-    dev = sw1.new_user("keep")
-    app = sw1.new_app("keep", [(dev, "developer")])
+    dev, app = sw1.new_dev_app("keep")
     assert first.stop() == 0
 
     second = server_factory(data)

@@ -38,8 +38,7 @@ def test_apps_lists_only_the_users_apps(sw):
 
 
 def test_app_get(sw):
-    dev = sw.new_user("getter")
-    app = sw.new_app("getme", [(dev, "developer")])
+    dev, app = sw.new_dev_app("getme", user_prefix="getter")
     got = assert_ok(sw.get(f"/api/1/apps/{app['AppId']}", dev))
     assert got["AppId"] == app["AppId"] and got["ProjectId"] == app["ProjectId"]
     assert got["Name"] == app["Name"]
@@ -66,10 +65,8 @@ def test_unknown_and_invalid_app(sw):
 @pytest.fixture(scope="module")
 def history(sw):
     """An app with main (25 commits), feature/x (from main~5, 2 commits) and hotfix."""
-    dev = sw.new_user("history")
-    app = sw.new_app("history", [(dev, "developer")])
-    a = app["AppId"]
-    repo = sw.clone(a, dev)
+    dev, app = sw.new_dev_app("history")
+    repo = sw.clone(app["AppId"], dev)
     main = repo.commits(25, message="main commit {i}\n\nwith a body")
     feat = repo.commits(2, "feature/x", parent=main[19])
     hot = repo.commits(1, "hotfix", parent=main[-1])
@@ -133,8 +130,7 @@ def test_unknown_branch(sw, history, name):
 
 
 def test_trunk_of_an_empty_repo_is_not_found(sw):
-    dev = sw.new_user("empty")
-    app = sw.new_app("empty", [(dev, "developer")])
+    dev, app = sw.new_dev_app("empty")
     assert_error(sw.get(f"/api/1/apps/{app['AppId']}/branches/trunk", dev), 404,
                  "BRANCH_NOT_FOUND")
     assert assert_ok(sw.get(f"/api/1/apps/{app['AppId']}/branches", dev)) == []
@@ -179,10 +175,7 @@ def test_revision_hashes_match_git_rev_parse(sw, history):
 
 
 def test_revision_number_counts_first_parents_of_a_merge(sw):
-    dev = sw.new_user("merger")
-    app = sw.new_app("merge", [(dev, "developer")])
-    a = app["AppId"]
-    repo = sw.clone(a, dev)
+    dev, a, repo = sw.new_dev_clone("merge", user_prefix="merger")
     main = repo.commits(4)
     side = repo.commits(3, "side", parent=main[1])
     repo.push("main", "side")
@@ -206,10 +199,7 @@ def test_revision_number_counts_first_parents_of_a_merge(sw):
 
 
 def test_latest_tagged_version(sw):
-    dev = sw.new_user("tagger")
-    app = sw.new_app("tags", [(dev, "developer")])
-    a = app["AppId"]
-    repo = sw.clone(a, dev)
+    dev, a, repo = sw.new_dev_clone("tags", user_prefix="tagger")
     main = repo.commits(5)
     other = repo.commits(2, "other", parent=main[1])
     repo.push("main", "other")
@@ -267,8 +257,7 @@ def test_revisions_limit_and_offset(sw, history):
 
 
 def test_utf8_commit_text_round_trips(sw):
-    dev = sw.new_user("utf8")
-    app = sw.new_app("utf8", [(dev, "developer")])
+    dev, app = sw.new_dev_app("utf8")
     repo = sw.clone(app["AppId"], dev)
     ids = repo.commits(1, message="Zoë fixed the ✓ mark 日本",
                        author=("Zoë Ünïcode", "zoe@example.com"))
@@ -282,8 +271,7 @@ def test_utf8_commit_text_round_trips(sw):
 def test_non_utf8_commit_message_is_not_dropped(sw):
     """git stores bytes; a Latin-1 message must not turn into "" (invalid bytes may be
     replaced, the rest of the text must stay)."""
-    dev = sw.new_user("latin1")
-    app = sw.new_app("latin1", [(dev, "developer")])
+    dev, app = sw.new_dev_app("latin1")
     repo = sw.clone(app["AppId"], dev)
     repo.commits(1)
     cid = repo.raw_commit("main", b"Jos\xe9", b"jose@example.com",
@@ -298,13 +286,7 @@ def test_non_utf8_commit_message_is_not_dropped(sw):
 def test_non_utf8_branch_name_does_not_break_the_listing(sw):
     """git allows any bytes in ref names; one odd branch pushed by any developer must not make
     the app's branch list fail for everybody."""
-    dev = sw.new_user("oddref")
-    app = sw.new_app("oddref", [(dev, "developer")])
-    repo = sw.clone(app["AppId"], dev)
-    ids = repo.commits(1)
-    repo.push("main")
-    repo.git("update-ref", "refs/heads/caf\udce9", ids[0])  # surrogateescape: the byte 0xE9
-    repo.push("refs/heads/caf\udce9")
+    dev, app, repo, head = sw.new_app_with_odd_branch("oddref")
     assert "caf" in repo.git("ls-remote", "--heads", "origin").stdout
     got = assert_ok(sw.get(f"/api/1/apps/{app['AppId']}/branches", dev))
     assert "main" in [b["Name"] for b in got]

@@ -86,8 +86,7 @@ def make_package(files=FILES, version="1.2.3.4", listed=None, extra=(), manifest
 
 @pytest.fixture
 def app(sw):
-    dev = sw.new_user("uploader")
-    a = sw.new_app("upload", [(dev, "developer")])
+    dev, a = sw.new_dev_app("upload", user_prefix="uploader")
     return sw, dev, a["AppId"]
 
 
@@ -394,8 +393,8 @@ def test_upload_limit(server_factory, tmp_path):
     not apply to them."""
     srv = server_factory(extra_args=["--max-upload", "65536", "--max-push", "4096"])
     s = Slipway(srv, str(tmp_path))
-    dev = s.new_user("limit")
-    app_id = s.new_app("limit", [(dev, "developer")])["AppId"]
+    dev, app = s.new_dev_app("limit")
+    app_id = app["AppId"]
     big = make_package(files=FILES + [("big.bin", "file", os.urandom(100_000), 0o644)])
     assert len(big) > 65536
     for api in ("1", "v2"):

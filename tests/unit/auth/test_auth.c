@@ -186,24 +186,16 @@ static void role_names_round_trip(void)
 
 /* ---- secrets on a real store ---- */
 
-static char tmp[PATH_MAX];
 static int64_t alice, bob;
 
 static void store_setup(void)
 {
-    temp_dir(tmp, "auth");
-    cr_assert_eq(store_init(tmp), 0);
+    test_store_setup();
     cr_assert_eq(store_user_insert("alice@example.com", "Alice", false, &alice), 0);
     cr_assert_eq(store_user_insert("bob@example.com", "Bob", false, &bob), 0);
 }
 
-static void store_teardown(void)
-{
-    store_thread_release();
-    fs_remove_tree(tmp);
-}
-
-TestSuite(secrets, .init = store_setup, .fini = store_teardown, .timeout = 10);
+TestSuite(secrets, .init = store_setup, .fini = test_store_teardown, .timeout = 10);
 
 static char *new_secret(int64_t user, enum store_cred_kind kind, const char *scopes)
 {

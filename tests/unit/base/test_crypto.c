@@ -1,9 +1,11 @@
-/* Tests for crypto: SHA-256 and HMAC against published vectors, constant-time comparison, the
+/* Tests for crypto: SHA-256 (one-shot, and streamed in pieces of every size around the 64-byte
+ * block) and HMAC against published vectors, constant-time comparison, the
  * UUID format, and base64/base64url round trips and rejections (RFC 4648 vectors).
  * Checks are plain functions, run in a few Test cases at the end: Criterion starts a process
  * per test (~50 ms each here) and the unit tests must stay fast.
  */
 #include "base/crypto.h"
+#include "base/util.h"
 
 #include <criterion/criterion.h>
 #include <ctype.h>
@@ -11,16 +13,6 @@
 #include <string.h>
 
 TestSuite(crypto, .timeout = 10);
-
-static void hexify(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
 
 /* Encoded length of n bytes as unpadded base64: ceil(4n/3). */
 static size_t b64_len(size_t n)
@@ -56,8 +48,65 @@ static void sha256_vectors(void)
     unsigned char raw[CRYPTO_SHA256_LEN];
     char again[CRYPTO_SHA256_HEX];
     crypto_sha256("abc", 3, raw);
-    hexify(raw, sizeof(raw), again);
+    hex_encode(raw, sizeof(raw), again);
     cr_assert_str_eq(again, hex);
+}
+
+/* The streamed digest of data cut into pieces of `piece` bytes (the last one shorter), as hex. */
+static void streamed_hex(struct crypto_sha256_ctx *ctx, const unsigned char *data, size_t len,
+                         size_t piece, char out[CRYPTO_SHA256_HEX])
+{
+    for (size_t at = 0; at < len; at += piece)
+        crypto_sha256_update(ctx, data + at, len - at < piece ? len - at : piece);
+    unsigned char md[CRYPTO_SHA256_LEN];
+    cr_assert_eq(crypto_sha256_final(ctx, md), 0);
+    hex_encode(md, sizeof(md), out);
+}
+
+/* FIPS 180-2's vectors: two blocks of padding, and a million bytes. */
+static void sha256_streamed_matches_vectors(void)
+{
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    char hex[CRYPTO_SHA256_HEX];
+    struct crypto_sha256_ctx *ctx = crypto_sha256_new();
+    cr_assert_not_null(ctx);
+    streamed_hex(ctx, (const unsigned char *)two, strlen(two), 7, hex);
+    cr_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    /* final started it over: nothing hashed since is the empty string's digest */
+    streamed_hex(ctx, NULL, 0, 1, hex);
+    cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+
+    size_t len = 1000000;
+    unsigned char *a = malloc(len);
+    cr_assert_not_null(a);
+    memset(a, 'a', len);
+    streamed_hex(ctx, a, len, 4096 + 3, hex);
+    cr_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    crypto_sha256_hex(a, len, hex);
+    cr_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    free(a);
+    crypto_sha256_free(ctx);
+    crypto_sha256_free(NULL);
+}
+
+/* Every length up to three blocks, cut into every piece size up to two blocks: the same digest
+ * as the one-shot hash of the whole. */
+static void sha256_streamed_in_pieces_equals_one_shot(void)
+{
+    unsigned char data[3 * 64 + 1];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (unsigned char)(i * 131 + 7);
+    struct crypto_sha256_ctx *ctx = crypto_sha256_new();
+    cr_assert_not_null(ctx);
+    for (size_t len = 0; len <= sizeof(data); len++) {
+        char whole[CRYPTO_SHA256_HEX], pieces[CRYPTO_SHA256_HEX];
+        crypto_sha256_hex(data, len, whole);
+        for (size_t piece = 1; piece <= 2 * 64 + 1; piece++) {
+            streamed_hex(ctx, data, len, piece, pieces);
+            cr_assert_str_eq(pieces, whole, "len %zu in pieces of %zu", len, piece);
+        }
+    }
+    crypto_sha256_free(ctx);
 }
 
 static void hmac_sha256_rfc4231(void)
@@ -66,13 +115,13 @@ static void hmac_sha256_rfc4231(void)
     char hex[CRYPTO_SHA256_HEX];
     const char *data = "what do ya want for nothing?";
     crypto_hmac_sha256("Jefe", 4, data, strlen(data), mac);
-    hexify(mac, sizeof(mac), hex);
+    hex_encode(mac, sizeof(mac), hex);
     cr_assert_str_eq(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 
     unsigned char key[20];
     memset(key, 0x0b, sizeof(key));
     crypto_hmac_sha256(key, sizeof(key), "Hi There", 8, mac);
-    hexify(mac, sizeof(mac), hex);
+    hex_encode(mac, sizeof(mac), hex);
     cr_assert_str_eq(hex, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
 }
 
@@ -263,6 +312,8 @@ static void base64_round_trip_via_url_alphabet(void)
 Test(crypto, hashes)
 {
     sha256_vectors();
+    sha256_streamed_matches_vectors();
+    sha256_streamed_in_pieces_equals_one_shot();
     hmac_sha256_rfc4231();
 }
 

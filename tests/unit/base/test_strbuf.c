@@ -438,6 +438,45 @@ static void utf8_valid_accepts_utf8_only(void)
         cr_assert_not(str_utf8_valid(bad[i]), "accepted bad[%zu]", i);
 }
 
+/* An exact-size copy (no NUL after it), so that a read past len is an error under ASan. */
+static char *exact(const char *s, size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    cr_assert_not_null(copy);
+    memcpy(copy, s, len);
+    return copy;
+}
+
+static void utf8_validn_reads_len_bytes_only(void)
+{
+    char *euro = exact("\xe2\x82\xac", 3);
+    cr_assert(str_utf8_validn(euro, 3));
+    cr_assert_not(str_utf8_validn(euro, 2), "a sequence cut by len");
+    cr_assert_not(str_utf8_validn(euro, 1));
+    cr_assert(str_utf8_validn(euro, 0));
+    free(euro);
+    char *nul = exact("a\0b", 3);
+    cr_assert_not(str_utf8_validn(nul, 3), "a NUL inside");
+    cr_assert(str_utf8_validn(nul, 1));
+    free(nul);
+    /* the JSON writer too stops at len, mid-sequence */
+    char *cut = exact("x\xf0\x9f\x98", 4);
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_add_json_strn(&sb, cut, 4);
+    cr_assert_str_eq(sb.buf, "\"x\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
+    strbuf_release(&sb);
+    free(cut);
+    /* the same verdict as the NUL-terminated form on every pair of non-NUL bytes */
+    char in[3] = {0};
+    for (int a = 1; a < 256; a++) {
+        for (int b = 1; b < 256; b++) {
+            in[0] = (char)a;
+            in[1] = (char)b;
+            cr_assert_eq(str_utf8_validn(in, 2), str_utf8_valid(in), "0x%02x 0x%02x", a, b);
+        }
+    }
+}
+
 static void lossy_replaces_each_bad_byte_and_result_is_valid(void)
 {
     struct strbuf sb = STRBUF_INIT;
@@ -465,5 +504,6 @@ static void lossy_replaces_each_bad_byte_and_result_is_valid(void)
 Test(strbuf, utf8_valid_and_lossy)
 {
     utf8_valid_accepts_utf8_only();
+    utf8_validn_reads_len_bytes_only();
     lossy_replaces_each_bad_byte_and_result_is_valid();
 }

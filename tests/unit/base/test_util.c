@@ -425,12 +425,23 @@ Test(util, parse_i64)
     parse_i64_whitespace_is_garbage();
 }
 
+static void hex_encode_cases(void)
+{
+    char out[2 * 5 + 1];
+    memset(out, 'x', sizeof(out));
+    hex_encode("", 0, out);
+    cr_assert_str_eq(out, "");
+    hex_encode("\x00\x0f\xa5\xff\x10", 5, out);
+    cr_assert_str_eq(out, "000fa5ff10"); /* lowercase, two digits a byte, NUL-terminated */
+}
+
 Test(util, time_and_strings)
 {
     rfc3339();
     clocks();
     str_has_prefix_cases();
     str_ieq_cases();
+    hex_encode_cases();
 }
 
 Test(util, write_atomic)

@@ -18,24 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char tmp[PATH_MAX];
-static char db_file[PATH_MAX];
-
-static void setup(void)
-{
-    temp_dir(tmp, "audit");
-    int n = snprintf(db_file, sizeof(db_file), "%s/slipway.db", tmp);
-    cr_assert(n > 0 && (size_t)n < sizeof(db_file));
-    cr_assert_eq(store_init(tmp), 0);
-}
-
-static void teardown(void)
-{
-    store_thread_release();
-    fs_remove_tree(tmp);
-}
-
-TestSuite(audit, .init = setup, .fini = teardown, .timeout = 10);
+TestSuite(audit, .init = test_store_setup, .fini = test_store_teardown, .timeout = 10);
 
 #define FFFD "\xef\xbf\xbd"
 
@@ -61,7 +44,7 @@ static int collect(const struct store_audit *a, void *arg)
 static sqlite3 *raw_open(void)
 {
     sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open_v2(db_file, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_open_v2(test_store.db_file, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     return db;
 }

@@ -15,21 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char tmp[PATH_MAX];
-
-static void setup(void)
-{
-    temp_dir(tmp, "jobs");
-    cr_assert_eq(store_init(tmp), 0);
-}
-
-static void teardown(void)
-{
-    store_thread_release();
-    fs_remove_tree(tmp);
-}
-
-TestSuite(jobs, .init = setup, .fini = teardown, .timeout = 10);
+TestSuite(jobs, .init = test_store_setup, .fini = test_store_teardown, .timeout = 10);
 
 static struct store_job job(int64_t app, enum store_job_status status, const char *reason)
 {
@@ -46,13 +32,7 @@ static struct store_job job(int64_t app, enum store_job_status status, const cha
 
 Test(jobs, insert_get_and_refusals)
 {
-    struct store_app a;
-    memset(&a, 0, sizeof(a));
-    snprintf(a.app_id, sizeof(a.app_id), "jobs-app");
-    snprintf(a.name, sizeof(a.name), "Jobs");
-    cr_assert_eq(crypto_uuid(a.project_id), 0);
-    snprintf(a.default_branch, sizeof(a.default_branch), "main");
-    cr_assert_eq(store_app_insert(&a), 0);
+    struct store_app a = test_store_app("jobs-app");
 
     struct store_job done = job(a.id, JOB_COMPLETED, "");
     struct store_job failed = job(a.id, JOB_FAILED, "package entry '../x' leaves the package");

@@ -17,21 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char tmp[PATH_MAX];
-
-static void setup(void)
-{
-    temp_dir(tmp, "pkgs");
-    cr_assert_eq(store_init(tmp), 0);
-}
-
-static void teardown(void)
-{
-    store_thread_release();
-    fs_remove_tree(tmp);
-}
-
-TestSuite(packages, .init = setup, .fini = teardown, .timeout = 10);
+TestSuite(packages, .init = test_store_setup, .fini = test_store_teardown, .timeout = 10);
 
 static struct store_package pkg(int64_t app, enum store_pkg_status status)
 {
@@ -67,17 +53,7 @@ static struct listed prunable(int64_t app, unsigned keep)
 
 Test(packages, retention_candidates_and_guarded_delete)
 {
-    struct store_app a, other;
-    memset(&a, 0, sizeof(a));
-    snprintf(a.app_id, sizeof(a.app_id), "keep-app");
-    snprintf(a.name, sizeof(a.name), "Keep");
-    cr_assert_eq(crypto_uuid(a.project_id), 0);
-    snprintf(a.default_branch, sizeof(a.default_branch), "main");
-    cr_assert_eq(store_app_insert(&a), 0);
-    other = a;
-    snprintf(other.app_id, sizeof(other.app_id), "other-app");
-    cr_assert_eq(crypto_uuid(other.project_id), 0);
-    cr_assert_eq(store_app_insert(&other), 0);
+    struct store_app a = test_store_app("keep-app"), other = test_store_app("other-app");
 
     /* oldest first: s0 f1 s2 (held) B3 s4 Q5 s6; another app's packages never show */
     struct store_package s0 = pkg(a.id, PKG_SUCCEEDED), f1 = pkg(a.id, PKG_FAILED);

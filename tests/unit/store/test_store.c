@@ -22,41 +22,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char tmp[PATH_MAX];     /* the test's temp dir */
-static char dir[PATH_MAX];     /* the current check's data dir inside it */
-static char db_file[PATH_MAX]; /* dir/slipway.db */
-
-/* Gives the next check a new, empty data dir and store (and this thread a new connection). */
-static void fresh_store(void)
-{
-    store_thread_release();
-    int n = snprintf(dir, sizeof(dir), "%s/data-XXXXXX", tmp);
-    cr_assert(n > 0 && (size_t)n < sizeof(dir));
-    cr_assert_not_null(mkdtemp(dir));
-    n = snprintf(db_file, sizeof(db_file), "%s/slipway.db", dir);
-    cr_assert(n > 0 && (size_t)n < sizeof(db_file));
-    cr_assert_eq(store_init(dir), 0);
-}
-
-static void setup(void)
-{
-    temp_dir(tmp, "store");
-    fresh_store();
-}
-
-static void teardown(void)
-{
-    store_thread_release();
-    fs_remove_tree(tmp);
-}
-
-TestSuite(store, .init = setup, .fini = teardown, .timeout = 10);
+TestSuite(store, .init = test_store_setup, .fini = test_store_teardown, .timeout = 10);
 
 /* A second, raw connection to the same database, as another process (or an attacker) has. */
 static sqlite3 *raw_open(void)
 {
     sqlite3 *db = NULL;
-    cr_assert_eq(sqlite3_open_v2(db_file, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_open_v2(test_store.db_file, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     return db;
 }
@@ -79,29 +51,6 @@ static int64_t raw_int(sqlite3 *db, const char *sql)
     return v;
 }
 
-static int64_t user(const char *email, bool admin)
-{
-    int64_t id = 0;
-    cr_assert_eq(store_user_insert(email, "Some Name", admin, &id), 0);
-    cr_assert_gt(id, 0);
-    return id;
-}
-
-static struct store_app app(const char *app_id)
-{
-    struct store_app a;
-    memset(&a, 0, sizeof(a));
-    snprintf(a.app_id, sizeof(a.app_id), "%s", app_id);
-    snprintf(a.name, sizeof(a.name), "App %s", app_id);
-    cr_assert_eq(crypto_uuid(a.project_id), 0);
-    snprintf(a.url, sizeof(a.url), "http://127.0.0.1/git/%s.git", app_id);
-    snprintf(a.default_branch, sizeof(a.default_branch), "main");
-    int r = store_app_insert(&a);
-    cr_assert_eq(r, 0, "store_app_insert(%s) = %d", app_id, r);
-    cr_assert_gt(a.id, 0);
-    return a;
-}
-
 static struct store_env env(int64_t app_row, const char *mode)
 {
     struct store_env e;
@@ -121,9 +70,9 @@ static unsigned rights(int64_t env_row, int64_t user_row)
 
 static void init_creates_db_with_schema_version(void)
 {
-    fresh_store();
+    test_store_fresh();
     struct stat st;
-    cr_assert_eq(stat(db_file, &st), 0);
+    cr_assert_eq(stat(test_store.db_file, &st), 0);
     int v = store_schema_version();
     cr_assert_gt(v, 0);
     sqlite3 *db = raw_open();
@@ -138,14 +87,14 @@ static void init_creates_db_with_schema_version(void)
 
 static void init_twice_is_idempotent_and_keeps_data(void)
 {
-    fresh_store();
+    test_store_fresh();
     int v = store_schema_version();
-    int64_t id = user("keep@example.com", false);
-    cr_assert_eq(store_init(dir), 0);
+    int64_t id = test_store_user("keep@example.com", false);
+    cr_assert_eq(store_init(test_store.dir), 0);
     cr_assert_eq(store_schema_version(), v);
     /* and with a fresh connection, as a restarted server has */
     store_thread_release();
-    cr_assert_eq(store_init(dir), 0);
+    cr_assert_eq(store_init(test_store.dir), 0);
     cr_assert_eq(store_schema_version(), v);
     struct store_user u;
     cr_assert_eq(store_user_by_email("keep@example.com", &u), 0);
@@ -154,13 +103,13 @@ static void init_twice_is_idempotent_and_keeps_data(void)
 
 static void init_refuses_a_newer_schema(void)
 {
-    fresh_store();
+    test_store_fresh();
     cr_redirect_stderr(); /* the store logs why it refuses */
     store_thread_release();
     sqlite3 *db = raw_open();
     raw_exec(db, "PRAGMA user_version = 999");
     sqlite3_close(db);
-    cr_assert_eq(store_init(dir), -EIO);
+    cr_assert_eq(store_init(test_store.dir), -EIO);
     db = raw_open();
     cr_assert_eq(raw_int(db, "PRAGMA user_version"), 999); /* left as it was */
     sqlite3_close(db);
@@ -168,11 +117,11 @@ static void init_refuses_a_newer_schema(void)
 
 static void init_on_missing_dir_fails(void)
 {
-    fresh_store();
+    test_store_fresh();
     cr_redirect_stderr(); /* the store logs why it refuses */
     store_thread_release();
     char missing[PATH_MAX + 16];
-    snprintf(missing, sizeof(missing), "%s/no/such/dir", dir);
+    snprintf(missing, sizeof(missing), "%s/no/such/dir", test_store.dir);
     cr_assert_eq(store_init(missing), -EIO);
 }
 
@@ -180,7 +129,7 @@ static void init_on_missing_dir_fails(void)
 
 static void user_insert_and_read(void)
 {
-    fresh_store();
+    test_store_fresh();
     int64_t before = time_now_ms();
     int64_t id = 0;
     cr_assert_eq(store_user_insert("Ann@Example.com", "Ann Lee", true, &id), 0);
@@ -200,15 +149,15 @@ static void user_insert_and_read(void)
 
 static void user_email_unique_in_any_case(void)
 {
-    fresh_store();
-    user("dup@example.com", false);
+    test_store_fresh();
+    test_store_user("dup@example.com", false);
     cr_assert_eq(store_user_insert("dup@example.com", "Again", false, NULL), -EEXIST);
     cr_assert_eq(store_user_insert("DUP@example.com", "Again", false, NULL), -EEXIST);
 }
 
 static void user_missing(void)
 {
-    fresh_store();
+    test_store_fresh();
     struct store_user u;
     cr_assert_eq(store_user_by_email("nobody@example.com", &u), -ENOENT);
     cr_assert_eq(store_user_by_id(12345, &u), -ENOENT);
@@ -229,10 +178,10 @@ static int collect_user(const struct store_user *u, void *arg)
 
 static void user_each_ordered_and_stoppable(void)
 {
-    fresh_store();
-    user("c@example.com", false);
-    user("a@example.com", false);
-    user("b@example.com", false);
+    test_store_fresh();
+    test_store_user("c@example.com", false);
+    test_store_user("a@example.com", false);
+    test_store_user("b@example.com", false);
     struct collect c = {0};
     cr_assert_eq(store_user_each(collect_user, &c), 0);
     cr_assert_eq(c.n, 3);
@@ -261,8 +210,8 @@ static int collect_env(const struct store_env *e, void *arg)
 
 static void app_insert_and_lookups(void)
 {
-    fresh_store();
-    struct store_app a = app("calc");
+    test_store_fresh();
+    struct store_app a = test_store_app("calc");
     struct store_app b;
     cr_assert_eq(store_app_by_appid("calc", &b), 0);
     cr_assert_eq(b.id, a.id);
@@ -280,8 +229,8 @@ static void app_insert_and_lookups(void)
 
 static void app_has_three_environments(void)
 {
-    fresh_store();
-    struct store_app a = app("calc");
+    test_store_fresh();
+    struct store_app a = test_store_app("calc");
     struct envs c = {0};
     cr_assert_eq(store_env_each(a.id, collect_env, &c), 0);
     cr_assert_eq(c.n, 3);
@@ -300,8 +249,8 @@ static void app_has_three_environments(void)
 
 static void env_by_mode_any_case(void)
 {
-    fresh_store();
-    struct store_app a = app("calc");
+    test_store_fresh();
+    struct store_app a = test_store_app("calc");
     struct store_env e = env(a.id, "production");
     cr_assert_str_eq(e.mode, "Production");
     cr_assert(e.production);
@@ -309,15 +258,15 @@ static void env_by_mode_any_case(void)
     cr_assert_str_eq(e.mode, "Test");
     cr_assert_not(e.production);
     cr_assert_eq(store_env_by_mode(a.id, "Staging", &e), -ENOENT);
-    struct store_app b = app("other");
+    struct store_app b = test_store_app("other");
     struct store_env eb = env(b.id, "Test");
     cr_assert_neq(eb.id, env(a.id, "Test").id);
 }
 
 static void app_duplicate_rolls_back(void)
 {
-    fresh_store();
-    app("calc");
+    test_store_fresh();
+    test_store_app("calc");
     struct store_app d;
     memset(&d, 0, sizeof(d));
     snprintf(d.app_id, sizeof(d.app_id), "calc");
@@ -329,13 +278,13 @@ static void app_duplicate_rolls_back(void)
     cr_assert_eq(raw_int(db, "SELECT count(*) FROM environments"), 3);
     sqlite3_close(db);
     /* the connection is usable afterwards, outside any transaction */
-    app("calc2");
+    test_store_app("calc2");
 }
 
 static void app_project_id_unique(void)
 {
-    fresh_store();
-    struct store_app a = app("calc");
+    test_store_fresh();
+    struct store_app a = test_store_app("calc");
     struct store_app d;
     memset(&d, 0, sizeof(d));
     snprintf(d.app_id, sizeof(d.app_id), "other");
@@ -352,11 +301,11 @@ static int collect_app(const struct store_app *a, void *arg)
 
 static void app_each_all_or_member(void)
 {
-    fresh_store();
-    struct store_app z = app("zeta");
-    app("alpha");
-    struct store_app m = app("mid");
-    int64_t u = user("u@example.com", false);
+    test_store_fresh();
+    struct store_app z = test_store_app("zeta");
+    test_store_app("alpha");
+    struct store_app m = test_store_app("mid");
+    int64_t u = test_store_user("u@example.com", false);
     struct collect all = {0};
     cr_assert_eq(store_app_each(0, collect_app, &all), 0);
     cr_assert_eq(all.n, 3);
@@ -379,9 +328,9 @@ static void app_each_all_or_member(void)
 
 static void member_default_rights_api_on_non_production(void)
 {
-    fresh_store();
-    struct store_app a = app("calc");
-    int64_t u = user("dev@example.com", false);
+    test_store_fresh();
+    struct store_app a = test_store_app("calc");
+    int64_t u = test_store_user("dev@example.com", false);
     cr_assert_eq(store_member_set(a.id, u, STORE_ROLE_DEVELOPER), 0);
     enum store_role role;
     cr_assert_eq(store_member_role(a.id, u, &role), 0);
@@ -396,9 +345,9 @@ static void member_default_rights_api_on_non_production(void)
 
 static void non_member_has_nothing(void)
 {
-    fresh_store();
-    struct store_app a = app("calc");
-    int64_t u = user("out@example.com", false);
+    test_store_fresh();
+    struct store_app a = test_store_app("calc");
+    int64_t u = test_store_user("out@example.com", false);
     enum store_role role = STORE_ROLE_ADMIN;
     cr_assert_eq(store_member_role(a.id, u, &role), 0);
     cr_assert_eq(role, STORE_ROLE_NONE);
@@ -410,9 +359,9 @@ static void non_member_has_nothing(void)
 
 static void role_change_keeps_rights(void)
 {
-    fresh_store();
-    struct store_app a = app("calc");
-    int64_t u = user("dev@example.com", false);
+    test_store_fresh();
+    struct store_app a = test_store_app("calc");
+    int64_t u = test_store_user("dev@example.com", false);
     struct store_env prod = env(a.id, "Production");
     cr_assert_eq(store_member_set(a.id, u, STORE_ROLE_VIEWER), 0);
     cr_assert_eq(store_rights_update(a.id, prod.id, u, RIGHT_TRANSPORT, 0), 0);
@@ -426,9 +375,9 @@ static void role_change_keeps_rights(void)
 
 static void member_set_rejects_bad_input(void)
 {
-    fresh_store();
-    struct store_app a = app("calc");
-    int64_t u = user("dev@example.com", false);
+    test_store_fresh();
+    struct store_app a = test_store_app("calc");
+    int64_t u = test_store_user("dev@example.com", false);
     cr_assert_neq(store_member_set(a.id, u, STORE_ROLE_NONE), 0);
     cr_assert_neq(store_member_set(a.id, 9999, STORE_ROLE_VIEWER), 0); /* no such user */
     cr_assert_neq(store_member_set(9999, u, STORE_ROLE_VIEWER), 0);    /* no such app */
@@ -450,10 +399,11 @@ static int collect_member(const struct store_member *m, void *arg)
 
 static void member_each_by_email(void)
 {
-    fresh_store();
-    struct store_app a = app("calc");
-    int64_t z = user("zed@example.com", false), b = user("bea@example.com", false);
-    user("not-a-member@example.com", false);
+    test_store_fresh();
+    struct store_app a = test_store_app("calc");
+    int64_t z = test_store_user("zed@example.com", false),
+            b = test_store_user("bea@example.com", false);
+    test_store_user("not-a-member@example.com", false);
     cr_assert_eq(store_member_set(a.id, z, STORE_ROLE_ADMIN), 0);
     cr_assert_eq(store_member_set(a.id, b, STORE_ROLE_VIEWER), 0);
     struct collect c = {0};
@@ -468,9 +418,9 @@ static void member_each_by_email(void)
 
 static void rights_update_set_and_clear(void)
 {
-    fresh_store();
-    struct store_app a = app("calc");
-    int64_t u = user("dev@example.com", false);
+    test_store_fresh();
+    struct store_app a = test_store_app("calc");
+    int64_t u = test_store_user("dev@example.com", false);
     cr_assert_eq(store_member_set(a.id, u, STORE_ROLE_DEVELOPER), 0);
     struct store_env test = env(a.id, "Test"), prod = env(a.id, "Production");
 
@@ -496,9 +446,9 @@ static void rights_update_set_and_clear(void)
 
 static void rights_update_needs_membership(void)
 {
-    fresh_store();
-    struct store_app a = app("calc");
-    int64_t u = user("out@example.com", false);
+    test_store_fresh();
+    struct store_app a = test_store_app("calc");
+    int64_t u = test_store_user("out@example.com", false);
     struct store_env test = env(a.id, "Test");
     cr_assert_eq(store_rights_update(a.id, test.id, u, RIGHT_API, 0), -ENOENT);
     cr_assert_eq(rights(test.id, u), 0);
@@ -509,8 +459,8 @@ static void rights_update_needs_membership(void)
  * admin_rights_change passes a matching pair today. Enable when the function checks env.app. */
 Test(store, rights_update_rejects_env_of_another_app)
 {
-    struct store_app a = app("calc"), b = app("other");
-    int64_t u = user("dev@example.com", false);
+    struct store_app a = test_store_app("calc"), b = test_store_app("other");
+    int64_t u = test_store_user("dev@example.com", false);
     cr_assert_eq(store_member_set(a.id, u, STORE_ROLE_DEVELOPER), 0);
     struct store_env foreign = env(b.id, "Production");
     int r = store_rights_update(a.id, foreign.id, u, RIGHT_ALL, 0);
@@ -522,14 +472,14 @@ Test(store, rights_update_rejects_env_of_another_app)
 
 static void rollback_and_commit(void)
 {
-    fresh_store();
+    test_store_fresh();
     cr_assert_eq(store_begin(), 0);
-    user("gone@example.com", false);
+    test_store_user("gone@example.com", false);
     store_rollback();
     struct store_user u;
     cr_assert_eq(store_user_by_email("gone@example.com", &u), -ENOENT);
     cr_assert_eq(store_begin(), 0);
-    user("kept@example.com", false);
+    test_store_user("kept@example.com", false);
     cr_assert_eq(store_commit(), 0);
     cr_assert_eq(store_user_by_email("kept@example.com", &u), 0);
     store_rollback(); /* outside a transaction: harmless */
@@ -567,7 +517,7 @@ static void append3(void)
 
 static void audit_empty_verifies(void)
 {
-    fresh_store();
+    test_store_fresh();
     int64_t bad = -5;
     cr_assert_eq(store_audit_verify(&bad), 0);
     cr_assert_eq(bad, -5);
@@ -576,7 +526,7 @@ static void audit_empty_verifies(void)
 
 static void audit_append_read_verify(void)
 {
-    fresh_store();
+    test_store_fresh();
     int64_t before = time_now_ms();
     append3();
     struct audit_rows c = {0};
@@ -603,7 +553,7 @@ static void audit_append_read_verify(void)
 
 static void audit_paging(void)
 {
-    fresh_store();
+    test_store_fresh();
     append3();
     struct audit_rows all = {0};
     cr_assert_eq(store_audit_each(0, 100, collect_audit, &all), 0);
@@ -621,7 +571,7 @@ static void audit_paging(void)
 
 static void audit_is_append_only(void)
 {
-    fresh_store();
+    test_store_fresh();
     append3();
     sqlite3 *db = raw_open();
     cr_assert_neq(sqlite3_exec(db, "UPDATE audit SET detail = 'x' WHERE id = 2", NULL, NULL, NULL),
@@ -650,25 +600,25 @@ static void assert_tamper_detected(const char *sql, int64_t want_bad)
 
 static void audit_tamper_detail(void)
 {
-    fresh_store();
+    test_store_fresh();
     assert_tamper_detected("UPDATE audit SET detail = 'rights=api,transport' WHERE id = 2", 2);
 }
 
 static void audit_tamper_first_entry_actor(void)
 {
-    fresh_store();
+    test_store_fresh();
     assert_tamper_detected("UPDATE audit SET actor = 'someone' WHERE id = 1", 1);
 }
 
 static void audit_tamper_time(void)
 {
-    fresh_store();
+    test_store_fresh();
     assert_tamper_detected("UPDATE audit SET at_ms = at_ms + 1 WHERE id = 3", 3);
 }
 
 static void audit_tamper_hash(void)
 {
-    fresh_store();
+    test_store_fresh();
     assert_tamper_detected("UPDATE audit SET hash = (SELECT hash FROM audit WHERE id = 1) "
                            "WHERE id = 2",
                            2);
@@ -676,13 +626,13 @@ static void audit_tamper_hash(void)
 
 static void audit_tamper_delete_middle(void)
 {
-    fresh_store();
+    test_store_fresh();
     assert_tamper_detected("DELETE FROM audit WHERE id = 2", 3);
 }
 
 static void audit_tamper_prev_hash(void)
 {
-    fresh_store();
+    test_store_fresh();
     assert_tamper_detected("UPDATE audit SET prev_hash = '' WHERE id = 3", 3);
 }
 
