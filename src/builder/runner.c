@@ -27,6 +27,7 @@
 #include "base/proc.h"
 #include "base/sandbox.h"
 #include "base/strbuf.h"
+#include "base/strv.h"
 #include "base/util.h"
 #include "builder/package.h"
 #include "builder/pipeline.h"
@@ -35,7 +36,6 @@
 #include "vcs/vcs.h"
 #include "base/banned.h"
 
-#define PIPELINE_FILE "slipway.yml"
 #define MAX_EXECUTORS 64
 #define STOPPED       "the server stopped during the build"
 
@@ -350,25 +350,6 @@ static void step_kill(struct build *b)
 
 /* ---- steps --------------------------------------------------------------------------------- */
 
-static int add_env(char ***env, size_t *n, const char *name, const char *value)
-{
-    char **grown = realloc(*env, (*n + 2) * sizeof(char *));
-    if (!grown)
-        return -ENOMEM;
-    *env = grown;
-    if (asprintf(&grown[*n], "%s=%s", name, value) < 0)
-        return -ENOMEM;
-    grown[++*n] = NULL;
-    return 0;
-}
-
-static void strv_free(char **v)
-{
-    for (size_t i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
-}
-
 /* The step's environment: an allowlist, never the server's own. */
 static char **step_env(const struct build *b, const char *home)
 {
@@ -376,15 +357,15 @@ static char **step_env(const struct build *b, const char *home)
     size_t n = 0;
     char number[32];
     snprintf(number, sizeof(number), "%lld", (long long)b->pkg.revision_number);
-    int r = add_env(&env, &n, "PATH", "/usr/local/bin:/usr/bin:/bin") ||
-            add_env(&env, &n, "HOME", home) || add_env(&env, &n, "LANG", "C.UTF-8") ||
-            add_env(&env, &n, "SLIPWAY_APP", b->pkg.app_id) ||
-            add_env(&env, &n, "SLIPWAY_BRANCH", b->pkg.branch) ||
-            add_env(&env, &n, "SLIPWAY_REVISION", b->pkg.revision) ||
-            add_env(&env, &n, "SLIPWAY_REVISION_NUMBER", number) ||
-            add_env(&env, &n, "SLIPWAY_VERSION", b->pkg.version);
+    int r = strv_add_env(&env, &n, "PATH", "/usr/local/bin:/usr/bin:/bin") ||
+            strv_add_env(&env, &n, "HOME", home) || strv_add_env(&env, &n, "LANG", "C.UTF-8") ||
+            strv_add_env(&env, &n, "SLIPWAY_APP", b->pkg.app_id) ||
+            strv_add_env(&env, &n, "SLIPWAY_BRANCH", b->pkg.branch) ||
+            strv_add_env(&env, &n, "SLIPWAY_REVISION", b->pkg.revision) ||
+            strv_add_env(&env, &n, "SLIPWAY_REVISION_NUMBER", number) ||
+            strv_add_env(&env, &n, "SLIPWAY_VERSION", b->pkg.version);
     for (size_t i = 0; !r && i < b->pl.nr_build_env; i++)
-        r = add_env(&env, &n, b->pl.build_env[i].name, b->pl.build_env[i].value);
+        r = strv_add_env(&env, &n, b->pl.build_env[i].name, b->pl.build_env[i].value);
     if (r) {
         strv_free(env);
         return NULL;
