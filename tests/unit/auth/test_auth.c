@@ -192,7 +192,9 @@ static int64_t alice, bob;
 static void store_setup(void)
 {
     temp_dir(tmp, "auth");
-    cr_assert_eq(store_init(tmp), 0);
+    char *db = str("%s/slipway.db", tmp);
+    cr_assert_eq(store_init(db), 0);
+    free(db);
     cr_assert_eq(store_user_insert("alice@example.com", "Alice", false, &alice), 0);
     cr_assert_eq(store_user_insert("bob@example.com", "Bob", false, &bob), 0);
 }

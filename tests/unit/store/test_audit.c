@@ -26,7 +26,7 @@ static void setup(void)
     temp_dir(tmp, "audit");
     int n = snprintf(db_file, sizeof(db_file), "%s/slipway.db", tmp);
     cr_assert(n > 0 && (size_t)n < sizeof(db_file));
-    cr_assert_eq(store_init(tmp), 0);
+    cr_assert_eq(store_init(db_file), 0);
 }
 
 static void teardown(void)

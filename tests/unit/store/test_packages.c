@@ -22,7 +22,9 @@ static char tmp[PATH_MAX];
 static void setup(void)
 {
     temp_dir(tmp, "pkgs");
-    cr_assert_eq(store_init(tmp), 0);
+    char *db = str("%s/slipway.db", tmp);
+    cr_assert_eq(store_init(db), 0);
+    free(db);
 }
 
 static void teardown(void)

@@ -35,7 +35,7 @@ static void fresh_store(void)
     cr_assert_not_null(mkdtemp(dir));
     n = snprintf(db_file, sizeof(db_file), "%s/slipway.db", dir);
     cr_assert(n > 0 && (size_t)n < sizeof(db_file));
-    cr_assert_eq(store_init(dir), 0);
+    cr_assert_eq(store_init(db_file), 0);
 }
 
 static void setup(void)
@@ -141,11 +141,11 @@ static void init_twice_is_idempotent_and_keeps_data(void)
     fresh_store();
     int v = store_schema_version();
     int64_t id = user("keep@example.com", false);
-    cr_assert_eq(store_init(dir), 0);
+    cr_assert_eq(store_init(db_file), 0);
     cr_assert_eq(store_schema_version(), v);
     /* and with a fresh connection, as a restarted server has */
     store_thread_release();
-    cr_assert_eq(store_init(dir), 0);
+    cr_assert_eq(store_init(db_file), 0);
     cr_assert_eq(store_schema_version(), v);
     struct store_user u;
     cr_assert_eq(store_user_by_email("keep@example.com", &u), 0);
@@ -160,7 +160,7 @@ static void init_refuses_a_newer_schema(void)
     sqlite3 *db = raw_open();
     raw_exec(db, "PRAGMA user_version = 999");
     sqlite3_close(db);
-    cr_assert_eq(store_init(dir), -EIO);
+    cr_assert_eq(store_init(db_file), -EIO);
     db = raw_open();
     cr_assert_eq(raw_int(db, "PRAGMA user_version"), 999); /* left as it was */
     sqlite3_close(db);
@@ -171,8 +171,8 @@ static void init_on_missing_dir_fails(void)
     fresh_store();
     cr_redirect_stderr(); /* the store logs why it refuses */
     store_thread_release();
-    char missing[PATH_MAX + 16];
-    snprintf(missing, sizeof(missing), "%s/no/such/dir", dir);
+    char missing[PATH_MAX + 32];
+    snprintf(missing, sizeof(missing), "%s/no/such/dir/slipway.db", dir);
     cr_assert_eq(store_init(missing), -EIO);
 }
 
