@@ -29,7 +29,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     snprintf(data_dir, sizeof(data_dir), "/tmp/slipway-fuzz-XXXXXX");
-    if (!mkdtemp(data_dir) || store_init(data_dir))
+    char db[sizeof(data_dir) + 16];
+    if (!mkdtemp(data_dir))
+        abort();
+    snprintf(db, sizeof(db), "%s/slipway.db", data_dir);
+    if (store_init(db))
         abort();
     atexit(cleanup);
     int64_t id;

@@ -16,6 +16,7 @@
 #include "api/api.h"
 #include "auth/auth.h"
 #include "base/crypto.h"
+#include "base/layout.h"
 #include "base/log.h"
 #include "base/strbuf.h"
 #include "base/url.h"
@@ -151,7 +152,7 @@ static void check_query(const char *s)
 
 /* ---- the server ------------------------------------------------------------------------ */
 
-static char data_dir[64], spool_dir[128];
+static char data_dir[64];
 static struct http_server *server;
 static unsigned port;
 static char *api_key, *token, *basic;
@@ -172,8 +173,6 @@ static void cleanup(void)
 static void start_server(void)
 {
     static const char admin_email[] = "admin@localhost";
-    char path[128];
-    unsigned char secret[32];
     struct admin_actor a = {"fuzz", "local"};
     struct admin_error err;
     struct store_user u;
@@ -184,18 +183,9 @@ static void start_server(void)
     if (!mkdtemp(data_dir) || crypto_init())
         abort();
     atexit(cleanup);
-    snprintf(path, sizeof(path), "%s/repos", data_dir);
-    if (fs_mkdirs(path, 0700))
+    if (layout_init(data_dir) || layout_prepare(NULL) || layout_secret_load() ||
+        store_init(layout_db_path()))
         abort();
-    snprintf(path, sizeof(path), "%s/tmp", data_dir);
-    if (fs_mkdirs(path, 0700))
-        abort();
-    snprintf(spool_dir, sizeof(spool_dir), "%s", path);
-    snprintf(path, sizeof(path), "%s/secret", data_dir);
-    if (crypto_random(secret, sizeof(secret)) ||
-        fs_write_atomic(path, secret, sizeof(secret), 0600) || store_init(data_dir))
-        abort();
-    admin_set_data_dir(data_dir);
     if (admin_user_add(&a, admin_email, "Admin", true, &u, &err) ||
         admin_apikey_add(&a, admin_email, &api_key, &err) ||
         admin_token_add(&a, admin_email, AUTH_SCOPE_REPO_READ, &token, &err) ||
@@ -211,7 +201,7 @@ static void start_server(void)
     for (char *c = basic; *c; c++)
         *c = *c == '-' ? '+' : *c == '_' ? '/' : *c;
 
-    struct api_config ac = {.data_dir = data_dir, .public_url = "http://127.0.0.1", .threads = 2};
+    struct api_config ac = {.public_url = "http://127.0.0.1", .threads = 2};
     if (api_init(&ac))
         abort();
     size_t nr_routes;
@@ -222,7 +212,7 @@ static void start_server(void)
                              .max_body = 1 << 20,
                              .max_spool = 1 << 20,
                              .max_upload = 1 << 20,
-                             .spool_dir = spool_dir,
+                             .spool_dir = layout_tmp_dir(),
                              .error = api_error_body,
                              .completed = api_request_completed,
                              .routes = routes,

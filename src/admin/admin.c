@@ -9,26 +9,11 @@
 
 #include "auth/auth.h"
 #include "base/crypto.h"
+#include "base/layout.h"
 #include "base/log.h"
 #include "base/strbuf.h"
 #include "vcs/vcs.h"
 #include "base/banned.h"
-
-static char *data_dir;
-
-void admin_set_data_dir(const char *dir)
-{
-    free(data_dir);
-    data_dir = strdup(dir);
-}
-
-char *admin_repo_path(const char *app_id)
-{
-    char *p = NULL;
-    if (asprintf(&p, "%s/repos/%s.git", data_dir ? data_dir : ".", app_id) < 0)
-        return NULL;
-    return p;
-}
 
 bool admin_app_id_valid(const char *id)
 {
@@ -202,7 +187,7 @@ int admin_app_add(const struct admin_actor *a, const char *app_id, const char *n
     snprintf(app.app_id, sizeof(app.app_id), "%s", app_id);
     snprintf(app.name, sizeof(app.name), "%s", name);
     snprintf(app.default_branch, sizeof(app.default_branch), "main");
-    if (crypto_uuid(app.project_id) || !(path = admin_repo_path(app_id))) {
+    if (crypto_uuid(app.project_id) || !(path = layout_repo_path(app_id))) {
         r = internal(err);
         goto out;
     }

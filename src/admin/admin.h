@@ -24,11 +24,6 @@ struct admin_error {
     char message[320];
 };
 
-/* Where repositories live: DIR/repos/<AppId>.git. Call once before admin_app_add. */
-void admin_set_data_dir(const char *data_dir);
-/* Path of an app's repository; caller frees. */
-char *admin_repo_path(const char *app_id);
-
 bool admin_app_id_valid(const char *app_id);
 bool admin_email_valid(const char *email);
 
@@ -42,7 +37,8 @@ int admin_token_add(const struct admin_actor *a, const char *email, const char *
 /* Revokes by id (the first 12 characters of the secret, after "slw_" for tokens) or by secret. */
 int admin_secret_revoke(const struct admin_actor *a, const char *email, bool token, const char *id,
                         struct admin_error *err);
-/* Creates the app, its environments and its bare repository (default branch "main"). */
+/* Creates the app, its environments and its bare repository (default branch "main"), at
+ * layout_repo_path(): layout_init() first. */
 int admin_app_add(const struct admin_actor *a, const char *app_id, const char *name,
                   struct store_app *out, struct admin_error *err);
 int admin_member_add(const struct admin_actor *a, const char *app_id, const char *email,

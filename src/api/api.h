@@ -10,8 +10,8 @@
 
 #include "http/http.h"
 
+/* Paths under the data directory come from base/layout (layout_init() before api_init()). */
 struct api_config {
-    const char *data_dir;
     const char *public_url; /* e.g. "http://127.0.0.1:8080"; NULL: set later, see below */
     unsigned threads;       /* the HTTP worker threads: long-lived streams keep one free */
 };

@@ -147,8 +147,6 @@ void api_upload_job_get(struct http_request *, struct http_response *,
 
 int api_git_init(void);
 void api_git_shutdown(void);
-/* Reads the server secret that signs URLs. 0 (a missing secret is logged: signed URLs fail). */
-int api_sign_init(void);
 /* Kills the git processes of requests in progress (their answers end) and refuses new ones;
  * called with api_stop_streams() before the HTTP server stops. */
 void api_git_stop(void);

@@ -18,7 +18,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +32,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "builder/package.h"
-#include "builder/runner.h"
+#include "builder/packages.h"
 #include "base/banned.h"
 
 #define URL_TTL_S    900
@@ -63,67 +62,12 @@ static json_t *package_json(const struct store_package *p)
 static int find_package(struct http_request *req, struct http_response *res,
                         const struct store_app *app, struct store_package *p)
 {
-    int r = strlen(req->params[1]) == CRYPTO_UUID_LEN - 1 ? store_package_get(req->params[1], p)
-                                                          : -ENOENT;
-    if (!r && p->app != app->id)
-        r = -ENOENT;
-    if (r == -ENOENT)
-        return api_fail(req, res, 404, "PACKAGE_NOT_FOUND", "Package or build job not found");
+    struct packages_error err;
+    int r = packages_find(app, req->params[1], p, &err);
+    if (r == PACKAGES_NOT_FOUND)
+        return api_fail(req, res, 404, "PACKAGE_NOT_FOUND", "%s", err.message);
     if (r)
-        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the package");
-    return 0;
-}
-
-static bool version_valid(const char *v)
-{
-    /* major.minor.patch, each 1-9 digits without a leading zero ("0" itself is fine): "01.0.0"
-     * would make a tag that sorts and reads as another version's */
-    for (int part = 0; part < 3; part++) {
-        size_t n = strspn(v, "0123456789");
-        if (n < 1 || n > 9 || (n > 1 && v[0] == '0'))
-            return false;
-        v += n;
-        if (part < 2 && *v++ != '.')
-            return false;
-    }
-    return *v == '\0';
-}
-
-/* POSTs check the version tag and queue their build one at a time, so that two builds that
- * would put the same tag on different commits cannot both pass the check. */
-static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* A build of commit c puts the tag `tag` (<Version>.<Number>) on it. The tag must not name
- * another commit already, nor be what a queued or running build will put on another commit
- * (tags are unique, as on Mendix's Team Server); on the same commit it is a rebuild, and fine.
- * Call with queue_lock held. 0, or -1 with 409 TAG_EXISTS (or 500) answered. */
-static int tag_check(struct http_request *req, struct http_response *res,
-                     const struct store_app *app, struct vcs_repo *repo, const struct vcs_commit *c,
-                     const char *branch, const char *tag)
-{
-    char named[VCS_OID_HEX];
-    int r = vcs_tag_lookup(repo, tag, named);
-    if (!r && strcmp(named, c->id))
-        return api_fail(req, res, 409, "TAG_EXISTS",
-                        "the tag '%s' exists on %s%s; this build would put it on commit %s "
-                        "(revision %lld of '%.60s'): a tag names one commit, choose another "
-                        "Version",
-                        tag, named[0] ? "commit " : "something that is not a commit", named, c->id,
-                        (long long)c->number, branch);
-    if (r && r != -ENOENT)
-        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the tags");
-    struct store_package holder;
-    r = store_package_find_pending(app->id, tag, c->id, &holder);
-    if (r && r != -ENOENT)
-        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot list packages");
-    if (!r)
-        return api_fail(req, res, 409, "TAG_EXISTS",
-                        "build %s (%s) will put the tag '%s' on commit %s (revision %lld of "
-                        "'%.60s'); this build would put it on commit %s (revision %lld of "
-                        "'%.60s'): a tag names one commit, choose another Version",
-                        holder.package_id, store_pkg_status_name(holder.status), tag,
-                        holder.revision, (long long)holder.revision_number, holder.branch, c->id,
-                        (long long)c->number, branch);
+        return api_fail(req, res, 500, "INTERNAL_ERROR", "%s", err.message);
     return 0;
 }
 
@@ -133,87 +77,70 @@ void api_build_start(struct http_request *req, struct http_response *res,
     const struct store_app app = caller->app;
     const struct auth_principal *who = &caller->who;
     struct vcs_repo *repo;
-    struct vcs_commit c = {0};
+    struct packages_error err;
+    struct store_package p;
     json_t *body = NULL;
-    const char *why;
     if (!(body = api_body_object(req, res)))
         goto out;
     const char *branch = api_str(body, "Branch"), *revision = api_str(body, "Revision");
-    const char *version = api_str(body, "Version"), *desc = api_str(body, "Description");
     json_t *rev_num = json_object_get(body, "Revision");
     char rev_buf[32];
     if (!revision && json_is_integer(rev_num)) { /* some clients send the Number as a number */
         snprintf(rev_buf, sizeof(rev_buf), "%lld", (long long)json_integer_value(rev_num));
         revision = rev_buf;
     }
-    if (!branch || !revision || !version || !*revision || !*version) {
+    struct packages_build b = {.revision = revision,
+                               .version = api_str(body, "Version"),
+                               .description = api_str(body, "Description"),
+                               .creator = who->user.name};
+    if (!branch || !revision || !b.version || !*revision || !*b.version) {
         api_fail(req, res, 400, "INVALID_PARAMETERS", "Please set Branch, Revision and Version");
         goto out;
     }
-    if (!version_valid(version)) {
-        api_fail(req, res, 400, "INVALID_VERSION",
-                 "the Version '%.40s' must be major.minor.patch, like 2.3.5", version);
+    /* the request's own fields first, then what needs the repository */
+    int r = packages_build_check(&b, &err);
+    if (!r) {
+        if (api_repo_open(req, res, &app, &repo))
+            goto out;
+        r = api_branch_name(repo, &app, branch, &b.branch, NULL);
+        if (r == -ENOENT) {
+            api_fail(req, res, 404, "BRANCH_NOT_FOUND", "app '%s' has no branch '%.255s'",
+                     app.app_id, branch);
+            goto out;
+        }
+        if (r) {
+            api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the revision");
+            goto out;
+        }
+        r = packages_queue(&app, repo, &b, &p, &err);
+    }
+    switch (r) {
+    case PACKAGES_OK:
+        break;
+    case PACKAGES_INVALID_VERSION:
+        api_fail(req, res, 400, "INVALID_VERSION", "%s", err.message);
+        goto out;
+    case PACKAGES_INVALID:
+        api_fail(req, res, 400, "INVALID_PARAMETERS", "%s", err.message);
+        goto out;
+    case PACKAGES_REVISION_NOT_FOUND:
+        api_fail(req, res, 404, "REVISION_NOT_FOUND", "%s", err.message);
+        goto out;
+    case PACKAGES_REFUSED:
+        api_fail(req, res, 500, "BUILD_FAILED", "%s", err.message);
+        goto out;
+    case PACKAGES_TAG_EXISTS:
+        api_fail(req, res, 409, "TAG_EXISTS", "%s", err.message);
+        goto out;
+    default:
+        api_fail(req, res, 500, "INTERNAL_ERROR", "%s", err.message);
         goto out;
     }
-    if (desc && strlen(desc) > STORE_DESC_MAX) {
-        api_fail(req, res, 400, "INVALID_PARAMETERS", "the Description is longer than %d bytes",
-                 STORE_DESC_MAX);
-        goto out;
-    }
-    if (api_repo_open(req, res, &app, &repo))
-        goto out;
-    const char *git_name;
-    int r = api_branch_name(repo, &app, branch, &git_name, NULL);
-    if (r == -ENOENT) {
-        api_fail(req, res, 404, "BRANCH_NOT_FOUND", "app '%s' has no branch '%.255s'", app.app_id,
-                 branch);
-        goto out;
-    }
-    r = r ? r : vcs_revision_find(repo, git_name, revision, &c);
-    if (r == -ENOENT) {
-        api_fail(req, res, 404, "REVISION_NOT_FOUND",
-                 "branch '%.255s' has no revision '%.64s' (a revision Number or a commit hash "
-                 "on the branch)",
-                 git_name, revision);
-        goto out;
-    }
-    if (r) {
-        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the revision");
-        goto out;
-    }
-    if (!runner_can_build(&why)) {
-        api_fail(req, res, 500, "BUILD_FAILED", "%s", why);
-        goto out;
-    }
-    struct store_package p = {.app = app.id, .status = PKG_QUEUED};
-    snprintf(p.version, sizeof(p.version), "%s.%lld", version, (long long)c.number);
-    snprintf(p.branch, sizeof(p.branch), "%s", git_name);
-    snprintf(p.revision, sizeof(p.revision), "%s", c.id);
-    p.revision_number = c.number;
-    snprintf(p.description, sizeof(p.description), "%s", desc ? desc : "");
-    snprintf(p.creator, sizeof(p.creator), "%s", who->user.name);
-    snprintf(p.name, sizeof(p.name), "%s-%s.tar.zst", git_name, p.version);
-    for (char *s = p.name; *s; s++)
-        if (*s == '/')
-            *s = '-';
-    pthread_mutex_lock(&queue_lock);
-    if (tag_check(req, res, &app, repo, &c, git_name, p.version)) {
-        pthread_mutex_unlock(&queue_lock);
-        goto out;
-    }
-    r = crypto_uuid(p.package_id) || store_package_insert(&p);
-    pthread_mutex_unlock(&queue_lock);
-    if (r) {
-        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot queue the build");
-        goto out;
-    }
-    runner_wake();
     char detail[128];
     snprintf(detail, sizeof(detail), "package=%s version=%s", p.package_id, p.version);
     api_audit(req, who->user.email, "build", app.app_id, "", 201, detail);
     api_json(res, 201, json_pack("{s:s}", "PackageId", p.package_id));
 out:
-    vcs_commit_release(&c);
     json_decref(body);
 }
 
@@ -269,7 +196,7 @@ void api_build_download(struct http_request *req, struct http_response *res,
         api_fail(req, res, 500, "BUILD_NOT_SUCCEEDED", "the package's build has not succeeded");
         return;
     }
-    char *path = runner_package_path(api_cfg.data_dir, app.app_id, p.package_id);
+    char *path = packages_file_path(&p);
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
     struct stat st;
     free(path);
@@ -295,29 +222,16 @@ void api_build_delete(struct http_request *req, struct http_response *res,
     struct store_package p;
     if (find_package(req, res, &app, &p))
         return;
-    if (store_package_in_use(p.package_id)) {
-        api_fail(req, res, 409, "PACKAGE_IN_USE", "an environment holds this package");
-        return;
-    }
-    if (p.status == PKG_QUEUED || p.status == PKG_BUILDING) {
-        api_fail(req, res, 409, "PACKAGE_IN_USE",
-                 "the package is still building: cancel it "
-                 "first");
-        return;
-    }
-    char *path = runner_package_path(api_cfg.data_dir, app.app_id, p.package_id);
-    char *log = runner_log_path(api_cfg.data_dir, p.package_id);
-    if (store_package_delete(p.id)) {
-        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot delete the package");
-    } else {
-        if (path)
-            unlink(path);
-        if (log)
-            unlink(log);
+    struct packages_error err;
+    int r = packages_delete(&p, &err);
+    if (r == PACKAGES_IN_USE || r == PACKAGES_BUILDING)
+        api_fail(req, res, 409, "PACKAGE_IN_USE", "%s", err.message);
+    else if (r == PACKAGES_NOT_FOUND)
+        api_fail(req, res, 404, "PACKAGE_NOT_FOUND", "%s", err.message);
+    else if (r)
+        api_fail(req, res, 500, "INTERNAL_ERROR", "%s", err.message);
+    else
         api_json(res, 200, json_object());
-    }
-    free(path);
-    free(log);
 }
 
 /* ---- Slipway's own ---- */
@@ -337,7 +251,7 @@ void api_build_manifest(struct http_request *req, struct http_response *res,
                  "has not succeeded");
         return;
     }
-    char *path = runner_package_path(api_cfg.data_dir, app.app_id, p.package_id);
+    char *path = packages_file_path(&p);
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
     free(path);
     json_t *manifest = NULL;
@@ -589,7 +503,7 @@ static void log_follow_start(struct http_request *req, struct http_response *res
         return;
     }
     struct log_follow *f = calloc(1, sizeof(*f));
-    if (!f || !(f->path = runner_log_path(api_cfg.data_dir, p->package_id))) {
+    if (!f || !(f->path = packages_log_path(p))) {
         free(f);
         if (live)
             atomic_fetch_sub(&nr_followers, 1);
@@ -638,7 +552,7 @@ void api_build_log(struct http_request *req, struct http_response *res,
         log_follow_start(req, res, &p, sse, live);
         return;
     }
-    char *path = runner_log_path(api_cfg.data_dir, p.package_id);
+    char *path = packages_log_path(&p);
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
     struct stat st;
     free(path);
@@ -665,7 +579,7 @@ static int add_usage(const struct store_package *p, void *arg)
 {
     struct usage *u = arg;
     struct stat st;
-    char *log = runner_log_path(api_cfg.data_dir, p->package_id);
+    char *log = packages_log_path(p);
     if (!log)
         return -ENOMEM;
     u->packages++;
@@ -698,17 +612,17 @@ void api_build_cancel(struct http_request *req, struct http_response *res,
     struct store_package p;
     if (find_package(req, res, &app, &p))
         return;
-    int r = store_package_cancel(p.package_id);
-    if (r == -EALREADY) {
-        api_fail(req, res, 409, "BUILD_ENDED", "the build has ended already (%s)",
-                 store_pkg_status_name(p.status));
-        return;
-    }
+    struct packages_error err;
+    int r = packages_cancel(&p, &err);
     if (r) {
-        api_fail(req, res, 500, "INTERNAL_ERROR", "cannot cancel the build");
+        if (r == PACKAGES_ENDED)
+            api_fail(req, res, 409, "BUILD_ENDED", "%s", err.message);
+        else if (r == PACKAGES_NOT_FOUND)
+            api_fail(req, res, 404, "PACKAGE_NOT_FOUND", "%s", err.message);
+        else
+            api_fail(req, res, 500, "INTERNAL_ERROR", "%s", err.message);
         return;
     }
-    runner_wake();
     api_audit(req, who->user.email, "build cancel", app.app_id, "", 202, p.package_id);
     api_json(res, 202, json_pack("{s:s}", "PackageId", p.package_id));
 }

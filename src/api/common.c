@@ -225,14 +225,12 @@ void api_audit(struct http_request *req, const char *actor, const char *action, 
 
 int api_init(const struct api_config *cfg)
 {
-    api_cfg.data_dir = strdup(cfg->data_dir);
     api_cfg.threads = cfg->threads;
     api_metrics_init();
     api_set_public_url(cfg->public_url ? cfg->public_url : "");
-    if (!api_cfg.data_dir || !api_cfg.public_url)
+    if (!api_cfg.public_url)
         return -ENOMEM;
     int r = api_routes_init();
-    r = r ? r : api_sign_init();
     return r ? r : api_git_init();
 }
 
@@ -240,7 +238,6 @@ void api_shutdown(void)
 {
     api_git_shutdown();
     api_routes_release();
-    free((char *)api_cfg.data_dir);
     free((char *)api_cfg.public_url);
     api_cfg = (struct api_config){0};
 }

@@ -33,6 +33,7 @@
 #include "api/api_int.h"
 #include "base/cgroup.h"
 #include "base/crypto.h"
+#include "base/layout.h"
 #include "base/log.h"
 #include "base/proc.h"
 #include "base/strbuf.h"
@@ -45,7 +46,6 @@
 #define GRACE_MS       2000 /* for git to end on SIGTERM before SIGKILL */
 
 static char *git_path;
-static char *repos_root; /* DIR/repos, absolute: GIT_PROJECT_ROOT, which marks our git processes */
 
 struct cgi;
 
@@ -187,7 +187,7 @@ static bool lost_git(pid_t pid, const char *env, size_t len, void *arg)
 static void kill_lost_git(void)
 {
     char marker[PATH_MAX + 32];
-    snprintf(marker, sizeof(marker), "GIT_PROJECT_ROOT=%s", repos_root);
+    snprintf(marker, sizeof(marker), "GIT_PROJECT_ROOT=%s", layout_repos_dir());
     proc_kill_matching("environ", lost_git, marker, 5000);
 }
 
@@ -196,13 +196,13 @@ static void kill_lost_git(void)
  * process of the previous run is left (nothing else writes into DIR/repos). */
 static void remove_quarantines(void)
 {
-    DIR *repos = opendir(repos_root), *objects;
+    DIR *repos = opendir(layout_repos_dir()), *objects;
     struct dirent *repo, *de;
     while (repos && (repo = readdir(repos))) {
         if (repo->d_name[0] == '.')
             continue;
         char *dir = NULL;
-        if (asprintf(&dir, "%s/%s/objects", repos_root, repo->d_name) < 0)
+        if (asprintf(&dir, "%s/%s/objects", layout_repos_dir(), repo->d_name) < 0)
             break;
         objects = opendir(dir);
         while (objects && (de = readdir(objects))) {
@@ -229,17 +229,10 @@ int api_git_init(void)
         log_error("'git' is not installed (not found in PATH): git hosting needs it");
         return -ENOENT;
     }
-    char *data = realpath(api_cfg.data_dir, NULL);
-    int r = asprintf(&repos_root, "%s/repos", data ? data : api_cfg.data_dir);
-    free(data);
-    if (r < 0) {
-        repos_root = NULL;
-        return -ENOMEM;
-    }
     /* what a crashed server left dies before the audit tells where its pushes left the refs */
     char tree[64], why[512];
-    cgroup_tree_name(api_cfg.data_dir, tree, sizeof(tree));
-    r = cgroup_subtree_open(tree, "git", &G.tree_fd, why, sizeof(why));
+    cgroup_tree_name(layout_dir(), tree, sizeof(tree));
+    int r = cgroup_subtree_open(tree, "git", &G.tree_fd, why, sizeof(why));
     if (r) {
         G.tree_fd = -1;
         log_warn("cgroups: %s; git processes die with the server through a death signal and "
@@ -290,8 +283,6 @@ void api_git_shutdown(void)
     pthread_mutex_unlock(&G.lock);
     free(git_path);
     git_path = NULL;
-    free(repos_root);
-    repos_root = NULL;
 }
 
 static ssize_t cgi_read(void *arg, char *buf, size_t max)
@@ -459,7 +450,7 @@ void api_git_serve(struct http_request *req, struct http_response *res,
     size_t n = 0;
     char *root = NULL, *path_info = NULL, *clen = NULL;
     int r = 0;
-    if (!(root = strdup(repos_root)) ||
+    if (!(root = strdup(layout_repos_dir())) ||
         asprintf(&path_info, "/%s.git%s", app.app_id, tail.buf) < 0 ||
         asprintf(&clen, "%" PRIu64, req->body_size) < 0)
         r = -ENOMEM;

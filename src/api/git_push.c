@@ -16,6 +16,7 @@
 
 #include "admin/admin.h"
 #include "api/api_int.h"
+#include "base/layout.h"
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -225,7 +226,7 @@ static int parse_detail(const char *detail, char push_id[CRYPTO_UUID_LEN], struc
 void api_git_push_outcome(const char *app_id, const char *push_id, const struct api_git_push *p,
                           struct strbuf *out)
 {
-    char *path = admin_repo_path(app_id);
+    char *path = layout_repo_path(app_id);
     struct vcs_repo *repo = NULL;
     int r = path ? vcs_open(path, &repo) : -ENOMEM;
     free(path);
@@ -356,7 +357,7 @@ static int add_head(const struct vcs_branch *b, void *arg)
 static void describe_heads(const struct open_push *o, struct strbuf *out)
 {
     strbuf_addf(out, "started=%lld; its refs are unknown; branches now:", (long long)o->id);
-    char *path = admin_repo_path(o->app);
+    char *path = layout_repo_path(o->app);
     struct vcs_repo *repo = NULL;
     struct heads h = {out, 0};
     if (!path || vcs_open(path, &repo) || vcs_branch_each(repo, add_head, &h))

@@ -17,6 +17,7 @@
 #include "admin/admin.h"
 #include "api/api_int.h"
 #include "base/crypto.h"
+#include "base/layout.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "base/banned.h"
@@ -153,32 +154,17 @@ const size_t api_nr_route_table = sizeof(api_route_table) / sizeof(api_route_tab
 
 /* ---- signed URLs ---- */
 
-static unsigned char sign_key[32];
-static bool sign_key_ok;
-
-int api_sign_init(void)
-{
-    char *path = NULL;
-    if (asprintf(&path, "%s/secret", api_cfg.data_dir) < 0)
-        return -ENOMEM;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, sign_key, sizeof(sign_key)) : -1;
-    if (fd >= 0)
-        close(fd);
-    sign_key_ok = n == (ssize_t)sizeof(sign_key);
-    if (!sign_key_ok)
-        log_error("cannot read the server secret '%s': signed URLs will not work", path);
-    free(path);
-    return 0;
-}
-
 /* The signature of a path until `expires` (epoch seconds), as 64 hex digits. */
 static void sign(const char *path, int64_t expires, char out[65])
 {
     struct strbuf msg = STRBUF_INIT;
     unsigned char mac[CRYPTO_SHA256_LEN];
     strbuf_addf(&msg, "GET\n%s\n%lld", path, (long long)expires);
-    crypto_hmac_sha256(sign_key, sizeof(sign_key), msg.buf, msg.len, mac);
+    const unsigned char *key = layout_secret();
+    if (key)
+        crypto_hmac_sha256(key, LAYOUT_SECRET_LEN, msg.buf, msg.len, mac);
+    else /* no secret: nothing signed verifies (the server refuses to start without one) */
+        crypto_random(mac, sizeof(mac));
     strbuf_release(&msg);
     hex_encode(mac, sizeof(mac), out);
 }
@@ -200,7 +186,7 @@ static int check_signed(struct http_request *req, struct http_response *res, cha
 {
     int64_t expires = 0;
     char want[65];
-    bool ok = sign_key_ok && sig && exp && !parse_i64(exp, 0, INT64_MAX, &expires);
+    bool ok = layout_secret() && sig && exp && !parse_i64(exp, 0, INT64_MAX, &expires);
     if (ok) {
         sign(req->raw_path, expires, want);
         ok = crypto_equal(want, 64, sig, strlen(sig));

@@ -7,6 +7,7 @@
 
 #include "admin/admin.h"
 #include "api/api_int.h"
+#include "base/layout.h"
 #include "base/util.h"
 #include "base/banned.h"
 
@@ -29,7 +30,7 @@ int api_app_find(const struct http_request *req, struct http_response *res, cons
 int api_repo_open(const struct http_request *req, struct http_response *res,
                   const struct store_app *app, struct vcs_repo **repo)
 {
-    char *path = admin_repo_path(app->app_id);
+    char *path = layout_repo_path(app->app_id);
     int r = path ? vcs_open(path, repo) : -ENOMEM;
     free(path);
     if (r)

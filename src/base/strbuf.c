@@ -204,6 +204,18 @@ void strbuf_add_utf8_lossy(struct strbuf *sb, const char *s)
     }
 }
 
+void str_utf8_fix(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        size_t n = utf8_seq(p, SIZE_MAX); /* stops at the NUL */
+        if (n)
+            p += n;
+        else
+            *p++ = '?';
+    }
+}
+
 bool str_utf8_validn(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;

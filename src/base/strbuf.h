@@ -48,6 +48,9 @@ bool str_utf8_valid(const char *s);
 /* The same for s[0..len), which must hold no NUL byte either (so that it is a C string's
  * content); no byte past len is read. */
 bool str_utf8_validn(const char *s, size_t len);
+/* Makes s valid UTF-8 in place, at the same length: each byte that does not begin a valid
+ * sequence becomes '?' (a message cut inside a character, names that may be anything). */
+void str_utf8_fix(char *s);
 void strbuf_reset(struct strbuf *sb);
 static inline bool strbuf_ok(const struct strbuf *sb)
 {

@@ -23,6 +23,7 @@
 
 #include "base/cgroup.h"
 #include "base/crypto.h"
+#include "base/layout.h"
 #include "base/log.h"
 #include "base/proc.h"
 #include "base/sandbox.h"
@@ -30,6 +31,7 @@
 #include "base/strv.h"
 #include "base/util.h"
 #include "builder/package.h"
+#include "builder/packages.h"
 #include "builder/pipeline.h"
 #include "engine/engine.h"
 #include "store/store.h"
@@ -118,18 +120,6 @@ static struct {
 } E = {.cgroup_fd = -1,
        .limiter = {.v2_fd = -1, .v1_fd = {-1, -1}},
        .why_lock = PTHREAD_MUTEX_INITIALIZER};
-
-char *runner_package_path(const char *data_dir, const char *app_id, const char *package_id)
-{
-    char *p = NULL;
-    return asprintf(&p, "%s/packages/%s/%s.tar.zst", data_dir, app_id, package_id) < 0 ? NULL : p;
-}
-
-char *runner_log_path(const char *data_dir, const char *package_id)
-{
-    char *p = NULL;
-    return asprintf(&p, "%s/logs/builds/%s.log", data_dir, package_id) < 0 ? NULL : p;
-}
 
 bool runner_can_build(const char **why)
 {
@@ -234,67 +224,6 @@ static void build_free(struct build *b)
     free(b);
 }
 
-/* ---- retention ----------------------------------------------------------------------------- */
-
-struct prune_item {
-    int64_t id;
-    char package_id[37];
-};
-struct prune_list {
-    struct prune_item *item;
-    size_t nr, alloc;
-};
-
-static int prune_collect(const struct store_package *p, void *arg)
-{
-    struct prune_list *l = arg;
-    if (l->nr == l->alloc) {
-        size_t n = l->alloc ? 2 * l->alloc : 16;
-        struct prune_item *grown = realloc(l->item, n * sizeof(*grown));
-        if (!grown)
-            return -ENOMEM;
-        l->item = grown;
-        l->alloc = n;
-    }
-    l->item[l->nr].id = p->id;
-    memcpy(l->item[l->nr].package_id, p->package_id, sizeof(l->item[l->nr].package_id));
-    l->nr++;
-    return 0;
-}
-
-/* After a Succeeded build: the app's ended packages beyond the newest --keep-packages go, with
- * their package files and build logs; those an environment holds stay. The rows are listed
- * first and deleted after, each with a statement that checks again that nothing holds it. */
-static void packages_prune(int64_t app, const char *app_id)
-{
-    struct prune_list l = {0};
-    if (!E.cfg.keep_packages)
-        return;
-    if (store_package_each_prunable(app, E.cfg.keep_packages, prune_collect, &l))
-        log_error("retention: cannot list the old packages of app '%s'", app_id);
-    for (size_t i = 0; i < l.nr; i++) {
-        int r = store_package_delete_unused(l.item[i].id);
-        if (r == -EBUSY || r == -ENOENT) /* held or deleted since it was listed */
-            continue;
-        if (r) {
-            log_error("retention: cannot delete package %s of app '%s'", l.item[i].package_id,
-                      app_id);
-            continue;
-        }
-        char *path = runner_package_path(E.cfg.data_dir, app_id, l.item[i].package_id);
-        char *log = runner_log_path(E.cfg.data_dir, l.item[i].package_id);
-        if (path)
-            unlink(path);
-        if (log)
-            unlink(log);
-        free(path);
-        free(log);
-        log_info("retention: deleted package %s of app '%s' (--keep-packages %u)",
-                 l.item[i].package_id, app_id, E.cfg.keep_packages);
-    }
-    free(l.item);
-}
-
 static void build_end(struct build *b, bool ok, int64_t size, const char *sha256)
 {
     if (ok) {
@@ -319,7 +248,7 @@ static void build_end(struct build *b, bool ok, int64_t size, const char *sha256
         log_info("build %s of app '%s' failed: %s", b->pkg.package_id, b->pkg.app_id, b->reason);
     }
     if (ok && recorded)
-        packages_prune(b->pkg.app, b->pkg.app_id);
+        packages_prune(b->pkg.app, b->pkg.app_id, E.cfg.keep_packages);
     for (size_t i = 0; i < E.nr_running; i++) {
         if (E.running[i] == b) {
             E.running[i] = E.running[--E.nr_running];
@@ -510,8 +439,12 @@ static void warm_fill(void)
         if (!w)
             return;
         w->go_fd = -1;
-        snprintf(w->root, sizeof(w->root), "%s/builds/run/warm-%ld-%llu", E.cfg.data_dir,
-                 (long)getpid(), (unsigned long long)++E.warm_seq);
+        char name[64], *root;
+        snprintf(name, sizeof(name), "warm-%ld-%llu", (long)getpid(),
+                 (unsigned long long)++E.warm_seq);
+        root = layout_build_root(name);
+        snprintf(w->root, sizeof(w->root), "%s", root ? root : "");
+        free(root);
         char group[48];
         snprintf(group, sizeof(group), "warm-%llu", (unsigned long long)E.warm_seq);
         struct sandbox_cmd cmd;
@@ -625,8 +558,9 @@ static void probe_start(void)
 {
     struct sandbox_cmd cmd;
     char *const env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", NULL};
-    char root[PATH_MAX];
-    snprintf(root, sizeof(root), "%s/builds/run/probe", E.cfg.data_dir);
+    char root[PATH_MAX], *probe_root = layout_build_root("probe");
+    snprintf(root, sizeof(root), "%s", probe_root ? probe_root : "");
+    free(probe_root);
     E.probe_said_len = 0;
     E.probe_said[0] = '\0';
     int r = step_sandbox(&cmd, root, false, false, "/dev/null");
@@ -862,9 +796,7 @@ static void work_submit(struct build *b, enum work what)
 static int open_repo(const struct build *b, struct vcs_repo **repo)
 {
     char *path = NULL;
-    int r = asprintf(&path, "%s/repos/%s.git", E.cfg.data_dir, b->pkg.app_id) < 0
-                ? -ENOMEM
-                : vcs_open(path, repo);
+    int r = !(path = layout_repo_path(b->pkg.app_id)) ? -ENOMEM : vcs_open(path, repo);
     free(path);
     return r;
 }
@@ -872,7 +804,7 @@ static int open_repo(const struct build *b, struct vcs_repo **repo)
 /* The package: the package.include paths and manifest.json, then the version tag. */
 static int write_package(struct build *b)
 {
-    char *dest = runner_package_path(E.cfg.data_dir, b->pkg.app_id, b->pkg.package_id);
+    char *dest = layout_package_path(b->pkg.app_id, b->pkg.package_id);
     char *dir = dest ? strndup(dest, (size_t)(strrchr(dest, '/') - dest)) : NULL;
     char *sections = NULL;
     json_t *manifest = NULL;
@@ -1017,7 +949,7 @@ static void build_start(struct build *b)
     E.running[E.nr_running++] = b;
     b->t_claimed = time_mono_ns();
 
-    if (!(log_path = runner_log_path(E.cfg.data_dir, b->pkg.package_id)) ||
+    if (!(log_path = layout_build_log_path(b->pkg.package_id)) ||
         !(log_dir = strndup(log_path, (size_t)(strrchr(log_path, '/') - log_path))) ||
         fs_mkdirs(log_dir, 0700) ||
         (b->log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600)) <
@@ -1040,8 +972,7 @@ static void build_start(struct build *b)
     if (!E.bwrap)
         log_line(b, "==> warning: running without a sandbox (--unsafe-no-sandbox)");
 
-    if (asprintf(&repo_path, "%s/repos/%s.git", E.cfg.data_dir, b->pkg.app_id) < 0 ||
-        vcs_open(repo_path, &repo)) {
+    if (!(repo_path = layout_repo_path(b->pkg.app_id)) || vcs_open(repo_path, &repo)) {
         build_fail(b, "cannot open the app's repository");
         goto out;
     }
@@ -1071,7 +1002,7 @@ static void build_start(struct build *b)
     b->have_pl = true;
     build_limits(b);
 
-    if (asprintf(&b->root, "%s/builds/run/%s", E.cfg.data_dir, b->pkg.package_id) < 0 ||
+    if (!(b->root = layout_build_root(b->pkg.package_id)) ||
         asprintf(&b->ws, "%s/ws", b->root) < 0 || asprintf(&b->tmp, "%s/tmp", b->root) < 0) {
         build_fail(b, "out of memory");
         goto out;
@@ -1260,11 +1191,9 @@ static void limits_open(void)
 /* DIR/builds (0700: the host's gate) holds run/ (0711), the builds' directories. For a root
  * server, run/ is bound at /mnt in one mount namespace that the child starting each bubblewrap
  * joins (sandbox_user_share), instead of a namespace made and torn down per step. */
-static void sandboxes_share(const char *builds)
+static void sandboxes_share(void)
 {
-    char *run = NULL;
-    if (asprintf(&run, "%s/run", builds) < 0)
-        return;
+    const char *run = layout_builds_run_dir();
     int r = mkdir(run, 0711) < 0 ? -errno : chmod(run, 0711) < 0 ? -errno : 0;
     if (!r && E.bwrap && !E.cfg.unsafe_no_sandbox && !E.user_why[0] &&
         (r = sandbox_user_share(&E.user, run)))
@@ -1273,7 +1202,6 @@ static void sandboxes_share(const char *builds)
                  run, strerror(-r));
     else if (r)
         log_error("cannot create the directory '%s': %s", run, strerror(-r));
-    free(run);
 }
 
 /* Removes package files no Succeeded package owns: temp files of an interrupted write, and the
@@ -1285,22 +1213,17 @@ static void remove_stray_packages(const char *packages_dir)
     while (apps && (app = readdir(apps))) {
         if (app->d_name[0] == '.')
             continue;
-        char *dir = NULL;
-        if (asprintf(&dir, "%s/%s", packages_dir, app->d_name) < 0)
-            break;
+        char *dir = layout_package_dir(app->d_name);
+        if (!dir)
+            continue;
         files = opendir(dir);
         while (files && (f = readdir(files))) {
             if (f->d_name[0] == '.')
                 continue;
-            char id[64];
-            size_t len = strlen(f->d_name);
-            bool keep = false;
-            if (len == 36 + 8 && strcmp(f->d_name + 36, ".tar.zst") == 0) {
-                struct store_package p;
-                memcpy(id, f->d_name, 36);
-                id[36] = '\0';
-                keep = store_package_get(id, &p) == 0 && p.status == PKG_SUCCEEDED;
-            }
+            char id[LAYOUT_ID_LEN];
+            struct store_package p;
+            bool keep = layout_package_file_id(f->d_name, id) && store_package_get(id, &p) == 0 &&
+                        p.status == PKG_SUCCEEDED;
             if (!keep) {
                 log_warn("removing '%s/%s': no package owns it", dir, f->d_name);
                 unlinkat(dirfd(files), f->d_name, 0);
@@ -1318,7 +1241,7 @@ static void remove_stray_packages(const char *packages_dir)
 static void log_stopped(const char *package_id, void *arg)
 {
     (void)arg;
-    char *path = runner_log_path(E.cfg.data_dir, package_id);
+    char *path = layout_build_log_path(package_id);
     int fd = path ? open(path, O_WRONLY | O_APPEND | O_CLOEXEC) : -1;
     if (fd >= 0) {
         static const char line[] = "\n==> build failed: " STOPPED " (found at the next start)\n";
@@ -1362,19 +1285,14 @@ int runner_start(const struct runner_config *cfg)
     int n = store_package_fail_unfinished(STOPPED, log_stopped, NULL);
     if (n > 0)
         log_warn("marked %d build(s) Failed: the server stopped while they ran", n);
-    char *builds = NULL, *packages = NULL;
-    cgroups_open(cfg->data_dir);
+    const char *builds = layout_builds_dir();
+    cgroups_open(layout_dir());
     limits_open();
-    if (asprintf(&builds, "%s/builds", cfg->data_dir) >= 0) {
-        kill_orphan_sandboxes(builds);
-        fs_remove_tree(builds); /* workspaces of builds that will never finish */
-        fs_mkdirs(builds, 0700);
-        sandboxes_share(builds);
-    }
-    if (asprintf(&packages, "%s/packages", cfg->data_dir) >= 0)
-        remove_stray_packages(packages);
-    free(builds);
-    free(packages);
+    kill_orphan_sandboxes(builds);
+    fs_remove_tree(builds); /* workspaces of builds that will never finish */
+    fs_mkdirs(builds, 0700);
+    sandboxes_share();
+    remove_stray_packages(layout_packages_dir());
     E.owner = (struct engine_owner){.name = "builds",
                                     .cgroup_fd = E.cgroup_fd,
                                     .limiter = &E.limiter,

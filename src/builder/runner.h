@@ -29,9 +29,9 @@
 
 struct engine;
 
+/* The paths it uses come from base/layout (layout_init() before runner_start()). */
 struct runner_config {
-    struct engine *engine; /* the builds are one of its owners (engine/engine.h) */
-    const char *data_dir;
+    struct engine *engine;  /* the builds are one of its owners (engine/engine.h) */
     unsigned executors;     /* builds at once (>= 1) */
     bool unsafe_no_sandbox; /* run steps without bubblewrap (when it is missing) */
     size_t max_log;         /* bytes of build log kept per build */
@@ -62,10 +62,5 @@ void runner_wake(void);
 void runner_stop(void);
 /* Whether builds can run (bubblewrap found, or the unsafe mode); the reason when not. */
 bool runner_can_build(const char **why);
-
-/* Where a package's files live: DIR/packages/<AppId>/<PackageId>.tar.zst and
- * DIR/logs/builds/<PackageId>.log. Caller frees. */
-char *runner_package_path(const char *data_dir, const char *app_id, const char *package_id);
-char *runner_log_path(const char *data_dir, const char *package_id);
 
 #endif

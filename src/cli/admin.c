@@ -13,6 +13,7 @@
 #include "admin/admin.h"
 #include "auth/auth.h"
 #include "base/crypto.h"
+#include "base/layout.h"
 #include "base/log.h"
 #include "cli/cli.h"
 #include "store/store.h"
@@ -306,11 +307,11 @@ int cli_admin(int argc, char **argv)
                 data, data);
         return 1;
     }
-    if (crypto_init() || store_init(data) || vcs_init()) {
+    if (crypto_init() || layout_init(data) || store_init(layout_db_path()) || vcs_init()) {
         fprintf(stderr, "slipway admin: cannot open the data directory '%s'\n", data);
+        layout_release();
         return 1;
     }
-    admin_set_data_dir(data);
     char actor[128];
     struct passwd *pw = getpwuid(getuid());
     snprintf(actor, sizeof(actor), "cli:%s", pw ? pw->pw_name : "unknown");
@@ -318,5 +319,6 @@ int cli_admin(int argc, char **argv)
     int rc = run(noun, verb, &a, &act);
     vcs_shutdown();
     store_thread_release();
+    layout_release();
     return rc;
 }

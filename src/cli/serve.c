@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,8 +15,10 @@
 #include "admin/admin.h"
 #include "api/api.h"
 #include "auth/auth.h"
+#include "builder/packages.h"
 #include "builder/runner.h"
 #include "base/crypto.h"
+#include "base/layout.h"
 #include "base/log.h"
 #include "base/proc.h"
 #include "base/util.h"
@@ -120,20 +121,6 @@ static int parse_listen(const char *s, struct serve_opts *o)
     return 0;
 }
 
-/* DIR/secret: 32 random bytes, created 0600 on first start (signed URLs, later issues). */
-static int ensure_secret(const char *dir)
-{
-    char *path = NULL;
-    unsigned char key[32];
-    int r = 0;
-    if (asprintf(&path, "%s/secret", dir) < 0)
-        return -ENOMEM;
-    if (access(path, F_OK) != 0)
-        r = crypto_random(key, sizeof(key)) ? -EIO : fs_write_atomic(path, key, sizeof(key), 0600);
-    free(path);
-    return r;
-}
-
 static int count_user(const struct store_user *u, void *arg)
 {
     (void)u;
@@ -170,33 +157,6 @@ static int bootstrap_admin(const struct serve_opts *o, const char *base_url)
     return 0;
 }
 
-/* One server per data directory: an exclusive lock on DIR/lock, held (fd kept open) for the
- * server's life. -EBUSY when another server holds it (for LOCK_WAIT_NS). */
-#define LOCK_WAIT_NS (2 * 1000000000LL)
-static int lock_data_dir(const char *dir)
-{
-    char *path = NULL;
-    if (asprintf(&path, "%s/lock", dir) < 0)
-        return -ENOMEM;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    free(path);
-    if (fd < 0)
-        return -errno;
-    /* A server just killed can leave the lock held a few milliseconds longer: a child it was
-     * starting holds a copy of the descriptor until its execve. Another server holds it for
-     * good, so a short wait tells the two apart. */
-    int64_t deadline = time_mono_ns() + LOCK_WAIT_NS;
-    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        if (e != -EBUSY || time_mono_ns() > deadline) {
-            close(fd);
-            return e;
-        }
-        usleep(10000);
-    }
-    return 0; /* the descriptor stays open: the lock lasts until the process ends */
-}
-
 /* The connections the file descriptor limit allows; *nofile is that limit. The soft limit is
  * raised to the hard one first (children get the old soft limit back: see
  * proc_set_child_nofile). A connection holds its socket and at most one more descriptor (a
@@ -223,23 +183,6 @@ static unsigned connection_budget(const struct serve_opts *o, rlim_t *nofile)
     rlim_t reserve = 256 + 16 * (rlim_t)o->threads + 32 * (rlim_t)o->executors;
     rlim_t budget = rl.rlim_cur > reserve + 2 * FLOOR ? (rl.rlim_cur - reserve) / 2 : FLOOR;
     return budget > CAP ? CAP : (unsigned)budget;
-}
-
-static int prepare_dirs(const char *dir)
-{
-    const char *subs[] = {"", "/repos", "/tmp"};
-    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-        char *path = NULL;
-        if (asprintf(&path, "%s%s", dir, subs[i]) < 0)
-            return -ENOMEM;
-        int r = fs_mkdirs(path, 0700);
-        if (r)
-            log_error("cannot create the directory '%s': %s", path, strerror(-r));
-        free(path);
-        if (r)
-            return r;
-    }
-    return 0;
 }
 
 /* The server's base URL, known once its socket is bound (the port may have been 0). */
@@ -434,21 +377,40 @@ int cli_serve(int argc, char **argv)
 
     int rc = 1;
     struct http_server *server = NULL;
-    char *spool = NULL, *data_abs = NULL;
     struct engine *engine = NULL;
-    if (asprintf(&spool, "%s/tmp", o.data) < 0)
-        return 1;
-    if (prepare_dirs(o.data) == 0 && lock_data_dir(o.data) == -EBUSY) {
-        log_error("another 'slipway serve' runs on the data directory '%s'", o.data);
-        free(spool);
+    const char *failed = NULL;
+    int r = fs_mkdirs(o.data, 0700);
+    if (r) {
+        log_error("cannot create the directory '%s': %s", o.data, strerror(-r));
         return 1;
     }
-    if (crypto_init() || prepare_dirs(o.data) || ensure_secret(o.data) || store_init(o.data)) {
+    if ((r = layout_init(o.data)) || (r = layout_prepare(&failed))) {
+        log_error("cannot prepare the data directory '%s': '%s': %s", o.data,
+                  failed ? failed : o.data, strerror(-r));
+        layout_release();
+        return 1;
+    }
+    if ((r = layout_lock())) {
+        if (r == -EBUSY)
+            log_error("another 'slipway serve' runs on the data directory '%s'", o.data);
+        else
+            log_error("cannot lock the data directory '%s': %s", o.data, strerror(-r));
+        layout_release();
+        return 1;
+    }
+    if ((r = crypto_init() ? -EIO : layout_secret_load())) {
+        log_error("cannot make or read the server secret '%s': %s", layout_secret_path(),
+                  r == -EBADMSG ? "it is not 32 bytes long (remove it to make a new one; download "
+                                  "URLs signed with the old one then stop working)"
+                                : strerror(-r));
+        layout_release();
+        return 1;
+    }
+    if (store_init(layout_db_path())) {
         log_error("cannot prepare the data directory '%s'", o.data);
-        free(spool);
+        layout_release();
         return 1;
     }
-    admin_set_data_dir(o.data);
 
     /* Before any thread or child starts: the raised descriptor limit, and the one children get. */
     rlim_t nofile;
@@ -468,18 +430,15 @@ int cli_serve(int argc, char **argv)
              o.max_connections_per_ip ? "" : " (no limit)", o.header_timeout_s);
 
     /* The engine starts before the server answers: at start it cleans what a crash left (lost
-     * sandboxes, package files no package owns), which must not race with new requests. Its
-     * data directory is absolute, since sandboxes are recognised by their command lines. */
-    data_abs = realpath(o.data, NULL);
+     * sandboxes, package files no package owns), which must not race with new requests. */
     struct engine_config ec = {.workers = o.executors < 4 ? o.executors : 4,
                                .thread_exit = thread_exit};
-    int r = engine_new(&ec, &engine);
+    r = engine_new(&ec, &engine);
     if (r) {
         log_error("cannot make the engine: %s", strerror(-r));
         goto out;
     }
     struct runner_config rc_cfg = {.engine = engine,
-                                   .data_dir = data_abs ? data_abs : o.data,
                                    .executors = o.executors,
                                    .unsafe_no_sandbox = o.unsafe_no_sandbox,
                                    .max_log = (size_t)o.max_log,
@@ -492,7 +451,8 @@ int cli_serve(int argc, char **argv)
         log_error("cannot start the engine: %s", strerror(-r));
         goto out;
     }
-    struct api_config ac = {.data_dir = o.data, .public_url = o.public_url, .threads = o.threads};
+    packages_set_builder(&(struct packages_builder){runner_can_build, runner_wake});
+    struct api_config ac = {.public_url = o.public_url, .threads = o.threads};
     if (api_init(&ac))
         goto out;
     size_t nr_routes;
@@ -504,7 +464,7 @@ int cli_serve(int argc, char **argv)
         .max_body = (size_t)o.max_body,
         .max_spool = (uint64_t)o.max_push,
         .max_upload = (uint64_t)o.max_upload,
-        .spool_dir = spool,
+        .spool_dir = layout_tmp_dir(),
         .max_connections = max_conns,
         .max_connections_per_ip = o.max_connections_per_ip,
         .header_timeout_ms = o.header_timeout_s * 1000,
@@ -542,7 +502,6 @@ out:
     api_shutdown();
     vcs_shutdown();
     store_thread_release();
-    free(spool);
-    free(data_abs);
+    layout_release();
     return rc;
 }

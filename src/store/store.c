@@ -354,14 +354,12 @@ fail:
     return -EIO;
 }
 
-int store_init(const char *data_dir)
+int store_init(const char *path)
 {
-    size_t n = strlen(data_dir) + sizeof("/slipway.db");
     free(db_path);
-    db_path = malloc(n);
+    db_path = strdup(path);
     if (!db_path)
         return -ENOMEM;
-    snprintf(db_path, n, "%s/slipway.db", data_dir);
     sqlite3 *db = store_conn();
     if (!db)
         return -EIO;

@@ -21,10 +21,11 @@
 #define STORE_SCOPES_MAX 512
 #define STORE_MODE_MAX   40
 
-/* Opens DIR/slipway.db (creating it), applies pending migrations in one transaction, and makes
- * the path the one every thread's connection uses. Call once per process before other calls.
- * 0, or -EIO with the reason logged. */
-int store_init(const char *data_dir);
+/* Opens the database file at path (creating it; the server's is layout_db_path(),
+ * DIR/slipway.db), applies pending migrations in one transaction, and makes the path the one
+ * every thread's connection uses. Call once per process before other calls. 0, or -EIO with the
+ * reason logged. */
+int store_init(const char *path);
 /* Closes this thread's connection and its statements (also done when the thread exits). */
 void store_thread_release(void);
 /* The schema version after migrations. */

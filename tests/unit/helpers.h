@@ -113,7 +113,7 @@ static inline void test_store_fresh(void)
     cr_assert_not_null(mkdtemp(test_store.dir), "mkdtemp: %s", strerror(errno));
     n = snprintf(test_store.db_file, PATH_MAX, "%s/slipway.db", test_store.dir);
     cr_assert(n > 0 && n < PATH_MAX);
-    cr_assert_eq(store_init(test_store.dir), 0);
+    cr_assert_eq(store_init(test_store.db_file), 0);
 }
 
 /* A suite's .init and .fini: each test gets a temp directory with an empty store. */

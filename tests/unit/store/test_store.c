@@ -90,11 +90,11 @@ static void init_twice_is_idempotent_and_keeps_data(void)
     test_store_fresh();
     int v = store_schema_version();
     int64_t id = test_store_user("keep@example.com", false);
-    cr_assert_eq(store_init(test_store.dir), 0);
+    cr_assert_eq(store_init(test_store.db_file), 0);
     cr_assert_eq(store_schema_version(), v);
     /* and with a fresh connection, as a restarted server has */
     store_thread_release();
-    cr_assert_eq(store_init(test_store.dir), 0);
+    cr_assert_eq(store_init(test_store.db_file), 0);
     cr_assert_eq(store_schema_version(), v);
     struct store_user u;
     cr_assert_eq(store_user_by_email("keep@example.com", &u), 0);
@@ -109,7 +109,7 @@ static void init_refuses_a_newer_schema(void)
     sqlite3 *db = raw_open();
     raw_exec(db, "PRAGMA user_version = 999");
     sqlite3_close(db);
-    cr_assert_eq(store_init(test_store.dir), -EIO);
+    cr_assert_eq(store_init(test_store.db_file), -EIO);
     db = raw_open();
     cr_assert_eq(raw_int(db, "PRAGMA user_version"), 999); /* left as it was */
     sqlite3_close(db);
@@ -120,8 +120,8 @@ static void init_on_missing_dir_fails(void)
     test_store_fresh();
     cr_redirect_stderr(); /* the store logs why it refuses */
     store_thread_release();
-    char missing[PATH_MAX + 16];
-    snprintf(missing, sizeof(missing), "%s/no/such/dir", test_store.dir);
+    char missing[PATH_MAX + 32];
+    snprintf(missing, sizeof(missing), "%s/no/such/dir/slipway.db", test_store.dir);
     cr_assert_eq(store_init(missing), -EIO);
 }
 
