@@ -1,6 +1,7 @@
 /* Tests for the multipart/form-data Content-Type check that guards libmicrohttpd's post
  * processor: what it accepts must be what the post processor reads as the boundary. (The
- * parsing itself needs a connection: tests/e2e/test_upload.py drives it.)
+ * parsing itself needs a connection: tests/e2e/test_upload.py and fuzz/fuzz_multipart.c, which
+ * runs a server in its process, drive it.)
  */
 #include "http/multipart.h"
 
