@@ -66,15 +66,25 @@ e2e: $(BIN)
 	SLIPWAY_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/e2e
 
 # --- fuzzing (clang + libFuzzer) ---
+# The library sources are compiled once, with coverage and sanitizers, into their own object
+# directory; each driver is compiled and linked against those objects.
 FUZZ_SRCS := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:fuzz/%.c=$(B)/fuzz/%)
+FUZZ_O    := $(B)/obj-fuzz
+FUZZ_OBJS := $(patsubst src/%.c,$(FUZZ_O)/%.o,$(filter-out src/cli/%,$(SRCS)))
 FUZZ_TIME ?= 10
-FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined \
+FUZZ_CFLAGS = -std=c17 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=address,undefined \
               -fno-sanitize-recover=all $(PKG_CFLAGS)
-$(B)/fuzz/%: fuzz/%.c $(filter-out src/cli/%,$(SRCS))
+$(FUZZ_OBJS): | $(B)/.deps
+$(FUZZ_O)/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPFLAGS) -c $< -o $@
+$(B)/fuzz/%: fuzz/%.c $(FUZZ_OBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out src/cli/%,$(SRCS)) $(SW_LDLIBS) $(LDLIBS)
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $(DEPFLAGS) -o $@ $< $(FUZZ_OBJS) $(SW_LDLIBS) \
+	    $(LDLIBS)
 fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(B)/fuzz/corpus-$$n; \
@@ -106,4 +116,4 @@ check-format:
 clean:
 	rm -rf $(B)
 
--include $(OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)

@@ -13,15 +13,15 @@
 /* Paths under the data directory come from base/layout (layout_init() before api_init()). */
 struct api_config {
     const char *public_url; /* e.g. "http://127.0.0.1:8080"; NULL: set later, see below */
-    unsigned threads;       /* the HTTP worker threads: long-lived streams keep one free */
+    unsigned threads;       /* the HTTP worker threads (named in the followers' limit) */
 };
 
 /* Prepares the API (copies the config, finds `git`). 0, or -errno with the reason logged. */
 int api_init(const struct api_config *cfg);
 void api_shutdown(void);
-/* Tells long-lived streamed answers (followed build logs) to end within about 100 ms, and kills
- * the git processes of requests in progress (a push is then audited as interrupted), so that
- * http_server_stop can join the workers they block. Call it before http_server_stop. */
+/* Kills the git processes of requests in progress (a push is then audited as interrupted), so
+ * that http_server_stop can join the workers they block (followed build logs end in
+ * http_server_stop itself). Call it before http_server_stop. */
 void api_stop_streams(void);
 /* Sets the base URL once the listening port is known: before the server accepts its first
  * request (http_config.bound), never after, since requests read it without a lock. */

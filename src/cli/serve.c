@@ -494,7 +494,7 @@ int cli_serve(int argc, char **argv)
     log_info("received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     rc = 0;
 out:
-    api_stop_streams(); /* followed build logs end, so that the workers can stop */
+    api_stop_streams(); /* git processes end, so that the workers can stop */
     http_server_stop(server);
     engine_stop(engine); /* running builds are killed and marked Failed */
     runner_stop();

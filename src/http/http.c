@@ -1,6 +1,7 @@
 /* http — libmicrohttpd glue: routing, bodies, responses, request log, connection limits and the
  * header deadline; see http.h. */
 #include "http/http.h"
+#include "http/http_int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,6 +68,7 @@ struct http_server {
     char log_last[512];
     int64_t log_last_ns;
     unsigned log_repeats;
+    struct http_follows follows; /* answers that follow a file (follow.c) */
 };
 
 /* ---- requests ---------------------------------------------------------------------------- */
@@ -584,13 +587,14 @@ static void request_free(struct http_request *req)
     free(req);
 }
 
-static struct http_request *request_new(struct MHD_Connection *conn, const char *url,
-                                        const char *method)
+static struct http_request *request_new(struct http_server *s, struct MHD_Connection *conn,
+                                        const char *url, const char *method)
 {
     struct http_request *req = calloc(1, sizeof(*req));
     if (!req)
         return NULL;
     req->conn = conn;
+    req->follows = &s->follows;
     req->method = method;
     req->raw_path = url;
     req->body = "";
@@ -620,7 +624,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         struct conn_watch *w = watch_of(conn);
         if (w && !watch_disarm(s, w))
             return MHD_NO; /* too late: the connection is being closed */
-        req = request_new(conn, url, method);
+        req = request_new(s, conn, url, method);
         if (!req)
             return MHD_NO;
         *con_cls = req;
@@ -788,6 +792,8 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
     if (!s)
         return -ENOMEM;
     s->cfg = *cfg;
+    s->follows.max_live = cfg->threads > 1 ? cfg->threads - 1 : 0;
+    s->follows.stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* -1: follows see it later */
     int r = compile_routes(s);
     if (r < 0)
         goto fail;
@@ -884,6 +890,10 @@ void http_server_stop(struct http_server *s)
 {
     if (!s)
         return;
+    /* follows block workers that are about to be joined */
+    atomic_store(&s->follows.stopping, true);
+    if (s->follows.stop_fd >= 0 && eventfd_write(s->follows.stop_fd, 1) < 0)
+        log_warn("cannot wake the followed files: %s", strerror(errno));
     if (s->reaper_started) {
         pthread_mutex_lock(&s->header_lock);
         s->stopping = true;
@@ -899,6 +909,8 @@ void http_server_stop(struct http_server *s)
     }
     if (s->log_init)
         pthread_mutex_destroy(&s->log_lock);
+    if (s->follows.stop_fd >= 0)
+        close(s->follows.stop_fd);
     for (size_t i = 0; i < s->nr_routes; i++)
         for (size_t j = 0; j < s->routes[i].nr_seg; j++)
             free(s->routes[i].seg[j]);

@@ -1,9 +1,11 @@
 /* http — a small HTTP server layer over libmicrohttpd: a routing table, request bodies with size
  * limits (buffered in memory, or spooled to an unnamed temp file for large uploads), JSON and
- * streamed responses, one log line per request, and JSON bodies for every error it answers itself.
+ * streamed responses, answers that follow a growing file (chunked or Server-Sent Events), one log
+ * line per request, and JSON bodies for every error it answers itself.
  *
  * It knows nothing of apps, users or packages: the api/ module registers routes and supplies the
- * error-body format. Handlers run on the server's worker threads, several at once.
+ * error-body format. Handlers run on the server's worker threads, several at once. No type of
+ * libmicrohttpd's shows here: only http/ includes <microhttpd.h>.
  */
 #ifndef SLIPWAY_HTTP_H
 #define SLIPWAY_HTTP_H
@@ -17,7 +19,7 @@
 #include "base/url.h"
 
 struct http_server;
-struct MHD_Connection;
+struct http_follows;
 
 enum http_route_flags {
     HTTP_ROUTE_SPOOL = 1 << 0,  /* stream the body into req->body_fd instead of memory */
@@ -39,8 +41,9 @@ struct http_request {
     char user[256]; /* who made the request, for the log line; set by the handler */
     bool recorded;  /* set by a handler that recorded the request (e.g. audited it) */
     void *route_ctx;
-    struct MHD_Connection *conn;
     /* private */
+    void *conn;                   /* libmicrohttpd's connection */
+    struct http_follows *follows; /* the server's followed files (see http_answer_follow) */
     struct strbuf body_buf;
     const struct http_route *route;
     int64_t started_ns;
@@ -136,7 +139,9 @@ struct http_config {
 int http_server_start(const struct http_config *cfg, struct http_server **out);
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(const struct http_server *s);
-/* Stops accepting, waits for the workers and frees the server. NULL is a no-op. */
+/* Ends the answers that follow a file (http_answer_follow; they are cut off, without their end),
+ * stops accepting, waits for the workers and frees the server. NULL is a no-op. Other
+ * long-lived streams must be ended by their owners first: the workers they block are joined. */
 void http_server_stop(struct http_server *s);
 
 /* Whether the request matched a route (false for the 404, 405 and 400 the server answers
@@ -161,5 +166,61 @@ void http_conn_no_timeout(struct http_request *req);
 /* The connection's socket, to poll for POLLRDHUP (the client went away) while a stream waits;
  * -1 if unknown. The server owns it: never read, write or close it. */
 int http_conn_socket(const struct http_request *req);
+
+/* ---- following a file ----------------------------------------------------------------------
+ * An answer that sends a file as it grows: what it holds, then what its writer appends, until the
+ * writer has finished and every byte is sent. A build log is followed while the build runs; an
+ * app's log while the app runs. The caller gives the file and a callback that says whether the
+ * writer has finished; the rest is here.
+ *
+ * Two forms:
+ * - raw: chunked text/plain, the file's bytes as they are;
+ * - Server-Sent Events (text/event-stream): whole lines as `data:` fields of events whose `id`
+ *   is the byte offset in the file after them (CR, LF and CRLF all end lines, as for an SSE
+ *   parser; a line that grows past 16 KiB is sent in pieces, a last line without its end once
+ *   the writer has finished). A reconnecting EventSource sends the last id as Last-Event-ID:
+ *   the stream resumes there. The stream ends with an `end` event, whose data the callback
+ *   gives. A comment (": keep-alive") goes out after 15 s of silence.
+ * Either way the answer has "Cache-Control: no-cache" and "X-Accel-Buffering: no" (a proxy in
+ * front must not hold it back), and no idle timeout (see http_conn_no_timeout).
+ *
+ * The stream blocks its worker thread while it waits: in poll() on inotify (or, without inotify,
+ * ticks of poll_ms) and on the client's socket. It ends without its end (the client sees a
+ * chunked answer cut off, and asks again to go on) when the client goes away, after max_s, when
+ * the callback says so, or when the server stops (http_server_stop). So that one worker always
+ * stays free for every other request, at most `threads` - 1 live follows (the writer had not
+ * finished when asked) run at once in a server; following a finished file does not count. */
+
+/* Whether the file's writer has finished. Called on the answering thread: first from
+ * http_answer_follow, then each time the file had nothing new (at most once per wake-up).
+ * Returns 0 while the writer may still append; 1 once it has finished, with every byte it wrote
+ * already in the file (the stream then reads to the end of the file and ends); or a negative
+ * code to break the stream off without its end (what was followed was deleted, say). With
+ * 1 and SSE it may put the data of the `end` event into `end` (text, empty when called; each
+ * line becomes a `data:` field). */
+typedef int (*http_follow_done_fn)(void *arg, struct strbuf *end);
+
+struct http_follow {
+    const char *path; /* the file, opened once it exists (it may not yet); or NULL with fd */
+    int fd;           /* an open file to follow instead of path (taken over), or -1 */
+    bool sse;         /* Server-Sent Events, else raw chunked text */
+    uint64_t offset;  /* where in the file to start (with SSE a numeric Last-Event-ID wins) */
+    unsigned poll_ms; /* the longest wait between two looks at the file (0: 100 ms) */
+    unsigned max_s;   /* the longest the stream lasts (0: 24 hours) */
+    http_follow_done_fn done;
+    void (*free)(void *arg); /* releases arg once the stream is over (NULL: nothing to free) */
+    void *arg;
+};
+
+/* Answers req with the file followed as `opts` says (copied; path too). Returns 0 with res the
+ * stream; -EBUSY when the server runs its most live follows (http_follow_limit) already: res is
+ * untouched, for the caller to answer (503 with Retry-After); the callback's negative code when
+ * its first call gave one; -ENOMEM; -EBADF when there is neither path nor fd. It takes arg in
+ * every case: opts->free(arg) is called exactly once, when the stream is over or before an
+ * error returns. */
+int http_answer_follow(struct http_request *req, struct http_response *res,
+                       const struct http_follow *opts);
+/* The most live follows the request's server runs at once: its threads minus one. */
+unsigned http_follow_limit(const struct http_request *req);
 
 #endif

@@ -41,13 +41,16 @@ bool http_multipart_content_type_ok(const char *ct, char *err, size_t err_cap)
         b++;
         len -= 2;
     }
-    bool ok = len >= 1 && len <= HTTP_BOUNDARY_MAX && b[len - 1] != ' ';
+    /* libmicrohttpd (0.9.76, and Debian's 0.9.75 with the fix of CVE-2023-27371) refuses a
+     * value of fewer than 2 characters, quotes included: a lone unquoted character, which
+     * RFC 2046 allows, must be quoted */
+    bool ok = len >= (quoted ? 1 : 2) && len <= HTTP_BOUNDARY_MAX && b[len - 1] != ' ';
     for (size_t i = 0; ok && i < len; i++)
         ok = bchar_nospace(b[i]) || (quoted && b[i] == ' ');
     if (!ok)
         snprintf(err, err_cap,
                  "the multipart boundary must be the last parameter of the Content-Type and "
-                 "1 to %d letters, digits or '()+_,-./:=? characters",
+                 "2 to %d letters, digits or '()+_,-./:=? characters (1 in quotes)",
                  HTTP_BOUNDARY_MAX);
     return ok;
 }

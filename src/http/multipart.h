@@ -28,7 +28,8 @@ typedef int (*http_part_sink_fn)(void *arg, const void *data, size_t len);
 
 /* Whether a Content-Type header value is multipart/form-data with a boundary that
  * libmicrohttpd will read as it is meant: the boundary is the last parameter, 1 to 70 of the
- * characters RFC 2046 allows (not ending in a space), quoted or not. On false, err says why. */
+ * characters RFC 2046 allows (not ending in a space), quoted or not, but at least 2 unquoted
+ * (libmicrohttpd refuses one). On false, err says why. */
 bool http_multipart_content_type_ok(const char *content_type, char *err, size_t err_cap);
 
 /* Reads the spooled body of req (HTTP_ROUTE_SPOOL; from offset 0) as multipart/form-data and
