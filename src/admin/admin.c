@@ -47,21 +47,53 @@ static bool name_valid(const char *name)
     return true;
 }
 
-__attribute__((format(printf, 4, 5))) static int fail(struct admin_error *err, int status,
-                                                      const char *code, const char *fmt, ...)
+const char *admin_error_name(const struct admin_error *err)
 {
-    err->status = status;
-    err->code = code;
+    switch (err->kind) {
+    case ADMIN_OK:
+        return "OK";
+    case ADMIN_INVALID:
+        return err->about == ADMIN_ABOUT_APP ? "INVALID_APPID" : "INVALID_PARAMETERS";
+    case ADMIN_NOT_FOUND:
+        switch (err->about) {
+        case ADMIN_ABOUT_USER:
+            return "USER_NOT_FOUND";
+        case ADMIN_ABOUT_APP:
+            return "APP_NOT_FOUND";
+        case ADMIN_ABOUT_ENV:
+            return "ENVIRONMENT_NOT_FOUND";
+        case ADMIN_ABOUT_MEMBER:
+            return "NOT_A_MEMBER";
+        default:
+            return "NOT_FOUND";
+        }
+    case ADMIN_EXISTS:
+        return err->about == ADMIN_ABOUT_USER  ? "USER_EXISTS"
+               : err->about == ADMIN_ABOUT_APP ? "APPLICATION_ALREADY_EXISTS"
+                                               : "ALREADY_EXISTS";
+    case ADMIN_INTERNAL:
+        break;
+    }
+    return "INTERNAL_ERROR";
+}
+
+/* Fills *err; returns -kind. */
+__attribute__((format(printf, 4, 5))) static int
+fail(struct admin_error *err, enum admin_err kind, enum admin_subject about, const char *fmt, ...)
+{
+    err->kind = kind;
+    err->about = about;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof(err->message), fmt, ap);
     va_end(ap);
-    return -1;
+    return -(int)kind;
 }
 
 static int internal(struct admin_error *err)
 {
-    return fail(err, 500, "INTERNAL_ERROR", "the operation failed on the server; see its log");
+    return fail(err, ADMIN_INTERNAL, ADMIN_ABOUT_SYSTEM,
+                "the operation failed on the server; see its log");
 }
 
 /* Writes the audit entry for an operation that returned r. */
@@ -70,7 +102,7 @@ static int audited(const struct admin_actor *a, const char *action, const char *
 {
     char result[400];
     if (r)
-        snprintf(result, sizeof(result), "error %s: %s", err->code, err->message);
+        snprintf(result, sizeof(result), "error %s: %s", admin_error_name(err), err->message);
     else
         snprintf(result, sizeof(result), "ok");
     if (store_audit_append(a->name, action, app, env, a->source, result, detail))
@@ -82,18 +114,18 @@ static int find_user(const char *email, struct store_user *u, struct admin_error
 {
     int r = store_user_by_email(email, u);
     if (r == -ENOENT)
-        return fail(err, 404, "USER_NOT_FOUND", "no user with email '%s'", email);
+        return fail(err, ADMIN_NOT_FOUND, ADMIN_ABOUT_USER, "no user with email '%s'", email);
     return r ? internal(err) : 0;
 }
 
 static int find_app(const char *app_id, struct store_app *app, struct admin_error *err)
 {
     if (!admin_app_id_valid(app_id))
-        return fail(err, 400, "INVALID_APPID",
+        return fail(err, ADMIN_INVALID, ADMIN_ABOUT_APP,
                     "'%s' is not a valid AppId: 2-40 characters of a-z, 0-9 and '-'", app_id);
     int r = store_app_by_appid(app_id, app);
     if (r == -ENOENT)
-        return fail(err, 404, "APP_NOT_FOUND", "no app with AppId '%s'", app_id);
+        return fail(err, ADMIN_NOT_FOUND, ADMIN_ABOUT_APP, "no app with AppId '%s'", app_id);
     return r ? internal(err) : 0;
 }
 
@@ -102,12 +134,14 @@ int admin_user_add(const struct admin_actor *a, const char *email, const char *n
 {
     int r;
     if (!admin_email_valid(email))
-        r = fail(err, 400, "INVALID_PARAMETERS", "'%.*s' is not a valid email address", 254, email);
+        r = fail(err, ADMIN_INVALID, ADMIN_ABOUT_INPUT, "'%.*s' is not a valid email address", 254,
+                 email);
     else if (!name_valid(name))
-        r = fail(err, 400, "INVALID_PARAMETERS",
+        r = fail(err, ADMIN_INVALID, ADMIN_ABOUT_INPUT,
                  "the name must be 1-200 characters without control characters");
     else if ((r = store_user_insert(email, name, admin, NULL)) == -EEXIST)
-        r = fail(err, 409, "USER_EXISTS", "a user with email '%s' exists already", email);
+        r = fail(err, ADMIN_EXISTS, ADMIN_ABOUT_USER, "a user with email '%s' exists already",
+                 email);
     else if (r || (r = store_user_by_email(email, out)))
         r = internal(err);
     char detail[300];
@@ -121,7 +155,7 @@ static int secret_add(const struct admin_actor *a, const char *email, bool token
     struct store_user u;
     int r = find_user(email, &u, err);
     if (!r && token && !auth_scopes_valid(scopes))
-        r = fail(err, 400, "INVALID_PARAMETERS",
+        r = fail(err, ADMIN_INVALID, ADMIN_ABOUT_INPUT,
                  "scopes must be a comma-separated list such as '%s'", AUTH_SCOPE_REPO_READ);
     if (!r && auth_secret_new(u.id, token ? STORE_CRED_TOKEN : STORE_CRED_APIKEY, scopes, secret))
         r = internal(err);
@@ -151,8 +185,8 @@ int admin_secret_revoke(const struct admin_actor *a, const char *email, bool tok
     if (!r) {
         r = auth_secret_revoke(u.id, token ? STORE_CRED_TOKEN : STORE_CRED_APIKEY, id);
         if (r == -ENOENT)
-            r = fail(err, 404, "NOT_FOUND", "no active %s with that id for '%s'",
-                     token ? "token" : "API key", email);
+            r = fail(err, ADMIN_NOT_FOUND, ADMIN_ABOUT_CREDENTIAL,
+                     "no active %s with that id for '%s'", token ? "token" : "API key", email);
         else if (r)
             r = internal(err);
     }
@@ -170,17 +204,17 @@ int admin_app_add(const struct admin_actor *a, const char *app_id, const char *n
     char *path = NULL;
     struct store_app app = {0};
     if (!admin_app_id_valid(app_id)) {
-        r = fail(err, 400, "INVALID_APPID",
+        r = fail(err, ADMIN_INVALID, ADMIN_ABOUT_APP,
                  "'%.40s' is not a valid AppId: 2-40 characters of a-z, 0-9 and '-'", app_id);
         goto out;
     }
     if (!name_valid(name)) {
-        r = fail(err, 400, "INVALID_PARAMETERS",
+        r = fail(err, ADMIN_INVALID, ADMIN_ABOUT_INPUT,
                  "the name must be 1-200 characters without control characters");
         goto out;
     }
     if (store_app_by_appid(app_id, &app) == 0) {
-        r = fail(err, 400, "APPLICATION_ALREADY_EXISTS", "an app with AppId '%s' exists already",
+        r = fail(err, ADMIN_EXISTS, ADMIN_ABOUT_APP, "an app with AppId '%s' exists already",
                  app_id);
         goto out;
     }
@@ -200,7 +234,7 @@ int admin_app_add(const struct admin_actor *a, const char *app_id, const char *n
     /* A repository left by an earlier failed attempt is reused: it has no app row. */
     r = store_app_insert(&app);
     if (r == -EEXIST)
-        r = fail(err, 400, "APPLICATION_ALREADY_EXISTS", "an app with AppId '%s' exists already",
+        r = fail(err, ADMIN_EXISTS, ADMIN_ABOUT_APP, "an app with AppId '%s' exists already",
                  app_id);
     else if (r)
         r = internal(err);
@@ -223,7 +257,7 @@ int admin_member_add(const struct admin_actor *a, const char *app_id, const char
     if (!r)
         r = find_user(email, &u, err);
     if (!r && auth_role_parse(role, &rl))
-        r = fail(err, 400, "INVALID_PARAMETERS",
+        r = fail(err, ADMIN_INVALID, ADMIN_ABOUT_INPUT,
                  "role must be viewer, developer or admin, not '%.40s'", role);
     if (!r && store_member_set(app.id, u.id, rl))
         r = internal(err);
@@ -246,20 +280,20 @@ int admin_rights_change(const struct admin_actor *a, const char *app_id, const c
     if (!r) {
         r = store_env_by_mode(app.id, mode, &env);
         if (r == -ENOENT)
-            r = fail(err, 404, "ENVIRONMENT_NOT_FOUND", "app '%s' has no environment '%.40s'",
+            r = fail(err, ADMIN_NOT_FOUND, ADMIN_ABOUT_ENV, "app '%s' has no environment '%.40s'",
                      app_id, mode);
         else if (r)
             r = internal(err);
     }
     if (!r && auth_rights_parse(rights, &bits, &bad))
-        r = fail(err, 400, "INVALID_PARAMETERS",
+        r = fail(err, ADMIN_INVALID, ADMIN_ABOUT_INPUT,
                  "unknown right '%.40s': use api, transport, backups, monitoring, alerts, "
                  "permissions",
                  bad);
     if (!r) {
         r = store_rights_update(app.id, env.id, u.id, revoke ? 0 : bits, revoke ? bits : 0);
         if (r == -ENOENT)
-            r = fail(err, 400, "NOT_A_MEMBER",
+            r = fail(err, ADMIN_NOT_FOUND, ADMIN_ABOUT_MEMBER,
                      "'%s' is not a member of '%s': add them with 'member add' first", email,
                      app_id);
         else if (r)

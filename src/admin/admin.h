@@ -3,8 +3,10 @@
  * validates its input, does its work in the store (and the repositories), and writes one audit
  * entry with its result, success or not.
  *
- * Every function returns 0, or a negative value with *err filled: an HTTP-like status, a
- * Mendix-style error code ("INVALID_PARAMETERS", "APP_NOT_FOUND", ...) and a message for a person.
+ * Errors are the module's own, not any surface's: every operation returns 0, or -kind (a
+ * negative enum admin_err) with *err filled: the kind of failure, what it is about, and a message
+ * for a person. The HTTP API turns them into statuses and error bodies, the CLI into exit codes;
+ * nothing here knows either.
  */
 #ifndef SLIPWAY_ADMIN_H
 #define SLIPWAY_ADMIN_H
@@ -18,11 +20,39 @@ struct admin_actor {
     const char *source; /* remote address, or "cli" */
 };
 
-struct admin_error {
-    int status;
-    const char *code;
-    char message[320];
+/* The kind of failure. */
+enum admin_err {
+    ADMIN_OK = 0,
+    ADMIN_INVALID,   /* an input is not valid: a malformed AppId, email, name, role, right, scope */
+    ADMIN_NOT_FOUND, /* what the operation names does not exist (a user, an app, an environment,
+                      * an active key or token, the user's membership of the app) */
+    ADMIN_EXISTS,    /* what the operation would create exists already (a user, an app) */
+    ADMIN_INTERNAL,  /* the store, the repository or the system failed; the log says why */
 };
+
+/* What a failure is about. */
+enum admin_subject {
+    ADMIN_ABOUT_INPUT,      /* a value given to the operation (ADMIN_INVALID) */
+    ADMIN_ABOUT_USER,       /* the user named by email */
+    ADMIN_ABOUT_APP,        /* the app named by AppId (ADMIN_INVALID: the AppId's form) */
+    ADMIN_ABOUT_ENV,        /* the environment named by mode */
+    ADMIN_ABOUT_CREDENTIAL, /* the API key or token named by id */
+    ADMIN_ABOUT_MEMBER,     /* the user's membership of the app */
+    ADMIN_ABOUT_SYSTEM,     /* ADMIN_INTERNAL */
+};
+
+struct admin_error {
+    enum admin_err kind;
+    enum admin_subject about;
+    char message[320]; /* lowercase, names the subject: "no user with email 'x@y'" */
+};
+
+/* The stable name of an error, by kind and subject: "INVALID_APPID", "INVALID_PARAMETERS",
+ * "USER_NOT_FOUND", "APP_NOT_FOUND", "ENVIRONMENT_NOT_FOUND", "NOT_FOUND" (a key or token),
+ * "NOT_A_MEMBER", "USER_EXISTS", "APPLICATION_ALREADY_EXISTS", "INTERNAL_ERROR". Audit entries
+ * record it ("error <NAME>: <message>") and the HTTP API answers it as its errorCode (they are
+ * the names of the Mendix APIs Slipway mirrors). Static storage. */
+const char *admin_error_name(const struct admin_error *err);
 
 bool admin_app_id_valid(const char *app_id);
 bool admin_email_valid(const char *email);

@@ -60,10 +60,28 @@ static int ran(struct http_request *req, int r)
     return r;
 }
 
+/* The HTTP status of an admin error. As in the Mendix APIs, an app that exists already and a user
+ * who is not a member of the app are 400; otherwise the status says what HTTP means by it. */
+static int admin_status(const struct admin_error *err)
+{
+    switch (err->kind) {
+    case ADMIN_INVALID:
+        return 400;
+    case ADMIN_NOT_FOUND:
+        return err->about == ADMIN_ABOUT_MEMBER ? 400 : 404;
+    case ADMIN_EXISTS:
+        return err->about == ADMIN_ABOUT_APP ? 400 : 409;
+    case ADMIN_OK:
+    case ADMIN_INTERNAL:
+        break;
+    }
+    return 500;
+}
+
 static void answer_error(const struct http_request *req, struct http_response *res,
                          const struct admin_error *err)
 {
-    api_fail(req, res, err->status, err->code, "%s", err->message);
+    api_fail(req, res, admin_status(err), admin_error_name(err), "%s", err->message);
 }
 
 static int add_user(const struct store_user *u, void *arg)

@@ -1013,10 +1013,29 @@ out:
     return r;
 }
 
+/* The tests' hold on packaging (see package.h): waits while SLIPWAY_TEST_PACKAGE_GATE names a
+ * FIFO, until its writer closes it. */
+static void test_gate(void)
+{
+    const char *path = getenv("SLIPWAY_TEST_PACKAGE_GATE");
+    struct stat st;
+    if (!path || !*path || stat(path, &st) < 0 || !S_ISFIFO(st.st_mode))
+        return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC); /* blocks until the test opens it for writing */
+    if (fd < 0)
+        return;
+    char buf[64];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+        ; /* until the writer closes it */
+    close(fd);
+}
+
 int package_write(const char *workspace, const char *const *include, size_t nr_include,
                   json_t *manifest, const char *dest_path, const struct package_limits *lim,
                   char sha256_hex[PACKAGE_SHA256_HEX], uint64_t *size, char *err, size_t err_cap)
 {
+    test_gate();
     struct errbuf e = {err, err_cap};
     struct quoted q;
     if (!lim)

@@ -117,7 +117,14 @@ struct package_limits {
  * half-written, and on failure the temp file is removed and dest_path untouched. On success,
  * sha256_hex receives the SHA-256 of the whole .tar.zst (as `sha256sum` prints it) and *size its
  * size in bytes; on failure neither is written.
- * lim: NULL for PACKAGE_LIMITS_DEFAULT. Returns 0 or a negative code (see above). */
+ * lim: NULL for PACKAGE_LIMITS_DEFAULT. Returns 0 or a negative code (see above).
+ *
+ * For the end-to-end tests only, which must see a build in the middle of packaging without
+ * racing it: when the environment variable SLIPWAY_TEST_PACKAGE_GATE names a FIFO, package_write
+ * first opens it for reading (which waits for a writer) and reads it until the writer closes it.
+ * The test sees a packaging held there when its own non-blocking open for writing succeeds (it
+ * fails with ENXIO while nobody reads), removes the FIFO so that no later package is held, and
+ * closes its end to let the packaging go on. Unset (as in production), or not a FIFO: nothing. */
 int package_write(const char *workspace, const char *const *include, size_t nr_include,
                   json_t *manifest, const char *dest_path, const struct package_limits *lim,
                   char sha256_hex[PACKAGE_SHA256_HEX], uint64_t *size, char *err, size_t err_cap);

@@ -1,6 +1,7 @@
 /* cli — `slipway admin --data DIR <noun> <verb> [options]`: administration on a data directory,
  * whether or not a server runs on it (SQLite in WAL mode lets both work at once, and a running
  * server sees each change at once). Each command prints only its result. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "admin/admin.h"
@@ -51,7 +53,26 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  --data DIR    the data directory (as given to 'slipway serve')\n"
-    "  -h, --help    show this help\n";
+    "  -h, --help    show this help\n"
+    "\n"
+    "exit status:\n"
+    "  0    done\n"
+    "  1    the operation failed on the server side (the store, a repository); see the message\n"
+    "  2    usage: an unknown command or option, a required option missing\n"
+    "  65   a value is not valid (AppId, email, name, role, rights, scopes)\n"
+    "  66   not found: the data directory, or the user, app, environment, key or token, or\n"
+    "       membership the command names\n"
+    "  73   exists already: the user or app the command would add\n";
+
+/* Exit codes, sysexits(3) where one fits; the usage above lists them. */
+enum {
+    EXIT_DONE = 0,
+    EXIT_INTERNAL = 1,
+    EXIT_USAGE = 2,
+    EXIT_INVALID = EX_DATAERR,   /* 65 */
+    EXIT_NOT_FOUND = EX_NOINPUT, /* 66 */
+    EXIT_EXISTS = EX_CANTCREAT,  /* 73 */
+};
 
 struct args {
     const char *email, *name, *id, *scopes, *app, *env, *rights, *role;
@@ -153,10 +174,22 @@ static int print_member(const struct store_member *m, void *arg)
     return 0;
 }
 
+/* Reports an admin operation's error; returns the exit code for it. */
 static int failed(const struct admin_error *err)
 {
-    fprintf(stderr, "slipway admin: %s (%s)\n", err->message, err->code);
-    return 1;
+    fprintf(stderr, "slipway admin: %s (%s)\n", err->message, admin_error_name(err));
+    switch (err->kind) {
+    case ADMIN_INVALID:
+        return EXIT_INVALID;
+    case ADMIN_NOT_FOUND:
+        return EXIT_NOT_FOUND;
+    case ADMIN_EXISTS:
+        return EXIT_EXISTS;
+    case ADMIN_OK:
+    case ADMIN_INTERNAL:
+        break;
+    }
+    return EXIT_INTERNAL;
 }
 
 /* True when the verb is `want` (NULL: no verb). */
@@ -178,17 +211,17 @@ static int run(const char *noun, const char *verb, struct args *a, const struct 
     if (IS("user", "add")) {
         struct store_user u;
         if (!need(cmd, 2, "email", a->email, "name", a->name))
-            return 2;
+            return EXIT_USAGE;
         if (admin_user_add(act, a->email, a->name, a->admin, &u, &err))
             return failed(&err);
         printf("%s\n", u.email);
     } else if (IS("user", "list")) {
         if (store_user_each(print_user, NULL))
-            return 1;
+            return EXIT_INTERNAL;
     } else if (IS("apikey", "add") || IS("token", "add")) {
         bool token = !strcmp(noun, "token");
         if (!need(cmd, 1, "email", a->email) || (token && !need(cmd, 1, "scopes", a->scopes)))
-            return 2;
+            return EXIT_USAGE;
         int r = token ? admin_token_add(act, a->email, a->scopes, &secret, &err)
                       : admin_apikey_add(act, a->email, &secret, &err);
         if (r)
@@ -197,39 +230,40 @@ static int run(const char *noun, const char *verb, struct args *a, const struct 
         free(secret);
     } else if (IS("apikey", "revoke") || IS("token", "revoke")) {
         if (!need(cmd, 2, "email", a->email, "id", a->id))
-            return 2;
+            return EXIT_USAGE;
         if (admin_secret_revoke(act, a->email, !strcmp(noun, "token"), a->id, &err))
             return failed(&err);
         printf("revoked\n");
     } else if (IS("app", "add")) {
         struct store_app app;
         if (!need(cmd, 2, "id", a->id, "name", a->name))
-            return 2;
+            return EXIT_USAGE;
         if (admin_app_add(act, a->id, a->name, &app, &err))
             return failed(&err);
         printf("%s\n", app.project_id);
     } else if (IS("app", "list")) {
         if (store_app_each(0, print_app, NULL))
-            return 1;
+            return EXIT_INTERNAL;
     } else if (IS("member", "add")) {
         if (!need(cmd, 3, "app", a->app, "email", a->email, "role", a->role))
-            return 2;
+            return EXIT_USAGE;
         if (admin_member_add(act, a->app, a->email, a->role, &err))
             return failed(&err);
         printf("%s\t%s\n", a->email, a->role);
     } else if (IS("member", "list")) {
         struct store_app app;
         if (!need(cmd, 1, "app", a->app))
-            return 2;
-        if (store_app_by_appid(a->app, &app)) {
-            fprintf(stderr, "slipway admin: no app '%s'\n", a->app);
-            return 1;
+            return EXIT_USAGE;
+        int r = store_app_by_appid(a->app, &app);
+        if (r == -ENOENT) {
+            fprintf(stderr, "slipway admin: no app with AppId '%.40s'\n", a->app);
+            return EXIT_NOT_FOUND;
         }
-        if (store_member_each(app.id, print_member, NULL))
-            return 1;
+        if (r || store_member_each(app.id, print_member, NULL))
+            return EXIT_INTERNAL;
     } else if (IS("grant", NULL) || IS("revoke", NULL)) {
         if (!need(cmd, 4, "app", a->app, "email", a->email, "env", a->env, "rights", a->rights))
-            return 2;
+            return EXIT_USAGE;
         if (admin_rights_change(act, a->app, a->email, a->env, a->rights, !strcmp(noun, "revoke"),
                                 &err))
             return failed(&err);
@@ -250,13 +284,13 @@ static int run(const char *noun, const char *verb, struct args *a, const struct 
                 else
                     fprintf(stderr, "slipway admin: '%s' needs a sub-command: %s\n", noun,
                             nouns[i].verbs);
-                return 2;
+                return EXIT_USAGE;
             }
         fprintf(stderr, "slipway admin: unknown command '%s'\n\n%s", cmd, usage);
-        return 2;
+        return EXIT_USAGE;
     }
 #undef IS
-    return 0;
+    return EXIT_DONE;
 }
 
 int cli_admin(int argc, char **argv)
@@ -266,7 +300,7 @@ int cli_admin(int argc, char **argv)
     for (int k = 1; k < argc; k++) /* help wins wherever it is asked for */
         if (!strcmp(argv[k], "-h") || !strcmp(argv[k], "--help")) {
             fputs(usage, stdout);
-            return 0;
+            return EXIT_DONE;
         }
     /* --data DIR comes before the command */
     for (; i < argc; i++) {
@@ -283,11 +317,11 @@ int cli_admin(int argc, char **argv)
                 "slipway admin: --data DIR is required, before the command ('slipway "
                 "admin --data DIR %s ...')\n",
                 argv[i]);
-        return 2;
+        return EXIT_USAGE;
     }
     if (!data || i >= argc) {
         fputs(usage, stderr);
-        return 2;
+        return EXIT_USAGE;
     }
     const char *noun = argv[i++];
     const char *verb = NULL;
@@ -297,7 +331,7 @@ int cli_admin(int argc, char **argv)
     /* getopt wants argv[0]: reuse the word before the options */
     if (parse(argc - i + 1, argv + i - 1, &a)) {
         fputs(usage, stderr);
-        return 2;
+        return EXIT_USAGE;
     }
 
     if (access(data, F_OK) != 0) {
@@ -305,12 +339,12 @@ int cli_admin(int argc, char **argv)
                 "slipway admin: no data directory '%s' (start 'slipway serve --data %s' "
                 "once, or create it)\n",
                 data, data);
-        return 1;
+        return EXIT_NOT_FOUND;
     }
     if (crypto_init() || layout_init(data) || store_init(layout_db_path()) || vcs_init()) {
         fprintf(stderr, "slipway admin: cannot open the data directory '%s'\n", data);
         layout_release();
-        return 1;
+        return EXIT_INTERNAL;
     }
     char actor[128];
     struct passwd *pw = getpwuid(getuid());

@@ -111,6 +111,25 @@ static const char *const migrations[] = {
     "  reason TEXT NOT NULL DEFAULT '',"
     "  created_ms INTEGER NOT NULL) STRICT;"
     "CREATE INDEX jobs_app ON jobs(app, id);",
+    /* 4: job kinds are rows of job_kinds, which jobs.kind references (foreign keys are on): a new
+     * kind is one INSERT in a new migration, where migration 3's CHECK needed the table rebuilt.
+     * Kinds are never deleted, so jobs.kind needs no index for the reference. */
+    "CREATE TABLE job_kinds(name TEXT PRIMARY KEY) STRICT, WITHOUT ROWID;"
+    "INSERT INTO job_kinds(name) VALUES ('upload');"
+    "CREATE TABLE jobs_v4("
+    "  id INTEGER PRIMARY KEY,"
+    "  job_id TEXT NOT NULL UNIQUE,"
+    "  app INTEGER NOT NULL REFERENCES apps(id) ON DELETE CASCADE,"
+    "  package_id TEXT NOT NULL DEFAULT '',"
+    "  kind TEXT NOT NULL REFERENCES job_kinds(name),"
+    "  status TEXT NOT NULL CHECK (status IN ('Queued', 'Running', 'Completed', 'Failed')),"
+    "  reason TEXT NOT NULL DEFAULT '',"
+    "  created_ms INTEGER NOT NULL) STRICT;"
+    "INSERT INTO jobs_v4(id, job_id, app, package_id, kind, status, reason, created_ms)"
+    "  SELECT id, job_id, app, package_id, kind, status, reason, created_ms FROM jobs;"
+    "DROP TABLE jobs;"
+    "ALTER TABLE jobs_v4 RENAME TO jobs;"
+    "CREATE INDEX jobs_app ON jobs(app, id);",
 };
 #define NR_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -326,25 +345,26 @@ int store_schema_version(void)
     return v;
 }
 
-static int migrate(sqlite3 *db)
+/* Applies the migrations that bring the schema from its version to `target`. */
+static int migrate(sqlite3 *db, int target)
 {
     if (exec(db, "BEGIN IMMEDIATE"))
         return -EIO;
     int version = store_schema_version();
     if (version < 0)
         goto fail;
-    if (version > NR_MIGRATIONS) {
+    if (version > target) {
         log_error("store: '%s' has schema version %d; this slipway knows up to %d: upgrade it",
-                  db_path, version, NR_MIGRATIONS);
+                  db_path, version, target);
         goto fail;
     }
-    for (int i = version; i < NR_MIGRATIONS; i++) {
+    for (int i = version; i < target; i++) {
         if (exec(db, migrations[i]))
             goto fail;
     }
-    if (version < NR_MIGRATIONS) {
+    if (version < target) {
         char sql[64];
-        snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", NR_MIGRATIONS);
+        snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", target);
         if (exec(db, sql))
             goto fail;
     }
@@ -356,6 +376,13 @@ fail:
 
 int store_init(const char *path)
 {
+    return store_init_version(path, NR_MIGRATIONS);
+}
+
+int store_init_version(const char *path, int version)
+{
+    if (version < 0 || version > NR_MIGRATIONS)
+        return -EINVAL;
     free(db_path);
     db_path = strdup(path);
     if (!db_path)
@@ -363,5 +390,5 @@ int store_init(const char *path)
     sqlite3 *db = store_conn();
     if (!db)
         return -EIO;
-    return migrate(db);
+    return migrate(db, version);
 }

@@ -210,7 +210,7 @@ struct store_job {
     char job_id[37];
     int64_t app;
     char package_id[37]; /* the package the job makes ("" when none) */
-    char kind[16];       /* "upload" */
+    char kind[16];       /* a row of the job_kinds table: "upload" */
     enum store_job_status status;
     char reason[STORE_REASON_MAX + 1]; /* why it failed */
     int64_t created_ms;
@@ -218,7 +218,8 @@ struct store_job {
 /* "Queued", "Running", "Completed", "Failed". */
 const char *store_job_status_name(enum store_job_status s);
 /* Inserts a job (job_id, app, package_id, kind, status, reason filled by the caller); fills
- * j->id and j->created_ms. */
+ * j->id and j->created_ms. -EINVAL for an app that does not exist or a kind that is not a row
+ * of job_kinds (a new kind of job is added by a migration: INSERT INTO job_kinds). */
 int store_job_insert(struct store_job *j);
 int store_job_get(const char *job_id, struct store_job *out);
 

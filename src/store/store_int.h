@@ -21,6 +21,9 @@ int store_exec_stmt(sqlite3_stmt *st);
 /* Maps the result of sqlite3_step on a single-row query: SQLITE_ROW -> 0, DONE -> -ENOENT. */
 int store_row(sqlite3_stmt *st, int rc);
 sqlite3 *store_conn(void);
+/* store_init, with the migrations applied only up to schema `version` (a database that already
+ * has a later one is refused): the tests make the database of an older Slipway with it. */
+int store_init_version(const char *path, int version);
 /* The users columns, prefixed with "u.", in the order store_user_read() reads them. */
 #define STORE_USER_COLS_U "u.id, u.email, u.name, u.is_admin, u.active, u.created_ms"
 /* Reads a user from the row's columns starting at `col`. */

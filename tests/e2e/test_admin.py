@@ -212,6 +212,53 @@ def test_cli_usage_errors_exit_2(sw, args):
     assert p.stderr.strip()
 
 
+def test_cli_exit_status_says_what_kind_of_failure(sw, tmp_path):
+    """Scripts tell failures apart by the exit status (docs/admin.md, "Exit status"): 65 for a
+    value that is not valid, 66 for what is not found, 73 for what exists already, 1 when the
+    store fails, 2 for usage; the message names the error as the HTTP API does."""
+    u = cli_user(sw, "exits")
+    outsider = cli_user(sw, "outsider")
+    app_id = unique("exits")
+    sw.cli_out("app", "add", "--id", app_id, "--name", "Exits")
+    sw.cli_out("member", "add", "--app", app_id, "--email", u.email, "--role", "developer")
+    ghost = unique_email("ghost")
+    cases = [
+        (65, ["app", "add", "--id", "Bad_Id", "--name", "X"], "INVALID_APPID"),
+        (65, ["user", "add", "--email", "not-an-email", "--name", "X"], "INVALID_PARAMETERS"),
+        (65, ["member", "add", "--app", app_id, "--email", u.email, "--role", "overlord"],
+         "INVALID_PARAMETERS"),
+        (65, ["grant", "--app", app_id, "--email", u.email, "--env", "Test", "--rights", "fly"],
+         "INVALID_PARAMETERS"),
+        (65, ["token", "add", "--email", u.email, "--scopes", "BAD SCOPE"], "INVALID_PARAMETERS"),
+        (66, ["apikey", "add", "--email", ghost], "USER_NOT_FOUND"),
+        (66, ["member", "add", "--app", unique("noapp"), "--email", u.email, "--role", "viewer"],
+         "APP_NOT_FOUND"),
+        (66, ["grant", "--app", app_id, "--email", u.email, "--env", "Staging", "--rights", "api"],
+         "ENVIRONMENT_NOT_FOUND"),
+        (66, ["apikey", "revoke", "--email", u.email, "--id", "000000000000"], "NOT_FOUND"),
+        (66, ["grant", "--app", app_id, "--email", outsider.email, "--env", "Test", "--rights",
+              "api"], "NOT_A_MEMBER"),
+        (66, ["member", "list", "--app", unique("noapp")], "no app"),
+        (73, ["user", "add", "--email", u.email, "--name", "Again"], "USER_EXISTS"),
+        (73, ["app", "add", "--id", app_id, "--name", "Again"], "APPLICATION_ALREADY_EXISTS"),
+        (2, ["user", "add", "--email", ghost], "--name is required"),
+        (0, ["grant", "--app", app_id, "--email", u.email, "--env", "Test", "--rights", "api"], ""),
+    ]
+    for code, args, message in cases:
+        p = sw.cli(*args, check=False)
+        assert (p.returncode, message in p.stderr) == (code, True), (args, p.returncode, p.stderr)
+    p = sw.cli("user", "list", check=False, data=str(tmp_path / unique("missing")))
+    assert p.returncode == 66 and "no data directory" in p.stderr, p.stderr
+    broken = tmp_path / unique("broken")
+    broken.mkdir()
+    (broken / "slipway.db").write_bytes(b"not a database, " * 512)
+    p = sw.cli("user", "list", check=False, data=str(broken))
+    assert p.returncode == 1 and "cannot open the data directory" in p.stderr, p.stderr
+    help_text = sw.cli_out("--help")
+    for code in ("65", "66", "73"):
+        assert re.search(rf"^  {code} ", help_text, re.M), help_text
+
+
 # --- the same over HTTP ---------------------------------------------------------------------
 
 
