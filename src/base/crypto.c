@@ -88,14 +88,7 @@ void crypto_sha256_free(struct crypto_sha256_ctx *ctx)
 
 void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_SHA256_LEN])
 {
-    struct crypto_sha256_ctx *ctx = crypto_sha256_new();
-    if (!ctx)
-        abort(); /* crypto.h says why */
-    crypto_sha256_update(ctx, data, len);
-    int r = crypto_sha256_final(ctx, out);
-    crypto_sha256_free(ctx);
-    if (r)
-        abort();
+    crypto_hash_sha256(out, data, len);
 }
 
 void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX])

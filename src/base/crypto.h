@@ -1,8 +1,10 @@
 /* crypto — random bytes, SHA-256 (one-shot and streamed), HMAC-SHA-256, constant-time comparison,
- * UUIDs and base64. SHA-256 is OpenSSL's (libcrypto's EVP digest, which uses the CPU's SHA
- * instructions where it has them: packages are hashed as they stream, at several hundred MB/s);
- * the rest is libsodium's. Output buffers are sized by the caller with the constants below.
- * Thread-safe once crypto_init() has run (crypto_random runs it).
+ * UUIDs and base64. The streamed SHA-256 is OpenSSL's (libcrypto's EVP digest, which uses the
+ * CPU's SHA instructions where it has them: packages are hashed as they stream, at several
+ * hundred MB/s), set up on its first use (it costs the process about 2 MB); the rest, the
+ * one-shot SHA-256 of short data (credentials, the audit chain, names) included, is libsodium's.
+ * Output buffers are sized by the caller with the constants below. Thread-safe once crypto_init()
+ * has run (crypto_random runs it).
  */
 #ifndef SLIPWAY_BASE_CRYPTO_H
 #define SLIPWAY_BASE_CRYPTO_H
@@ -18,9 +20,7 @@
 int crypto_init(void);
 /* Fills buf with n cryptographically secure random bytes; 0, or -EIO. */
 int crypto_random(void *buf, size_t n);
-/* The SHA-256 of data[0..len), raw or as 64 lowercase hex digits. They allocate a digest
- * context (a few hundred bytes) and abort() if even that fails: a hash that cannot be computed
- * has no safe fallback for the callers (credentials, the audit chain, cgroup names). */
+/* The SHA-256 of data[0..len), raw or as 64 lowercase hex digits: no allocation, cannot fail. */
 void crypto_sha256(const void *data, size_t len, unsigned char out[CRYPTO_SHA256_LEN]);
 void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX]);
 
