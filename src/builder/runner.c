@@ -394,7 +394,7 @@ static void warm_discard(struct warm *w)
 {
     w->child.exited = NULL;
     engine_child_kill(&w->child);
-    engine_child_wait(&w->child);
+    engine_child_wait(&w->child, -1);
     if (w->go_fd >= 0)
         close(w->go_fd);
     if (w->root[0]) /* empty once the directory is a build's */
@@ -1101,7 +1101,7 @@ static void owner_start(struct engine_owner *o)
 {
     if (E.bwrap && !E.cfg.unsafe_no_sandbox && !E.user_why[0]) {
         probe_start();
-        engine_child_wait(&E.probe);
+        engine_child_wait(&E.probe, 10000); /* a bwrap that hangs is killed */
     }
     owner_wake(o);
 }
@@ -1117,7 +1117,7 @@ static void owner_stop(struct engine_owner *o)
         snprintf(b->reason, sizeof(b->reason), STOPPED);
         if (b->child) {
             step_kill(b);
-            engine_child_wait(b->child); /* step_exited: build_end */
+            engine_child_wait(b->child, -1); /* step_exited: build_end */
         } else {
             build_end(b, false, 0, NULL);
         }
@@ -1126,7 +1126,7 @@ static void owner_stop(struct engine_owner *o)
         warm_discard(E.warm[--E.nr_warm]);
     E.probe.exited = NULL;
     engine_child_kill(&E.probe);
-    engine_child_wait(&E.probe);
+    engine_child_wait(&E.probe, -1);
 }
 
 /* Kills the sandboxes a crashed server left, on hosts where builds have no cgroup: bwrap's

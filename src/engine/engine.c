@@ -527,13 +527,24 @@ void engine_child_stop(struct engine_child *c, int grace_ms)
                      time_mono_ns() + (int64_t)(grace_ms > 0 ? grace_ms : 0) * 1000000);
 }
 
-void engine_child_wait(struct engine_child *c)
+static void pidfd_wait(int pidfd, int timeout_ms)
+{
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR)
+        ;
+}
+
+void engine_child_wait(struct engine_child *c, int timeout_ms)
 {
     if (c->pid <= 0)
         return;
     struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
-    while (poll(&p, 1, -1) < 0 && errno == EINTR)
-        ;
+    if (timeout_ms >= 0 && poll(&p, 1, timeout_ms) != 1) {
+        log_warn("%s: child %d did not end within %d ms: killing it", c->owner->name, (int)c->pid,
+                 timeout_ms);
+        engine_child_kill(c);
+    }
+    pidfd_wait(c->pidfd, -1);
     child_finish(c);
 }
 

@@ -186,9 +186,10 @@ void engine_child_stop(struct engine_child *c, int grace_ms);
 /* Kills the child's whole tree now: its group (cgroup.kill), its process group, itself. The exit
  * is reported as usual, through exited. */
 void engine_child_kill(struct engine_child *c);
-/* Waits for the child to exit (kill it first), drains its output and calls exited, here: for an
- * owner's stop(). */
-void engine_child_wait(struct engine_child *c);
+/* Waits for the child to exit, at most timeout_ms (-1: no limit; then it is killed and waited
+ * for), drains its output and calls exited, here: for an owner's stop() (after
+ * engine_child_kill) or a short child the owner needs the result of before going on. */
+void engine_child_wait(struct engine_child *c, int timeout_ms);
 
 /* ---- restart back-off ------------------------------------------------------------------------ */
 

@@ -97,7 +97,7 @@ static void owner_stop(struct engine_owner *o)
     (void)o;
     if (child.pid) {
         engine_child_kill(&child);
-        engine_child_wait(&child);
+        engine_child_wait(&child, -1);
     }
 }
 
@@ -252,6 +252,21 @@ Test(engine, a_child_that_cannot_start_is_an_error_of_the_start_not_an_exit)
     cr_expect_eq(child.pid, 0);
     if (cgroup_fd >= 0)
         cr_expect(group_gone_within(child.group, 3000), "cgroup %s was left", child.group);
+}
+
+Test(engine, a_wait_with_a_timeout_kills_a_child_that_does_not_end)
+{
+    /* an engine that is not running: the calls are the engine thread's own */
+    script = "exec sleep 60";
+    start_script();
+    cr_assert_gt(child.pid, 0);
+    int64_t t0 = time_mono_ns();
+    engine_child_wait(&child, 100);
+    double ms = (double)(time_mono_ns() - t0) / 1e6;
+    cr_expect_eq(T.exits, 1);
+    cr_expect_eq(T.status, 128 + SIGKILL);
+    cr_expect_geq(ms, 100, "waited %.0f ms", ms);
+    cr_expect_lt(ms, 3000, "waited %.0f ms", ms);
 }
 
 /* ---- stop with grace ------------------------------------------------------------------------- */
@@ -532,7 +547,7 @@ static void instance_owner_stop(struct engine_owner *o)
     struct instance *in = o->arg;
     engine_timer_disarm(o->engine, &in->restart);
     engine_child_kill(&in->child);
-    engine_child_wait(&in->child);
+    engine_child_wait(&in->child, -1);
 }
 
 static bool six_starts(void)
