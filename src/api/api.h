@@ -23,9 +23,14 @@ void api_shutdown(void);
  * that http_server_stop can join the workers they block (followed build logs end in
  * http_server_stop itself). Call it before http_server_stop. */
 void api_stop_streams(void);
-/* Sets the base URL once the listening port is known: before the server accepts its first
- * request (http_config.bound), never after, since requests read it without a lock. */
-void api_set_public_url(const char *url);
+#define API_PUBLIC_URL_MAX 512
+/* Sets the base URL (trailing slashes dropped), once: from api_config.public_url, or when the
+ * listening port is known, before the server accepts its first request (http_config.bound).
+ * It never changes after, since requests read it without a lock. 0, -EALREADY (it is set: the
+ * URL stays what it was), -EINVAL (empty, or API_PUBLIC_URL_MAX bytes or longer). */
+int api_set_public_url(const char *url);
+/* The base URL ("" until set). */
+const char *api_public_url(void);
 /* The route table to give to http_server_start. */
 const struct http_route *api_routes(size_t *nr);
 /* To give to http_server_start as `admit`: the route table's access check, before a spooled body

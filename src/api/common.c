@@ -223,13 +223,22 @@ void api_audit(struct http_request *req, const char *actor, const char *action, 
     req->recorded = true;
 }
 
+/* The base URL: set once, never changed nor freed while the process runs (requests read it
+ * without a lock). */
+static char public_url[API_PUBLIC_URL_MAX];
+
 int api_init(const struct api_config *cfg)
 {
     api_cfg.threads = cfg->threads;
+    api_cfg.public_url = public_url;
     api_metrics_init();
-    api_set_public_url(cfg->public_url ? cfg->public_url : "");
-    if (!api_cfg.public_url)
-        return -ENOMEM;
+    if (cfg->public_url) {
+        int r = api_set_public_url(cfg->public_url);
+        if (r && r != -EALREADY) {
+            log_error("the public URL must be 1 to %d bytes", API_PUBLIC_URL_MAX - 1);
+            return r;
+        }
+    }
     int r = api_routes_init();
     return r ? r : api_git_init();
 }
@@ -238,16 +247,24 @@ void api_shutdown(void)
 {
     api_git_shutdown();
     api_routes_release();
-    free((char *)api_cfg.public_url);
-    api_cfg = (struct api_config){0};
+    api_cfg.threads = 0;
 }
 
-void api_set_public_url(const char *url)
+int api_set_public_url(const char *url)
 {
-    char *old = (char *)api_cfg.public_url;
     size_t n = strlen(url);
     while (n && url[n - 1] == '/')
         n--;
-    api_cfg.public_url = strndup(url, n);
-    free(old);
+    if (public_url[0])
+        return -EALREADY;
+    if (!n || n >= sizeof(public_url))
+        return -EINVAL;
+    memcpy(public_url, url, n);
+    public_url[n] = '\0';
+    return 0;
+}
+
+const char *api_public_url(void)
+{
+    return public_url;
 }

@@ -207,8 +207,8 @@ static void on_bound(unsigned port, void *arg)
     bool v6 = strchr(b->host, ':') != NULL;
     snprintf(b->url, sizeof(b->url), "http://%s%s%s:%u", v6 ? "[" : "", b->host, v6 ? "]" : "",
              port);
-    if (b->set_public)
-        api_set_public_url(b->url);
+    if (b->set_public && api_set_public_url(b->url))
+        log_error("cannot set the public URL to '%s'", b->url); /* the links then lack it */
 }
 
 int cli_serve(int argc, char **argv)
