@@ -1,0 +1,126 @@
+"""Executors (issue 8, point 11): a build's steps run in a long-lived sandbox of its executor slot
+that keeps the user and network namespaces, each step with fresh mount, pid and IPC namespaces.
+Nothing of one build may be seen by the next one on the same executor: processes (a setsid
+daemon), SysV IPC, keys (keyrings belong to a user namespace: the steps' seccomp program denies the
+key calls), files in /tmp. And a step there has no capability, cannot make a user namespace, has
+no network, and is the sandbox user on the host."""
+import os
+import shutil
+import uuid
+
+import pytest
+
+from builds import build_log, commit, details, head_number, processes_matching, start, wait_done
+from conftest import Slipway
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("bwrap"),
+                                reason="executors hold the sandbox of a server run as root")
+
+
+def pipeline(steps):
+    text = "version: 1\nruntime: shell\nbuild:\n  steps:\n"
+    for s in steps:
+        text += "    - |\n" + "".join(f"      {line}\n" for line in s.splitlines())
+    return (text + "  timeout: 60s\npackage:\n  include:\n    - out/\n").encode()
+
+
+def build(sw, dev, app_id, repo, steps):
+    commit(repo, {"slipway.yml": pipeline(steps)})
+    pid = start(sw, dev, app_id, head_number(sw, dev, app_id))
+    p = wait_done(sw, dev, app_id, pid, timeout=60)
+    return p, build_log(sw, dev, app_id, pid), details(sw, dev, app_id, pid)["Reason"]
+
+
+def executors():
+    return sorted(processes_matching("SLIPWAY_EXECUTOR"))
+
+
+@pytest.fixture
+def one(server_factory, tmp_path):
+    """A server with one executor: every build runs in the same one."""
+    srv = server_factory(extra_args=["--executors", "1"])
+    sw = Slipway(srv, str(tmp_path))
+    dev, app_id, repo = sw.new_dev_clone("exec")
+    return sw, dev, app_id, repo
+
+
+def test_a_build_leaves_nothing_to_the_next_on_the_same_executor(one):
+    sw, dev, app_id, repo = one
+    daemon = f"sleep 3{uuid.uuid4().int % 10**6:06d}"
+    before = executors()
+    assert before, "expected an executor"
+    p, log, _ = build(sw, dev, app_id, repo, [
+        f"setsid {daemon} </dev/null >/dev/null 2>&1 &\n"
+        "ipcmk -M 4096 && ipcmk -Q && echo made-'ipc'\n"
+        "keyctl add user leaked secret-of-build-1 @u && echo KEY-'ADDED' || echo no-'keys'\n"
+        "echo secret-of-build-1 > /tmp/left\n"
+        "mkdir -p out",
+    ])
+    assert p["Status"] == "Succeeded", log
+    assert "made-ipc" in log and "no-keys" in log and "KEY-ADDED" not in log, log
+    assert not processes_matching(daemon), "the step's daemon outlived its build"
+    p, log, _ = build(sw, dev, app_id, repo, [
+        "ipcs -m -q | sed 's/^/ipc: /'\n"
+        "keyctl print %user:leaked && echo KEY-'SEEN' || echo no-'key'\n"
+        "cat /tmp/left && echo FILE-'SEEN' || echo no-'file'\n"
+        "ps -e -o comm= | sed 's/^/proc: /'\n"
+        "mkdir -p out",
+    ])
+    assert p["Status"] == "Succeeded", log
+    ipc = [line for line in log.splitlines() if line.startswith("ipc: 0x")]
+    assert not ipc, log
+    assert "KEY-SEEN" not in log and "secret-of-build-1" not in log and "FILE-SEEN" not in log, log
+    procs = [line[6:] for line in log.splitlines() if line.startswith("proc: ")]
+    assert procs and "sleep" not in procs, log
+    assert executors() == before, "the builds did not run in the same executor"
+
+
+def test_a_step_in_an_executor_is_confined(one):
+    sw, dev, app_id, repo = one
+    mark = f"sleep 2.{uuid.uuid4().int % 10**8:08d}"
+    p, log, _ = build(sw, dev, app_id, repo, [
+        "grep -E '^Cap(Eff|Prm|Bnd|Amb):' /proc/self/status\n"
+        "unshare -U true && echo USERNS-'MADE' || echo no-'userns'\n"
+        "unshare -r true && echo ROOT-USERNS-'MADE' || echo no-root-'userns'\n"
+        "cat /proc/net/dev | sed 's/^/net: /'\n"
+        "python3 -c 'import socket; socket.create_connection((\"1.1.1.1\", 53), 2)' "
+        "2>/dev/null && echo NET-'REACHED' || echo no-'net'\n"
+        f"mkdir -p out; {mark}",
+    ])
+    assert p["Status"] == "Succeeded", log
+    assert "CapEff:\t0000000000000000" in log and "CapPrm:\t0000000000000000" in log, log
+    assert "CapBnd:\t0000000000000000" in log and "CapAmb:\t0000000000000000" in log, log
+    assert "no-userns" in log and "no-root-userns" in log and "USERNS-MADE" not in log, log
+    assert "no-net" in log and "NET-REACHED" not in log, log
+    devs = [line[5:].split(":")[0].strip() for line in log.splitlines()
+            if line.startswith("net: ") and ":" in line[5:] and "|" not in line]
+    assert devs == ["lo"], log
+
+
+def test_the_step_is_the_sandbox_user_on_the_host(one):
+    sw, dev, app_id, repo = one
+    mark = f"sleep 2.{uuid.uuid4().int % 10**8:08d}"
+    commit(repo, {"slipway.yml": pipeline([f"mkdir -p out; {mark}"])})
+    pid = start(sw, dev, app_id, head_number(sw, dev, app_id))
+    from conftest import wait_for
+    procs = wait_for(lambda: processes_matching(mark), timeout=30, what="the step's sleep")
+    with open(f"/proc/{procs[0]}/status") as f:
+        status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    uids = status["Uid"].split()
+    assert "0" not in uids and "0" not in status["Gid"].split(), status
+    assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0, status
+    assert wait_done(sw, dev, app_id, pid)["Status"] == "Succeeded"
+
+
+def test_a_timed_out_build_takes_its_executor_and_the_next_build_gets_a_new_one(one):
+    sw, dev, app_id, repo = one
+    before = executors()
+    text = pipeline(["mkdir -p out; sleep 30"]).replace(b"timeout: 60s", b"timeout: 1s")
+    commit(repo, {"slipway.yml": text})
+    pid = start(sw, dev, app_id, head_number(sw, dev, app_id))
+    p = wait_done(sw, dev, app_id, pid, timeout=30)
+    assert p["Status"] == "Failed" and "timed out" in details(sw, dev, app_id, pid)["Reason"]
+    p, log, _ = build(sw, dev, app_id, repo, ["mkdir -p out; echo fine"])
+    assert p["Status"] == "Succeeded", log
+    after = executors()
+    assert after and not set(after) & set(before), (before, after)
