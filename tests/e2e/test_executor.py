@@ -31,8 +31,10 @@ def build(sw, dev, app_id, repo, steps):
     return p, build_log(sw, dev, app_id, pid), details(sw, dev, app_id, pid)["Reason"]
 
 
-def executors():
-    return sorted(processes_matching("SLIPWAY_EXECUTOR"))
+def executors(sw):
+    """The server's executors (their command line names their directory under DIR/builds/)."""
+    builds = os.path.join(sw.data, "builds") + "/"
+    return sorted(set(processes_matching("SLIPWAY_EXECUTOR")) & set(processes_matching(builds)))
 
 
 @pytest.fixture
@@ -47,7 +49,7 @@ def one(server_factory, tmp_path):
 def test_a_build_leaves_nothing_to_the_next_on_the_same_executor(one):
     sw, dev, app_id, repo = one
     daemon = f"sleep 3{uuid.uuid4().int % 10**6:06d}"
-    before = executors()
+    before = executors(sw)
     assert before, "expected an executor"
     p, log, _ = build(sw, dev, app_id, repo, [
         f"setsid {daemon} </dev/null >/dev/null 2>&1 &\n"
@@ -72,7 +74,7 @@ def test_a_build_leaves_nothing_to_the_next_on_the_same_executor(one):
     assert "KEY-SEEN" not in log and "secret-of-build-1" not in log and "FILE-SEEN" not in log, log
     procs = [line[6:] for line in log.splitlines() if line.startswith("proc: ")]
     assert procs and "sleep" not in procs, log
-    assert executors() == before, "the builds did not run in the same executor"
+    assert executors(sw) == before, "the builds did not run in the same executor"
 
 
 def test_a_step_in_an_executor_is_confined(one):
@@ -114,7 +116,7 @@ def test_the_step_is_the_sandbox_user_on_the_host(one):
 
 def test_a_timed_out_build_takes_its_executor_and_the_next_build_gets_a_new_one(one):
     sw, dev, app_id, repo = one
-    before = executors()
+    before = executors(sw)
     text = pipeline(["mkdir -p out; sleep 30"]).replace(b"timeout: 60s", b"timeout: 1s")
     commit(repo, {"slipway.yml": text})
     pid = start(sw, dev, app_id, head_number(sw, dev, app_id))
@@ -122,5 +124,5 @@ def test_a_timed_out_build_takes_its_executor_and_the_next_build_gets_a_new_one(
     assert p["Status"] == "Failed" and "timed out" in details(sw, dev, app_id, pid)["Reason"]
     p, log, _ = build(sw, dev, app_id, repo, ["mkdir -p out; echo fine"])
     assert p["Status"] == "Succeeded", log
-    after = executors()
+    after = executors(sw)
     assert after and not set(after) & set(before), (before, after)
