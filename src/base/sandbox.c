@@ -203,9 +203,9 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
     ARG("--as-pid-1"); /* the command is the namespace's pid 1: no extra fork */
     if (spec->network && !spec->inner)
         ARG("--share-net");
-    if (spec->block) {
+    if (spec->block_fd) {
         ARG("--block-fd");
-        ARG("0");
+        ARG(spec->block_fd);
     }
     static const char *const ro[] = {
         "/usr",       "/etc/alternatives", "/etc/ld.so.cache",    "/etc/passwd",

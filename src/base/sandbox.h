@@ -69,9 +69,11 @@ struct sandbox_spec {
     const char *dir; /* the host directory holding each bind's name (traversable by the user) */
     const struct sandbox_bind *binds;
     size_t nr_binds;
-    const char *chdir;    /* inside, or NULL */
-    bool network;         /* share the host's network (and see its resolv.conf and hosts) */
-    bool block;           /* set up, then wait for a byte on stdin before the command */
+    const char *chdir; /* inside, or NULL */
+    bool network;      /* share the host's network (and see its resolv.conf and hosts) */
+    /* set up, then wait for a byte on this descriptor ("4"), which bubblewrap closes before
+     * the command (NULL: no wait) */
+    const char *block_fd;
     char *const *command; /* what runs inside: argv, NULL-terminated; it is pid 1 there */
     /* Run by an executor's agent (sandbox_executor_init), inside the executor's user and network
      * namespaces: the command line only (no identity: the agent is who it is), dir as the agent

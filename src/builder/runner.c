@@ -17,6 +17,7 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -45,9 +46,13 @@
  * network, IPC and UTS namespaces whose set-up is most of a trivial build's time, one per
  * executor slot. Its agent runs each step of the build that holds it in a sandbox of its own
  * (fresh mount, pid and IPC namespaces; the step is pid 1 there, so nothing it started outlives
- * it) and reports the step's exit status on a pipe of its own. A build without build.network
- * takes an idle one before its export; its directory is the build's root. Cancels and timeouts
- * kill the executor (its cgroup), and a new one starts. */
+ * it) and reports the step's exit status on a pipe of its own. That sandbox is set up ahead, as
+ * soon as the step before it ended, and waits in bubblewrap (--block-fd) for the byte of the
+ * request: a step then costs about an exec. Its directories (ws, tmp, slipway under root) are
+ * bound then, so they stay the same directories for the executor's life: between builds they are
+ * emptied, never made again. A build without build.network takes an idle executor before its
+ * export; its directory is the build's root. Cancels and timeouts kill the executor (its
+ * cgroup), and a new one starts. */
 struct executor {
     struct engine_child child;
     int req_fd;                 /* the agent's stdin: a line per step */
@@ -222,10 +227,10 @@ static void build_free(struct build *b)
 {
     if (b->log_fd >= 0)
         close(b->log_fd);
-    if (b->root)
-        fs_remove_tree(b->root);
-    if (b->exec) /* its directory was the build's */
+    if (b->exec) /* its directory was the build's: emptied there */
         executor_release(b->exec);
+    else if (b->root)
+        fs_remove_tree(b->root);
     if (b->have_pl)
         pipeline_release(&b->pl);
     free(b->root);
@@ -348,7 +353,8 @@ static int spawn(struct build *b, struct proc_opts *opts, const char *path, char
  * read-only at /slipway, no network unless asked for, its own pid namespace (whose pid 1 is the
  * step's shell: when it ends, every process left in the namespace is killed). `inner`: run by
  * an executor's agent, which sees root there (the key calls denied by the seccomp program it
- * gives on descriptor 9). Release c either way. */
+ * gives on descriptor 9), set up ahead and waiting for a byte on descriptor 4 (which bubblewrap
+ * closes before the step). Release c either way. */
 static int step_sandbox(struct sandbox_cmd *c, const char *root, bool network, bool inner,
                         const char *script)
 {
@@ -362,7 +368,8 @@ static int step_sandbox(struct sandbox_cmd *c, const char *root, bool network, b
                                 .network = network,
                                 .command = command,
                                 .inner = inner,
-                                .seccomp_fd = inner ? "9" : NULL};
+                                .seccomp_fd = inner ? "9" : NULL,
+                                .block_fd = inner ? "4" : NULL};
     return sandbox_cmd_init(c, &E.user, &spec);
 }
 
@@ -501,6 +508,10 @@ static void executor_status(struct engine_watch *wt, uint32_t events)
         if (ready) {
             x->ready = true;
         } else if (b && b->child == &x->child && status >= 0) {
+            char run[PATH_MAX];
+            /* the sandbox set up next runs nothing without a new one */
+            if (snprintf(run, sizeof(run), "%s/slipway/run", x->root) < (int)sizeof(run))
+                unlink(run);
             engine_child_drain(&x->child);
             b->child = NULL;
             step_done(b, &x->child, (int)status); /* may free b, never x */
@@ -530,14 +541,17 @@ static void sh_quote(struct strbuf *sb, const char *arg)
     strbuf_addch(sb, '\'');
 }
 
-static int step_sandbox(struct sandbox_cmd *c, const char *root, bool network, bool block,
+static int step_sandbox(struct sandbox_cmd *c, const char *root, bool network, bool inner,
                         const char *script);
 
 /* The agent, a shell loop run as root of the executor's user namespace: it forbids user
  * namespaces inside first (no step gets the capabilities of a namespace of its own), says
- * "ready" on descriptor 3, then for each line on its stdin runs /slipway/run in a step sandbox
- * whose stdin is /dev/null and which has neither the requests nor the status pipe, and writes
- * its exit status on descriptor 3. seen: where the executor sees its directory. */
+ * "ready" on descriptor 3, then over and over sets up a step sandbox that waits for a byte of
+ * the requests (its stdin, given to bubblewrap as descriptor 4, closed before the step runs
+ * /slipway/run with /dev/null as its stdin and without the status pipe), and writes the step's
+ * exit status on descriptor 3. The runner removes /slipway/run once it has the status: a
+ * sandbox that went on without a request (the requests' end: the server is gone) finds none,
+ * and the agent ends. seen: where the executor sees its directory. */
 static int executor_agent(struct strbuf *sb, const char *seen)
 {
     struct sandbox_cmd cmd;
@@ -549,15 +563,17 @@ static int executor_agent(struct strbuf *sb, const char *seen)
     }
     strbuf_adds(sb, "echo 0 >/proc/sys/user/max_user_namespaces || exit 120\n"
                     "echo ready >&3\n"
-                    "while read -r line; do\n");
+                    "while :; do\n");
     for (size_t i = 0; cmd.argv[i]; i++) {
         if (i)
             strbuf_addch(sb, ' ');
         sh_quote(sb, cmd.argv[i]);
     }
-    strbuf_adds(sb, " </dev/null 3>&- 9<");
+    strbuf_adds(sb, " 4<&0 </dev/null 3>&- 9<");
     strbuf_addf(sb, "%.*s/%s", (int)(strrchr(seen, '/') - seen), seen, filter);
-    strbuf_adds(sb, "\necho \"$?\" >&3\ndone\n");
+    strbuf_adds(sb, "\ns=$?\n[ -e ");
+    sh_quote(sb, seen);
+    strbuf_adds(sb, "/slipway/run ] || exit 0\necho \"$s\" >&3\ndone\n");
     sandbox_cmd_release(&cmd);
     return strbuf_ok(sb) ? 0 : -ENOMEM;
 }
@@ -706,12 +722,63 @@ static bool executor_take(struct build *b)
     return true;
 }
 
-/* The build that held x is over (its directory removed, no step running): x gets a fresh
- * directory for the next build, or goes if it ended. */
+/* Empties root/name, keeping the directory itself (an executor's next step sandbox binds it
+ * already), and gives it back what build_dirs gave it: for the sandbox user's (user) its owner
+ * and mode 0700, which a step may have changed, like its extended attributes (ACLs: a default
+ * one would open the next build's files to others) and times, which go. 0, or -errno. */
+static int dir_reset(const char *root, const char *name, bool user)
+{
+    char path[PATH_MAX], sub[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", root, name);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    int r = 0;
+    bool removed = true;
+    while (!r && removed) { /* entries removed while reading may hide others: read again */
+        struct dirent *de;
+        removed = false;
+        rewinddir(d);
+        while (!r && (de = readdir(d))) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= sizeof(sub))
+                r = -ENAMETOOLONG;
+            else
+                r = fs_remove_tree(sub);
+            removed = true;
+        }
+    }
+    if (!r && user) {
+        static char names[XATTR_LIST_MAX];
+        ssize_t n = flistxattr(fd, names, sizeof(names));
+        for (ssize_t i = 0; n > 0 && i < n && !r; i += (ssize_t)strlen(names + i) + 1)
+            if (fremovexattr(fd, names + i) < 0 && errno != ENODATA)
+                r = -errno;
+        if (!r && n < 0 && errno != ENOTSUP)
+            r = -errno;
+        if (!r && (fchmod(fd, 0700) < 0 || futimens(fd, NULL) < 0))
+            r = -errno;
+        if (!r)
+            r = sandbox_chown(&E.user, path, false);
+    }
+    closedir(d);
+    return r;
+}
+
+/* The build that held x is over (no step running): x's directories are emptied for the next
+ * build, or x goes if it ended (or they cannot be). */
 static void executor_release(struct executor *x)
 {
     x->build = NULL;
-    if (x->child.pid && !x->child.killed && build_dirs(x->root) == 0)
+    if (x->child.pid && !x->child.killed && !dir_reset(x->root, "ws", true) &&
+        !dir_reset(x->root, "tmp", true) && !dir_reset(x->root, "slipway", false))
         return;
     executor_remove(x);
     executor_discard(x);
@@ -729,7 +796,7 @@ static int executor_step(struct build *b)
                  x->child.group, strerror(-r));
     engine_child_limits_mark(&x->child);
     b->child = &x->child;
-    if (write(x->req_fd, "step\n", 5) != 5) {
+    if (write(x->req_fd, "s", 1) != 1) { /* the sandbox set up ahead reads it and goes on */
         r = -errno;
         b->child = NULL;
         return r ? r : -EIO;

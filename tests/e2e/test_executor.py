@@ -126,3 +126,59 @@ def test_a_timed_out_build_takes_its_executor_and_the_next_build_gets_a_new_one(
     assert p["Status"] == "Succeeded", log
     after = executors(sw)
     assert after and not set(after) & set(before), (before, after)
+
+
+def test_a_step_cannot_start_the_next_one_through_its_descriptors(one):
+    """The next step's sandbox is set up while a step runs no more (as soon as it ended) and waits
+    for a byte of the runner's requests: a step has no descriptor of those, nor of the status
+    pipe, so writing to every descriptor it has starts nothing, and the executor goes on."""
+    sw, dev, app_id, repo = one
+    before = executors(sw)
+    p, log, _ = build(sw, dev, app_id, repo, [
+        "ls -l /proc/$$/fd/ >/tmp/fds; sed -n 's/.* \\([0-9]*\\) -> /fd: \\1 /p' /tmp/fds\n"
+        'for f in /proc/$$/fd/* /dev/fd/*; do (echo s >"$f") 2>/dev/null || true; done\n'
+        "for n in 0 3 4 5 6 7 8 9; do (echo s >&$n) 2>/dev/null || true; done",
+        "echo ran >>/workspace/count",
+        "sleep 0.2; echo ran >>/workspace/count",
+        "sed 's/^/count: /' /workspace/count; mkdir -p out",
+    ])
+    assert p["Status"] == "Succeeded", log
+    fds = dict(line[4:].split(" ", 1) for line in log.splitlines() if line.startswith("fd: "))
+    assert fds.get("0") == "/dev/null", log
+    # the output's pipe only (at 1 and 2; the shell keeps a copy of 1 while it redirects it)
+    pipes = {what for what in fds.values() if what.startswith("pipe:")}
+    assert pipes == {fds["2"]}, log
+    assert [line for line in log.splitlines() if line.startswith("count: ")] == ["count: ran"] * 2
+    assert executors(sw) == before, "the executor was replaced: it ran something out of turn"
+    p, log, _ = build(sw, dev, app_id, repo, ["ls -A /workspace | sed 's/^/ws: /'; mkdir -p out"])
+    assert p["Status"] == "Succeeded", log
+    ws = {line[4:] for line in log.splitlines() if line.startswith("ws: ")}
+    assert "slipway.yml" in ws and not {"count", "out"} & ws, log
+    assert executors(sw) == before
+
+
+def test_the_next_build_gets_its_directories_as_new(one):
+    """An executor's directories stay (its next step's sandbox binds them ahead) and are emptied
+    between builds: what a step changed on them (mode, extended attributes such as ACLs)
+    is undone too."""
+    sw, dev, app_id, repo = one
+    before = executors(sw)
+    p, log, _ = build(sw, dev, app_id, repo, [
+        "chmod 0777 /workspace /tmp\n"
+        "python3 -c \"import os; [os.setxattr(d, 'user.left', b'x') for d in ('/workspace',"
+        " '/tmp')]\" && echo XATTR-'SET' || echo no-'xattr'\n"
+        "mkdir -p out /tmp/sub; echo left >/tmp/sub/file; ln -s /etc/passwd /tmp/link",
+    ])
+    assert p["Status"] == "Succeeded", log
+    p, log, _ = build(sw, dev, app_id, repo, [
+        "stat -c 'dir: %n %a' /workspace /tmp; ls -A /tmp | sed 's/^/tmp: /'\n"
+        "python3 -c \"import os; print('xattrs:', os.listxattr('/workspace') +"
+        " os.listxattr('/tmp'))\"\n"
+        "mkdir -p out",
+    ])
+    assert p["Status"] == "Succeeded", log
+    dirs = [line.split()[1:] for line in log.splitlines() if line.startswith("dir: ")]
+    assert dirs == [["/workspace", "700"], ["/tmp", "700"]], log
+    assert not [line for line in log.splitlines() if line.startswith("tmp: ")], log
+    assert "xattrs: []" in log, log
+    assert executors(sw) == before
