@@ -55,7 +55,7 @@
  * cgroup), and a new one starts. */
 struct executor {
     struct engine_child child;
-    int req_fd;                 /* the agent's stdin: a line per step */
+    int req_fd;                 /* the agent's stdin: a byte per step */
     struct engine_watch status; /* its descriptor 3: "ready", then each step's exit status */
     char line[64];
     size_t line_len;
@@ -725,7 +725,8 @@ static bool executor_take(struct build *b)
 /* Empties root/name, keeping the directory itself (an executor's next step sandbox binds it
  * already), and gives it back what build_dirs gave it: for the sandbox user's (user) its owner
  * and mode 0700, which a step may have changed, like its extended attributes (ACLs: a default
- * one would open the next build's files to others) and times, which go. 0, or -errno. */
+ * one would open the next build's files to others), which go, and times, set to now.
+ * 0, or -errno. */
 static int dir_reset(const char *root, const char *name, bool user)
 {
     char path[PATH_MAX], sub[PATH_MAX];
