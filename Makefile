@@ -2,7 +2,7 @@
 # Options: SANITIZE=address,undefined   DEBUG=1   V=1   LISTEN=127.0.0.1:8080 (make run)
 CC      ?= cc
 VERSION := 0.1.0
-PKGS    := libmicrohttpd jansson sqlite3 libgit2 libsodium libcrypto yaml-0.1 libarchive zlib
+PKGS    := libmicrohttpd jansson sqlite3 libgit2 libsodium libcrypto yaml-0.1 libarchive zlib libseccomp
 CFLAGS  ?= $(if $(DEBUG),-O0 -g3,-O2 -g)
 # pkg-config runs on first use (after the dependency step), once.
 PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS)))$(PKG_CFLAGS)

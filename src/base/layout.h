@@ -26,9 +26,9 @@
  *   DIR/builds/                       builder/runner, 0700: emptied at each start
  *   DIR/builds/run/                   builder/runner, 0711: bound at /mnt in the sandboxes' mount
  *                                     namespace
- *   DIR/builds/run/<name>             one build's root (<PackageId>) or a warm sandbox's
- *                                     (warm-<server pid>-<n>); what is inside (ws/, tmp/,
- *                                     slipway/) is the runner's business
+ *   DIR/builds/run/<name>             one build's root (<PackageId>) or an executor's
+ *                                     (exec-<server pid>-<n>), and steps.seccomp; what is
+ *                                     inside (ws/, tmp/, slipway/) is the runner's business
  *
  * Room is kept for what comes next, each a directory of its own beside these: releases
  * (DIR/releases/...) and environments (DIR/envs/<AppId>/<Environment>/...). A new path is added

@@ -160,14 +160,18 @@ __attribute__((no_sanitize("address"))) static int spawn_child(void *arg)
     }
     if (!err)
         err = child_confine(o); /* it may use descriptors above 2 (the mount namespace's) */
-    /* Nothing but 0-2 goes on: not a descriptor the server inherited without close-on-exec
-     * (a step could read or openat() through it), nor the /dev/null opened above. */
-    if (!err && syscall(SYS_close_range, 3, ~0U, 0) < 0) {
+    /* after the confinement, which may use descriptor 3 (the mount namespace's) */
+    if (!err && o->fd3 > 0 && (o->fd3 == 3 ? fcntl(3, F_SETFD, 0) : dup2(o->fd3, 3)) < 0)
+        err = errno;
+    /* Nothing but 0-2 (and 3 when asked) goes on: not a descriptor the server inherited without
+     * close-on-exec (a step could read or openat() through it), nor the /dev/null opened above. */
+    int first = o->fd3 > 0 ? 4 : 3;
+    if (!err && syscall(SYS_close_range, first, ~0U, 0) < 0) {
         struct rlimit lim;
         if (errno != ENOSYS || getrlimit(RLIMIT_NOFILE, &lim) < 0)
             err = errno;
         /* the hard limit: the soft one may have been lowered below open descriptors */
-        for (rlim_t fd = 3; !err && fd < lim.rlim_max && fd < (1u << 20); fd++)
+        for (rlim_t fd = (rlim_t)first; !err && fd < lim.rlim_max && fd < (1u << 20); fd++)
             close((int)fd);
     }
     if (!err) {

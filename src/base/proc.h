@@ -36,6 +36,8 @@ struct proc_opts {
     uint64_t max_file_size; /* RLIMIT_FSIZE, soft and hard (0: unchanged) */
     int death_sig; /* PR_SET_PDEATHSIG (0: none): sent when the spawning thread exits; a child
                       whose parent died before it was armed exits at once */
+    int fd3;       /* > 0: becomes the child's descriptor 3 (a second pipe beside stdio); the
+                      caller's to close */
 };
 #define PROC_OPTS_INIT                                                                             \
     {                                                                                              \

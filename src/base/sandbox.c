@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <seccomp.h>
+
 #include "base/util.h"
 #include "base/banned.h"
 
@@ -158,7 +160,9 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
     if (spec->nr_binds > SANDBOX_MAX_BINDS)
         return -EINVAL;
     const char *base, *name = u->drop && u->mount_ns > 0 ? shared_name(u, spec->dir) : NULL;
-    if (name) { /* the namespace of sandbox_user_share, where it is u->mount/name */
+    if (spec->inner) {
+        base = spec->dir;
+    } else if (name) { /* the namespace of sandbox_user_share, where it is u->mount/name */
         char *seen = NULL;
         if (asprintf(&seen, "%s/%s", u->mount, name) < 0)
             return -ENOMEM;
@@ -181,17 +185,27 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
     ARG("bwrap");
     ARG("--die-with-parent");
     ARG("--new-session");
-    ARG("--unshare-all");
-    ARG("--unshare-user"); /* never skipped: the user namespace is what leaves no capability */
-    ARG("--disable-userns");
+    if (spec->inner) { /* the user, network and UTS namespaces are the executor's */
+        ARG("--unshare-pid");
+        ARG("--unshare-ipc");
+        ARG("--clearenv"); /* the step's script exports its environment */
+        if (spec->seccomp_fd) {
+            ARG("--seccomp");
+            ARG(spec->seccomp_fd);
+        }
+    } else {
+        ARG("--unshare-all");
+        ARG("--unshare-user"); /* never skipped: the user namespace is what leaves no capability */
+        ARG("--disable-userns");
+    }
     ARG("--cap-drop");
     ARG("ALL");
     ARG("--as-pid-1"); /* the command is the namespace's pid 1: no extra fork */
-    if (spec->network)
+    if (spec->network && !spec->inner)
         ARG("--share-net");
-    if (spec->block) {
+    if (spec->block_fd) {
         ARG("--block-fd");
-        ARG("0");
+        ARG(spec->block_fd);
     }
     static const char *const ro[] = {
         "/usr",       "/etc/alternatives", "/etc/ld.so.cache",    "/etc/passwd",
@@ -248,6 +262,71 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
 #undef ARG
     c->argv[a] = NULL;
     return 0;
+}
+
+int sandbox_executor_init(struct sandbox_cmd *c, const struct sandbox_user *u, const char *dir,
+                          char *const *command, const char **seen)
+{
+    size_t a = 0;
+    memset(c, 0, sizeof(*c));
+    const char *name = u->drop && u->mount_ns > 0 ? shared_name(u, dir) : NULL;
+    char *where = NULL;
+    if (u->drop && !name)
+        return -EINVAL;
+    if (name ? asprintf(&where, "%s/%s", u->mount, name) < 0 : !(where = strdup(dir)))
+        return -ENOMEM;
+    c->owned[c->nr_owned++] = where;
+    *seen = where;
+    if (name) {
+        c->opts.mount_ns = u->mount_ns;
+        c->opts.set_ids = true;
+        c->opts.uid = u->uid;
+        c->opts.gid = u->gid;
+    }
+    c->opts.no_new_privs = true;
+#define ARG(s)                                                                                     \
+    do {                                                                                           \
+        if (a >= SANDBOX_MAX_ARGS - 1)                                                             \
+            return -EINVAL;                                                                        \
+        c->argv[a++] = (char *)(s);                                                                \
+    } while (0)
+    static const char *const fixed[] = {
+        "bwrap", "--die-with-parent", "--unshare-user", "--unshare-net", "--unshare-ipc",
+        "--unshare-uts", "--unshare-cgroup-try", "--uid", "0", "--gid", "0",
+        /* root of its user namespace, with what that root may do there: make the steps' mount,
+         * pid and IPC namespaces (the agent forbids user namespaces inside first) */
+        "--cap-add", "ALL", "--dev-bind", "/", "/", "--setenv", "SLIPWAY_EXECUTOR"};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        ARG(fixed[i]);
+    char *ws = NULL; /* named as a step's sandbox names its workspace */
+    if (asprintf(&ws, "%s/ws", dir) < 0)
+        return -ENOMEM;
+    c->owned[c->nr_owned++] = ws;
+    ARG(ws);
+    ARG("--");
+    for (size_t i = 0; command[i]; i++)
+        ARG(command[i]);
+#undef ARG
+    c->argv[a] = NULL;
+    return 0;
+}
+
+int sandbox_seccomp_write(int fd)
+{
+    static const int denied[] = {SCMP_SYS(add_key), SCMP_SYS(keyctl), SCMP_SYS(request_key)};
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    int r = ctx ? 0 : -ENOMEM;
+    /* 32-bit programs go through the same filter (another architecture's calls kill them) */
+    if (!r && seccomp_arch_native() == SCMP_ARCH_X86_64) {
+        seccomp_arch_add(ctx, SCMP_ARCH_X86);
+        seccomp_arch_add(ctx, SCMP_ARCH_X32);
+    }
+    for (size_t i = 0; !r && i < sizeof(denied) / sizeof(denied[0]); i++)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), denied[i], 0);
+    if (!r)
+        r = seccomp_export_bpf(ctx, fd);
+    seccomp_release(ctx);
+    return r;
 }
 
 void sandbox_cmd_release(struct sandbox_cmd *c)

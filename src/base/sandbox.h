@@ -69,10 +69,18 @@ struct sandbox_spec {
     const char *dir; /* the host directory holding each bind's name (traversable by the user) */
     const struct sandbox_bind *binds;
     size_t nr_binds;
-    const char *chdir;    /* inside, or NULL */
-    bool network;         /* share the host's network (and see its resolv.conf and hosts) */
-    bool block;           /* set up, then wait for a byte on stdin before the command */
+    const char *chdir; /* inside, or NULL */
+    bool network;      /* share the host's network (and see its resolv.conf and hosts) */
+    /* set up, then wait for a byte on this descriptor ("4"), which bubblewrap closes before
+     * the command (NULL: no wait) */
+    const char *block_fd;
     char *const *command; /* what runs inside: argv, NULL-terminated; it is pid 1 there */
+    /* Run by an executor's agent (sandbox_executor_init), inside the executor's user and network
+     * namespaces: the command line only (no identity: the agent is who it is), dir as the agent
+     * sees it, fresh mount, pid and IPC namespaces, --cap-drop ALL (the agent is root of its
+     * user namespace; bubblewrap, not setuid, then runs as that root and drops everything). */
+    bool inner;
+    const char *seccomp_fd; /* with inner: bubblewrap reads a seccomp program from it (NULL) */
 };
 
 #define SANDBOX_MAX_ARGS  112
@@ -93,6 +101,25 @@ struct sandbox_cmd {
 int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
                      const struct sandbox_spec *spec);
 void sandbox_cmd_release(struct sandbox_cmd *c);
+
+/* An executor: a long-lived sandbox holding a user namespace (whose root it is, with every
+ * capability there and none on the host, where it is u's user), a network namespace with only
+ * a loopback device, IPC and UTS namespaces; it sees the host's file system as that user does (in
+ * sandbox_user_share()'s namespace for a root server), and runs `command`, which starts each
+ * step with an inner sandbox (spec.inner) and so skips the user and network namespaces' set-up
+ * per step. dir: the executor's host directory (for a root server directly beneath u->shared,
+ * else -EINVAL); *seen (in c->owned) is where the executor sees it. The command line names
+ * dir/ws (as a sandbox's names its first bind), so that a restarted server finds those a crashed
+ * one left. 0, -EINVAL or -ENOMEM; release c
+ * either way. */
+int sandbox_executor_init(struct sandbox_cmd *c, const struct sandbox_user *u, const char *dir,
+                          char *const *command, const char **seen);
+
+/* Writes to fd the seccomp program of a step run in an executor (bubblewrap's --seccomp): the
+ * key management calls (add_key, keyctl, request_key) fail with ENOSYS, as on a kernel without
+ * keys. Keyrings belong to a user namespace: without it, a key a step of one build adds to its
+ * user keyring would be there for the next build in the same executor. 0, or -errno. */
+int sandbox_seccomp_write(int fd);
 
 /* For code run without bubblewrap (--unsafe-no-sandbox): the same identity, and for a root
  * server the private mount namespace with dir bound at u->mount. Returns the path at which the

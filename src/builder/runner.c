@@ -17,6 +17,7 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -41,16 +42,28 @@
 #define MAX_EXECUTORS 64
 #define STOPPED       "the server stopped during the build"
 
-/* A sandbox set up ahead of the next build (bubblewrap's set-up is most of a trivial build's
- * time): it waits on its stdin before it runs /slipway/run, which the build writes. Only the
- * first step of a build without build.network takes one; the others start cold. */
-struct warm {
+/* An executor: a long-lived sandbox (base/sandbox.h: sandbox_executor_init) holding the user,
+ * network, IPC and UTS namespaces whose set-up is most of a trivial build's time, one per
+ * executor slot. Its agent runs each step of the build that holds it in a sandbox of its own
+ * (fresh mount, pid and IPC namespaces; the step is pid 1 there, so nothing it started outlives
+ * it) and reports the step's exit status on a pipe of its own. That sandbox is set up ahead, as
+ * soon as the step before it ended, and waits in bubblewrap (--block-fd) for the byte of the
+ * request: a step then costs about an exec. Its directories (ws, tmp, slipway under root) are
+ * bound then, so they stay the same directories for the executor's life: between builds they are
+ * emptied, never made again. A build without build.network takes an idle executor before its
+ * export; its directory is the build's root. Cancels and timeouts kill the executor (its
+ * cgroup), and a new one starts. */
+struct executor {
     struct engine_child child;
-    int go_fd;
-    struct build *build; /* the build that took it (its first step's process, once started) */
-    char said[256];      /* what it wrote before use (bubblewrap's complaint, if it died) */
+    int req_fd;                 /* the agent's stdin: a byte per step */
+    struct engine_watch status; /* its descriptor 3: "ready", then each step's exit status */
+    char line[64];
+    size_t line_len;
+    bool ready;
+    struct build *build; /* the build that holds it */
+    char said[256];      /* what it wrote outside a build (bubblewrap's complaint, if it died) */
     size_t said_len;
-    char root[PATH_MAX]; /* DIR/builds/run/warm-<server pid>-<n>: the build's root once taken */
+    char root[PATH_MAX]; /* DIR/builds/run/exec-<server pid>-<n>: the holding build's root */
 };
 
 struct build {
@@ -64,16 +77,17 @@ struct build {
     uint64_t log_bytes;
     bool log_capped;
     size_t step;
-    /* The running step: its own child, or the warm sandbox's. Each step runs in a cgroup of its
-     * own, <PackageId>.<step> (a group cgroup.kill was written to kills what is started in it
-     * later), with the build's limits. */
+    /* The running step: its own child, or the executor's. A step of its own runs in a cgroup of
+     * its own, <PackageId>.<step> (a group cgroup.kill was written to kills what is started in it
+     * later), with the build's limits; an executor's group gets the build's limits before each
+     * step. */
     struct engine_child own;
     struct engine_child *child;  /* NULL: no step runs */
     struct cgroup_limits limits; /* build.pids and build.memory, as far as the server allows */
     int64_t disk_max;            /* build.disk, as far as the server allows */
     int64_t disk_next_ns;        /* when the running step's build directory is measured next */
     int64_t disk_every_ns;
-    struct warm *warm; /* the warm sandbox it took, if any (freed with the build) */
+    struct executor *exec; /* the executor it holds, if any (released with the build) */
     int64_t deadline_ns;
     int64_t step_started_ns;
     /* Work a worker thread does for it (export, package), and what came of it. */
@@ -102,7 +116,7 @@ static struct {
     struct sandbox_user user;      /* who runs the steps */
     char user_why[512];            /* why builds are refused when the user is unusable */
     /* Why bubblewrap cannot make sandboxes here ("": it can, or not known yet): found by a probe
-     * at the start and again, with back-off, after a warm sandbox dies before use. Written by
+     * at the start and again, with back-off, after an executor dies while idle. Written by
      * the engine thread, read by the API's (runner_can_build). */
     pthread_mutex_t why_lock;
     char sandbox_why[640];
@@ -114,9 +128,12 @@ static struct {
     struct engine_timer check_timer; /* the next timeout or disk check (check_running) */
     struct build *running[MAX_EXECUTORS];
     size_t nr_running;
-    struct warm *warm[MAX_EXECUTORS];
-    size_t nr_warm;
-    unsigned long long warm_seq;
+    struct executor *exec[MAX_EXECUTORS];
+    size_t nr_exec;
+    unsigned long long exec_seq;
+    struct engine_backoff exec_backoff; /* executors that die while idle start again later */
+    struct engine_timer exec_timer;
+    bool seccomp_ok; /* DIR/builds/run/steps.seccomp is written */
 } E = {.cgroup_fd = -1,
        .limiter = {.v2_fd = -1, .v1_fd = {-1, -1}},
        .why_lock = PTHREAD_MUTEX_INITIALIZER};
@@ -204,17 +221,15 @@ __attribute__((format(printf, 2, 3))) static void log_line(struct build *b, cons
 
 /* ---- ending a build ------------------------------------------------------------------------ */
 
-static void warm_discard(struct warm *w);
+static void executor_release(struct executor *x);
 
 static void build_free(struct build *b)
 {
     if (b->log_fd >= 0)
         close(b->log_fd);
-    if (b->warm) { /* its directory is the build's */
-        b->warm->root[0] = '\0';
-        warm_discard(b->warm);
-    }
-    if (b->root)
+    if (b->exec) /* its directory was the build's: emptied there */
+        executor_release(b->exec);
+    else if (b->root)
         fs_remove_tree(b->root);
     if (b->have_pl)
         pipeline_release(&b->pl);
@@ -336,10 +351,11 @@ static int spawn(struct build *b, struct proc_opts *opts, const char *path, char
 /* The sandbox of a step, in the build's directory `root`: read-only /usr and a few /etc files
  * (base/sandbox.c), the workspace at /workspace, the build's private /tmp, the step scripts
  * read-only at /slipway, no network unless asked for, its own pid namespace (whose pid 1 is the
- * step's shell: when it ends, every process left in the namespace is killed). `block`: bwrap
- * sets the sandbox up, then waits for a byte on its stdin before it starts the command (a warm
- * sandbox). Release c either way. */
-static int step_sandbox(struct sandbox_cmd *c, const char *root, bool network, bool block,
+ * step's shell: when it ends, every process left in the namespace is killed). `inner`: run by
+ * an executor's agent, which sees root there (the key calls denied by the seccomp program it
+ * gives on descriptor 9), set up ahead and waiting for a byte on descriptor 4 (which bubblewrap
+ * closes before the step). Release c either way. */
+static int step_sandbox(struct sandbox_cmd *c, const char *root, bool network, bool inner,
                         const char *script)
 {
     static const struct sandbox_bind binds[] = {
@@ -350,8 +366,10 @@ static int step_sandbox(struct sandbox_cmd *c, const char *root, bool network, b
                                 .nr_binds = 3,
                                 .chdir = "/workspace",
                                 .network = network,
-                                .block = block,
-                                .command = command};
+                                .command = command,
+                                .inner = inner,
+                                .seccomp_fd = inner ? "9" : NULL,
+                                .block_fd = inner ? "4" : NULL};
     return sandbox_cmd_init(c, &E.user, &spec);
 }
 
@@ -377,145 +395,421 @@ static int build_dirs(const char *root)
     return r;
 }
 
-/* ---- warm sandboxes ------------------------------------------------------------------------ */
+/* ---- executors ----------------------------------------------------------------------------- */
 
-static void warm_remove(struct warm *w)
+/* Pids an executor's own processes take from a build's build.pids: bubblewrap's monitor and the
+ * agent outside, the step's bubblewrap. */
+#define EXECUTOR_PIDS 4
+
+static void executor_remove(struct executor *x)
 {
-    for (size_t i = 0; i < E.nr_warm; i++) {
-        if (E.warm[i] == w) {
-            E.warm[i] = E.warm[--E.nr_warm];
+    for (size_t i = 0; i < E.nr_exec; i++) {
+        if (E.exec[i] == x) {
+            E.exec[i] = E.exec[--E.nr_exec];
             break;
         }
     }
 }
 
-/* Kills a warm sandbox (if it runs) and frees what it holds. */
-static void warm_discard(struct warm *w)
+/* Kills an executor (if it runs) and frees what it holds (after executor_remove). */
+static void executor_discard(struct executor *x)
 {
-    w->child.exited = NULL;
-    engine_child_kill(&w->child);
-    engine_child_wait(&w->child, -1);
-    if (w->go_fd >= 0)
-        close(w->go_fd);
-    if (w->root[0]) /* empty once the directory is a build's */
-        fs_remove_tree(w->root);
-    free(w);
+    x->child.exited = NULL;
+    engine_child_kill(&x->child);
+    engine_child_wait(&x->child, -1);
+    engine_watch_del(E.engine, &x->status);
+    if (x->status.fd >= 0)
+        close(x->status.fd);
+    if (x->req_fd >= 0)
+        close(x->req_fd);
+    if (x->root[0])
+        fs_remove_tree(x->root);
+    free(x);
 }
 
-static void warm_output(struct engine_child *c, const char *data, size_t len)
+/* What an executor writes: a step's output into its build's log; outside a build, what its agent
+ * or bubblewrap said (a complaint, if it died). */
+static void executor_output(struct engine_child *c, const char *data, size_t len)
 {
-    struct warm *w = c->arg;
-    size_t room = sizeof(w->said) - 1 - w->said_len;
-    memcpy(w->said + w->said_len, data, len < room ? len : room);
-    w->said_len += len < room ? len : room;
-    w->said[w->said_len] = '\0';
+    struct executor *x = c->arg;
+    if (x->build) {
+        log_write(x->build, data, len);
+        return;
+    }
+    size_t room = sizeof(x->said) - 1 - x->said_len;
+    memcpy(x->said + x->said_len, data, len < room ? len : room);
+    x->said_len += len < room ? len : room;
+    x->said[x->said_len] = '\0';
 }
 
 static void probe_start(void);
+static void step_done(struct build *b, const struct engine_child *c, int status);
+static void step_limits_hit(struct build *b, const struct engine_child *c, int status);
 
-/* A warm sandbox ended while it waited (it should not): it goes, and the probe finds out whether
- * sandboxes can be made at all, with back-off. A taken one is the build's to notice. */
-static void warm_exited(struct engine_child *c, int status)
+/* The executor ended. Holding a build whose step ran: killed for a cancel, a timeout or build.disk
+ * (the reason is set), or it died (a limit, most likely): the build fails. Holding a build not
+ * in a step: that build's next step starts a sandbox of its own. Idle: it should not have; it
+ * goes, the probe looks at whether sandboxes can be made at all, and the next one starts after
+ * a back-off. */
+static void executor_exited(struct engine_child *c, int status)
 {
-    struct warm *w = c->arg;
-    if (w->build)
-        return;
-    log_warn("a warm sandbox exited before use (status %d)%s%.*s", status, w->said_len ? ": " : "",
-             (int)strcspn(w->said, "\n"), w->said);
-    warm_remove(w);
-    warm_discard(w);
+    struct executor *x = c->arg;
+    int64_t ran = time_mono_ns() - c->started_ns;
+    engine_watch_del(E.engine, &x->status);
+    struct build *b = x->build;
+    if (b) {
+        if (b->child == &x->child) {
+            b->child = NULL;
+            if (!b->reason[0]) {
+                step_limits_hit(b, c, status);
+                if (!b->reason[0])
+                    snprintf(b->reason, sizeof(b->reason),
+                             "step %zu ended with its sandbox (status %d)", b->step + 1, status);
+            }
+            build_end(b, false, 0, NULL);
+        }
+        return; /* the build frees it */
+    }
+    log_warn("an executor exited while idle (status %d)%s%.*s", status, x->said_len ? ": " : "",
+             (int)strcspn(x->said, "\n"), x->said);
+    executor_remove(x);
+    executor_discard(x);
+    int64_t delay = engine_backoff_next(&E.exec_backoff, ran);
+    if (!engine_stopping(E.engine))
+        engine_timer_arm(E.engine, &E.exec_timer, time_mono_ns() + delay);
     if (!E.probe.pid && !E.probe_timer.armed)
         probe_start();
 }
 
-/* Keeps one warm sandbox per free executor, while sandboxes can be made. */
-static void warm_fill(void)
+/* A line on the executor's status pipe: "ready" once set up, then the exit status of each step
+ * (after its output, which is drained first). */
+static void executor_status(struct engine_watch *wt, uint32_t events)
 {
-    while (E.bwrap && !E.cfg.unsafe_no_sandbox && !E.user_why[0] && !E.sandbox_why[0] &&
-           !E.probe.pid && !E.probe_timer.armed && E.nr_warm + E.nr_running < E.cfg.executors &&
-           !engine_stopping(E.engine)) {
-        struct warm *w = calloc(1, sizeof(*w));
-        int go[2] = {-1, -1};
-        if (!w)
-            return;
-        w->go_fd = -1;
-        char name[64], *root;
-        snprintf(name, sizeof(name), "warm-%ld-%llu", (long)getpid(),
-                 (unsigned long long)++E.warm_seq);
-        root = layout_build_root(name);
-        snprintf(w->root, sizeof(w->root), "%s", root ? root : "");
-        free(root);
-        char group[48];
-        snprintf(group, sizeof(group), "warm-%llu", (unsigned long long)E.warm_seq);
-        struct sandbox_cmd cmd;
-        char *env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace", "LANG=C.UTF-8",
-                       NULL};
-        /* the build's own limits are set when a build takes it (the server's until then; the
-         * run script lowers the file size limit to build.disk) */
-        struct cgroup_limits lim = {E.cfg.max_pids, E.cfg.max_memory};
-        int r = step_sandbox(&cmd, w->root, false, true, "/slipway/run");
-        if (!r)
-            r = build_dirs(w->root);
-        if (!r && pipe2(go, O_CLOEXEC) < 0)
-            r = -errno;
-        w->go_fd = go[1];
-        if (!r) {
-            cmd.opts.max_file_size = (uint64_t)E.cfg.max_disk;
-            struct engine_spawn s = {.path = E.bwrap,
-                                     .argv = cmd.argv,
-                                     .envp = env,
-                                     .opts = cmd.opts,
-                                     .in_fd = go[0],
-                                     .group = group,
-                                     .limits = &lim};
-            w->child.output = warm_output;
-            w->child.exited = warm_exited;
-            w->child.arg = w;
-            r = engine_child_start(&E.owner, &w->child, &s);
-        }
-        sandbox_cmd_release(&cmd);
-        if (go[0] >= 0)
-            close(go[0]);
-        if (r) {
-            log_warn("cannot start a warm sandbox: %s", strerror(-r));
-            warm_discard(w);
+    struct executor *x = wt->arg;
+    ssize_t n = read(wt->fd, x->line + x->line_len, sizeof(x->line) - 1 - x->line_len);
+    if (n <= 0) {
+        if (n == 0 || (errno != EINTR && errno != EAGAIN) || (events & (EPOLLHUP | EPOLLERR)))
+            engine_watch_del(E.engine, wt); /* the agent is going: its exit says the rest */
+        return;
+    }
+    x->line_len += (size_t)n;
+    x->line[x->line_len] = '\0';
+    char *nl;
+    while ((nl = strchr(x->line, '\n'))) {
+        *nl = '\0';
+        int64_t status = -1;
+        bool ready = strcmp(x->line, "ready") == 0;
+        if (!ready && parse_i64(x->line, 0, 255, &status))
+            status = -1;
+        size_t used = (size_t)(nl + 1 - x->line);
+        memmove(x->line, nl + 1, x->line_len - used + 1);
+        x->line_len -= used;
+        struct build *b = x->build;
+        if (ready) {
+            x->ready = true;
+        } else if (b && b->child == &x->child && status >= 0) {
+            char run[PATH_MAX];
+            /* the sandbox set up next runs nothing without a new one */
+            if (snprintf(run, sizeof(run), "%s/slipway/run", x->root) < (int)sizeof(run))
+                unlink(run);
+            engine_child_drain(&x->child);
+            b->child = NULL;
+            step_done(b, &x->child, (int)status); /* may free b, never x */
+        } else {
+            log_warn("executor %s said '%.40s' out of turn: it is stopped", x->child.group,
+                     x->line);
+            engine_child_kill(&x->child);
             return;
         }
-        E.warm[E.nr_warm++] = w;
+    }
+    if (x->line_len >= sizeof(x->line) - 1) {
+        log_warn("executor %s: an overlong status line: it is stopped", x->child.group);
+        engine_child_kill(&x->child);
     }
 }
 
-/* Gives a warm sandbox to the build (before its export): its directory becomes the build's
- * root (not renamed: bwrap may still be binding it). */
-static bool warm_take(struct build *b)
+/* Appends arg to sb as one shell word. */
+static void sh_quote(struct strbuf *sb, const char *arg)
 {
-    if (!E.nr_warm)
+    strbuf_addch(sb, '\'');
+    for (const char *c = arg; *c; c++) {
+        if (*c == '\'')
+            strbuf_adds(sb, "'\\''");
+        else
+            strbuf_addch(sb, *c);
+    }
+    strbuf_addch(sb, '\'');
+}
+
+static int step_sandbox(struct sandbox_cmd *c, const char *root, bool network, bool inner,
+                        const char *script);
+
+/* The agent, a shell loop run as root of the executor's user namespace: it forbids user
+ * namespaces inside first (no step gets the capabilities of a namespace of its own), says
+ * "ready" on descriptor 3, then over and over sets up a step sandbox that waits for a byte of
+ * the requests (its stdin, given to bubblewrap as descriptor 4, closed before the step runs
+ * /slipway/run with /dev/null as its stdin and without the status pipe), and writes the step's
+ * exit status on descriptor 3. The runner removes /slipway/run once it has the status: a
+ * sandbox that went on without a request (the requests' end: the server is gone) finds none,
+ * and the agent ends. seen: where the executor sees its directory. */
+static int executor_agent(struct strbuf *sb, const char *seen)
+{
+    struct sandbox_cmd cmd;
+    static const char *const filter = "steps.seccomp";
+    int r = step_sandbox(&cmd, seen, false, true, "/slipway/run");
+    if (r) {
+        sandbox_cmd_release(&cmd);
+        return r;
+    }
+    strbuf_adds(sb, "echo 0 >/proc/sys/user/max_user_namespaces || exit 120\n"
+                    "echo ready >&3\n"
+                    "while :; do\n");
+    for (size_t i = 0; cmd.argv[i]; i++) {
+        if (i)
+            strbuf_addch(sb, ' ');
+        sh_quote(sb, cmd.argv[i]);
+    }
+    strbuf_adds(sb, " 4<&0 </dev/null 3>&- 9<");
+    strbuf_addf(sb, "%.*s/%s", (int)(strrchr(seen, '/') - seen), seen, filter);
+    strbuf_adds(sb, "\ns=$?\n[ -e ");
+    sh_quote(sb, seen);
+    strbuf_adds(sb, "/slipway/run ] || exit 0\necho \"$s\" >&3\ndone\n");
+    sandbox_cmd_release(&cmd);
+    return strbuf_ok(sb) ? 0 : -ENOMEM;
+}
+
+/* Whether executors can run here: bubblewrap, a sandbox user it can be, the seccomp program
+ * written, and for a root server the shared mount namespace. */
+static bool executors_possible(void)
+{
+    return E.bwrap && !E.cfg.unsafe_no_sandbox && !E.user_why[0] && E.seccomp_ok &&
+           (!E.user.drop || E.user.mount_ns > 0);
+}
+
+/* Starts one executor. 0, or -errno. */
+static int executor_start(void)
+{
+    struct executor *x = calloc(1, sizeof(*x));
+    int req[2] = {-1, -1}, st[2] = {-1, -1}, r;
+    struct sandbox_cmd cmd;
+    struct strbuf agent = STRBUF_INIT;
+    const char *seen = NULL;
+    if (!x)
+        return -ENOMEM;
+    x->req_fd = -1;
+    x->status = (struct engine_watch){.fd = -1, .ready = executor_status, .arg = x};
+    char name[64], *root;
+    snprintf(name, sizeof(name), "exec-%ld-%llu", (long)getpid(), (unsigned long long)++E.exec_seq);
+    root = layout_build_root(name);
+    snprintf(x->root, sizeof(x->root), "%s", root ? root : "");
+    free(root);
+    char group[48];
+    snprintf(group, sizeof(group), "exec-%llu", (unsigned long long)E.exec_seq);
+    /* The agent keeps its capabilities (ambient ones, which bubblewrap uses), but with an
+     * empty bounding set and SECBIT_NOROOT locked, nothing a step runs as root of the namespace
+     * can get one back, even without bubblewrap's no_new_privs. */
+    char *command[] = {"setpriv",
+                       "--securebits",
+                       "+noroot,+noroot_locked",
+                       "--bounding-set",
+                       "-all",
+                       "--",
+                       "/bin/sh",
+                       "-c",
+                       "",
+                       NULL};
+    char *const env[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG=C.UTF-8", NULL};
+    /* a build's own limits are set before each of its steps (the server's until then; the run
+     * script lowers the file size limit to build.disk) */
+    struct cgroup_limits lim = {E.cfg.max_pids + EXECUTOR_PIDS, E.cfg.max_memory};
+    /* once to learn where it sees its directory, which the agent names */
+    r = sandbox_executor_init(&cmd, &E.user, x->root, command, &seen);
+    if (!r)
+        r = executor_agent(&agent, seen);
+    sandbox_cmd_release(&cmd);
+    command[8] = agent.buf;
+    if (!r)
+        r = sandbox_executor_init(&cmd, &E.user, x->root, command, &seen);
+    if (!r)
+        r = build_dirs(x->root);
+    if (!r && (pipe2(req, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0))
+        r = -errno;
+    x->req_fd = req[1];
+    x->status.fd = st[0];
+    if (!r) {
+        cmd.opts.max_file_size = (uint64_t)E.cfg.max_disk;
+        cmd.opts.fd3 = st[1];
+        struct engine_spawn s = {.path = E.bwrap,
+                                 .argv = cmd.argv,
+                                 .envp = env,
+                                 .opts = cmd.opts,
+                                 .in_fd = req[0],
+                                 .group = group,
+                                 .limits = &lim};
+        x->child.output = executor_output;
+        x->child.exited = executor_exited;
+        x->child.arg = x;
+        r = engine_child_start(&E.owner, &x->child, &s);
+    }
+    if (!r) {
+        fcntl(x->status.fd, F_SETFL, O_NONBLOCK);
+        if ((r = engine_watch_add(E.engine, &x->status, EPOLLIN))) {
+            x->child.exited = NULL;
+            engine_child_kill(&x->child);
+            engine_child_wait(&x->child, -1);
+        }
+    }
+    sandbox_cmd_release(&cmd);
+    strbuf_release(&agent);
+    if (req[0] >= 0)
+        close(req[0]);
+    if (st[1] >= 0)
+        close(st[1]);
+    if (r) {
+        executor_discard(x);
+        return r;
+    }
+    E.exec[E.nr_exec++] = x;
+    return 0;
+}
+
+/* Keeps one executor per executor slot, while sandboxes can be made. */
+static void executors_fill(void)
+{
+    while (executors_possible() && !E.sandbox_why[0] && !E.probe.pid && !E.probe_timer.armed &&
+           !E.exec_timer.armed && E.nr_exec < E.cfg.executors && !engine_stopping(E.engine)) {
+        int r = executor_start();
+        if (r) {
+            log_warn("cannot start an executor: %s", strerror(-r));
+            engine_timer_arm(E.engine, &E.exec_timer,
+                             time_mono_ns() + engine_backoff_next(&E.exec_backoff, 0));
+            return;
+        }
+    }
+}
+
+static void executor_due(struct engine_timer *t)
+{
+    (void)t;
+    executors_fill();
+}
+
+/* Gives an idle executor to the build (before its export): the executor's directory becomes the
+ * build's root. */
+static bool executor_take(struct build *b)
+{
+    struct executor *x = NULL;
+    for (size_t i = 0; i < E.nr_exec && !x; i++)
+        if (!E.exec[i]->build && E.exec[i]->child.pid)
+            x = E.exec[i];
+    if (!x)
         return false;
-    struct warm *w = E.warm[0]; /* the oldest: the most likely to be set up by now */
     char *root = NULL, *ws = NULL, *tmp = NULL;
-    if (asprintf(&root, "%s", w->root) < 0 || asprintf(&ws, "%s/ws", w->root) < 0 ||
-        asprintf(&tmp, "%s/tmp", w->root) < 0) {
+    if (asprintf(&root, "%s", x->root) < 0 || asprintf(&ws, "%s/ws", x->root) < 0 ||
+        asprintf(&tmp, "%s/tmp", x->root) < 0) {
         free(root);
         free(ws);
         return false;
     }
-    memmove(&E.warm[0], &E.warm[1], --E.nr_warm * sizeof(E.warm[0]));
     free(b->root);
     free(b->ws);
     free(b->tmp);
     b->root = root;
     b->ws = ws;
     b->tmp = tmp;
-    w->build = b;
-    b->warm = w;
+    x->build = b;
+    b->exec = x;
     return true;
+}
+
+/* Empties root/name, keeping the directory itself (an executor's next step sandbox binds it
+ * already), and gives it back what build_dirs gave it: for the sandbox user's (user) its owner
+ * and mode 0700, which a step may have changed, like its extended attributes (ACLs: a default
+ * one would open the next build's files to others), which go, and times, set to now.
+ * 0, or -errno. */
+static int dir_reset(const char *root, const char *name, bool user)
+{
+    char path[PATH_MAX], sub[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", root, name);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    int r = 0;
+    bool removed = true;
+    while (!r && removed) { /* entries removed while reading may hide others: read again */
+        struct dirent *de;
+        removed = false;
+        rewinddir(d);
+        while (!r && (de = readdir(d))) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= sizeof(sub))
+                r = -ENAMETOOLONG;
+            else
+                r = fs_remove_tree(sub);
+            removed = true;
+        }
+    }
+    if (!r && user) {
+        static char names[XATTR_LIST_MAX];
+        ssize_t n = flistxattr(fd, names, sizeof(names));
+        for (ssize_t i = 0; n > 0 && i < n && !r; i += (ssize_t)strlen(names + i) + 1)
+            if (fremovexattr(fd, names + i) < 0 && errno != ENODATA)
+                r = -errno;
+        if (!r && n < 0 && errno != ENOTSUP)
+            r = -errno;
+        if (!r && (fchmod(fd, 0700) < 0 || futimens(fd, NULL) < 0))
+            r = -errno;
+        if (!r)
+            r = sandbox_chown(&E.user, path, false);
+    }
+    closedir(d);
+    return r;
+}
+
+/* The build that held x is over (no step running): x's directories are emptied for the next
+ * build, or x goes if it ended (or they cannot be). */
+static void executor_release(struct executor *x)
+{
+    x->build = NULL;
+    if (x->child.pid && !x->child.killed && !dir_reset(x->root, "ws", true) &&
+        !dir_reset(x->root, "tmp", true) && !dir_reset(x->root, "slipway", false))
+        return;
+    executor_remove(x);
+    executor_discard(x);
+}
+
+/* Runs the build's step (its run script written) in its executor. 0, or -errno. */
+static int executor_step(struct build *b)
+{
+    struct executor *x = b->exec;
+    struct cgroup_limits lim = b->limits;
+    int r;
+    lim.pids += EXECUTOR_PIDS;
+    if ((r = engine_child_set_limits(&x->child, &lim)))
+        log_warn("build %s: cannot set the limits of cgroup %s: %s", b->pkg.package_id,
+                 x->child.group, strerror(-r));
+    engine_child_limits_mark(&x->child);
+    b->child = &x->child;
+    if (write(x->req_fd, "s", 1) != 1) { /* the sandbox set up ahead reads it and goes on */
+        r = -errno;
+        b->child = NULL;
+        return r ? r : -EIO;
+    }
+    return 0;
 }
 
 /* ---- the sandbox probe --------------------------------------------------------------------- */
 
 /* Whether bubblewrap can make a sandbox on this host (a chroot, or a container without user
- * namespaces, cannot): `bwrap ... true` as a step would run, at the start and, after a warm
- * sandbox died before use, again with back-off. While it fails, builds are refused with its
+ * namespaces, cannot): `bwrap ... true` as a step would run, at the start and, after an
+ * executor died while idle, again with back-off. While it fails, builds are refused with its
  * reason, which the server's log says once. */
 static void probe_output(struct engine_child *c, const char *data, size_t len)
 {
@@ -544,7 +838,7 @@ static void probe_exited(struct engine_child *c, int status)
         E.probe_backoff.delay_ns = 0;
         if (was_broken)
             log_info("sandboxes: bubblewrap works again; builds are accepted");
-        runner_wake(); /* warm sandboxes again */
+        runner_wake(); /* executors again */
         return;
     }
     int64_t delay = engine_backoff_next(&E.probe_backoff, ran);
@@ -587,8 +881,8 @@ static void probe_due(struct engine_timer *t)
     probe_start();
 }
 
-/* Appends `export NAME='value'` lines for the step's environment (the warm sandbox started with
- * the fixed part only). */
+/* Appends `export NAME='value'` lines for the step's environment (an executor's step starts with
+ * none). */
 static void add_exports(struct strbuf *sb, char *const env[])
 {
     for (size_t i = 0; env[i]; i++) {
@@ -615,8 +909,8 @@ static int step_start(struct build *b)
     int r = -ENOMEM;
     const char *text = b->pl.build_steps[b->step];
     bool sandboxed = !E.cfg.unsafe_no_sandbox;
-    /* a warm sandbox that died while the build was exported is not used: the step starts cold */
-    struct warm *w = b->step == 0 && b->warm && b->warm->child.pid ? b->warm : NULL;
+    /* an executor that died while the build was exported is not used: the step starts cold */
+    bool in_exec = b->exec && b->exec->child.pid && !b->exec->child.killed;
     struct proc_opts opts = PROC_OPTS_INIT;
     const char *seen = sandboxed ? NULL : sandbox_host_opts(&E.user, b->root, &opts);
     char home[PATH_MAX];
@@ -632,30 +926,19 @@ static int step_start(struct build *b)
     snprintf(home, sizeof(home), "%s/ws", seen ? seen : "");
     if (!(env = step_env(b, sandboxed ? "/workspace" : home)))
         goto out;
-    if (w) {
+    if (in_exec) {
         struct strbuf run = STRBUF_INIT;
         char path[PATH_MAX];
-        /* the sandbox started with the server's file size limit; ulimit counts 512-byte blocks */
-        strbuf_addf(&run, "exec </dev/null\nulimit -f %lld\n", (long long)(b->disk_max / 512));
+        /* the executor started with the server's file size limit, and its agent's environment:
+         * the run script sets the build's (ulimit counts 512-byte blocks) */
+        strbuf_addf(&run, "ulimit -f %lld\n", (long long)(b->disk_max / 512));
         add_exports(&run, env);
-        strbuf_adds(&run, ". /slipway/step-1.sh\n");
+        strbuf_addf(&run, ". /slipway/step-%zu.sh\n", b->step + 1);
         snprintf(path, sizeof(path), "%s/slipway/run", b->root);
         r = !strbuf_ok(&run) ? -ENOMEM : fs_write(path, run.buf, run.len, 0644);
         strbuf_release(&run);
-        if (r)
-            goto out;
-        if ((r = engine_child_set_limits(&w->child, &b->limits)))
-            log_warn("build %s: cannot set the limits of cgroup %s: %s", b->pkg.package_id,
-                     w->child.group, strerror(-r));
-        w->child.output = step_output;
-        w->child.exited = step_exited;
-        w->child.arg = b;
-        b->child = &w->child;
-        r = write(w->go_fd, "", 1) == 1 ? 0 : -errno; /* go */
-        if (r) {
-            b->child = NULL;
-            goto out;
-        }
+        if (!r)
+            r = executor_step(b);
     } else if (sandboxed) {
         struct sandbox_cmd cmd;
         char command[64];
@@ -749,6 +1032,12 @@ static void step_exited(struct engine_child *c, int status)
 {
     struct build *b = c->arg;
     b->child = NULL;
+    step_done(b, c, status);
+}
+
+/* The step ended with status (c: whose limits it ran under): record it and go on. */
+static void step_done(struct build *b, const struct engine_child *c, int status)
+{
     double secs = (double)(time_mono_ns() - b->step_started_ns) / 1e9;
     if (b->reason[0]) { /* killed: timeout or cancel; the reason is set */
         build_end(b, false, 0, NULL);
@@ -1007,10 +1296,10 @@ static void build_start(struct build *b)
         build_fail(b, "out of memory");
         goto out;
     }
-    bool warm = E.bwrap && !E.cfg.unsafe_no_sandbox && !b->pl.build_network && warm_take(b);
-    if (!warm)
+    bool taken = E.bwrap && !E.cfg.unsafe_no_sandbox && !b->pl.build_network && executor_take(b);
+    if (!taken)
         fs_remove_tree(b->root);
-    if (!warm && build_dirs(b->root)) {
+    if (!taken && build_dirs(b->root)) {
         build_fail(b, "cannot create the workspace");
         goto out;
     }
@@ -1093,7 +1382,7 @@ static void owner_wake(struct engine_owner *o)
     (void)o;
     fill_slots();
     check_due(&E.check_timer);
-    warm_fill();
+    executors_fill();
 }
 
 /* Before the server answers: whether sandboxes can be made here (the probe, waited for). */
@@ -1106,12 +1395,13 @@ static void owner_start(struct engine_owner *o)
     owner_wake(o);
 }
 
-/* The engine stops: running builds are killed and marked Failed, warm sandboxes go. */
+/* The engine stops: running builds are killed and marked Failed, executors go. */
 static void owner_stop(struct engine_owner *o)
 {
     (void)o;
     engine_timer_disarm(E.engine, &E.check_timer);
     engine_timer_disarm(E.engine, &E.probe_timer);
+    engine_timer_disarm(E.engine, &E.exec_timer);
     while (E.nr_running) {
         struct build *b = E.running[0];
         snprintf(b->reason, sizeof(b->reason), STOPPED);
@@ -1122,8 +1412,10 @@ static void owner_stop(struct engine_owner *o)
             build_end(b, false, 0, NULL);
         }
     }
-    while (E.nr_warm)
-        warm_discard(E.warm[--E.nr_warm]);
+    while (E.nr_exec) {
+        struct executor *x = E.exec[--E.nr_exec];
+        executor_discard(x);
+    }
     E.probe.exited = NULL;
     engine_child_kill(&E.probe);
     engine_child_wait(&E.probe, -1);
@@ -1202,6 +1494,18 @@ static void sandboxes_share(void)
                  run, strerror(-r));
     else if (r)
         log_error("cannot create the directory '%s': %s", run, strerror(-r));
+    /* the seccomp program of the steps executors run, which their agents read */
+    char *path = layout_build_root("steps.seccomp");
+    int fd = path ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+    r = fd < 0 ? -errno : sandbox_seccomp_write(fd);
+    if (fd >= 0 && (fchmod(fd, 0644) < 0 || close(fd) < 0) && !r)
+        r = -errno;
+    E.seccomp_ok = r == 0;
+    if (r && E.bwrap && !E.cfg.unsafe_no_sandbox)
+        log_warn("sandboxes: cannot write the steps' seccomp program '%s': %s; each step gets a "
+                 "sandbox of its own",
+                 path ? path : "", strerror(-r));
+    free(path);
 }
 
 /* Removes package files no Succeeded package owns: temp files of an interrupted write, and the
@@ -1302,6 +1606,9 @@ int runner_start(const struct runner_config *cfg)
                                     .stop = owner_stop};
     E.check_timer = (struct engine_timer){.fire = check_due};
     E.probe_timer = (struct engine_timer){.fire = probe_due};
+    E.exec_timer = (struct engine_timer){.fire = executor_due};
+    E.exec_backoff = (struct engine_backoff){
+        .first_ns = 100000000LL, .max_ns = 60000000000LL, .stable_ns = 10000000000LL};
     E.probe_backoff = (struct engine_backoff){
         .first_ns = 100000000LL, .max_ns = 60000000000LL, .stable_ns = INT64_MAX};
     E.engine = cfg->engine;

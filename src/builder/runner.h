@@ -10,7 +10,8 @@
  *
  * Exporting a revision and writing a package run on worker threads, so that one large build does
  * not hold up the others; each step runs in a cgroup v2 group of its own where the host allows;
- * a bubblewrap sandbox per free executor is set up ahead for the next build's first step.
+ * builds without build.network run their steps in the long-lived executor of their slot, which
+ * keeps the user and network namespaces and sets up each step's sandbox ahead (runner.c).
  *
  * Steps run as an unprivileged user with no capabilities (base/sandbox.h), with the build's
  * limits: build.pids and build.memory through the cgroup controllers the host has (the build log

@@ -506,6 +506,18 @@ unsigned engine_child_limits_hit(const struct engine_child *c)
     return cgroup_limits_hit(c->owner->limiter, c->cgroup_fd, c->v1, &c->since);
 }
 
+void engine_child_limits_mark(struct engine_child *c)
+{
+    if (c->owner->limiter)
+        cgroup_limits_count(c->owner->limiter, c->cgroup_fd, c->v1, &c->since);
+}
+
+void engine_child_drain(struct engine_child *c)
+{
+    if (c->pid)
+        child_drain(c);
+}
+
 void engine_child_kill(struct engine_child *c)
 {
     if (c->pid <= 0 || c->killed)

@@ -179,8 +179,15 @@ int engine_child_start(struct engine_owner *o, struct engine_child *c,
                        const struct engine_spawn *s);
 /* Sets the child's limits again (a child started ahead for a use not known then). 0, or -errno. */
 int engine_child_set_limits(struct engine_child *c, const struct cgroup_limits *lim);
-/* Which limits the child's group ran into since it started (bits 1 << CGROUP_PIDS ...). */
+/* Which limits the child's group ran into since it started, or since the last
+ * engine_child_limits_mark() (bits 1 << CGROUP_PIDS ...). */
 unsigned engine_child_limits_hit(const struct engine_child *c);
+/* Takes a fresh snapshot of the limits' counters: engine_child_limits_hit() then tells what was
+ * hit after now (a long-lived child that runs one piece of work after another). */
+void engine_child_limits_mark(struct engine_child *c);
+/* Reads and delivers the output the child's pipe holds now (before the owner acts on a message
+ * the child sent another way, which its output written before must precede). */
+void engine_child_drain(struct engine_child *c);
 /* SIGTERM to the child's process group; after grace_ms, engine_child_kill(). */
 void engine_child_stop(struct engine_child *c, int grace_ms);
 /* Kills the child's whole tree now: its group (cgroup.kill), its process group, itself. The exit
