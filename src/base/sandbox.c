@@ -152,6 +152,14 @@ const char *sandbox_host_opts(const struct sandbox_user *u, const char *dir, str
     return u->mount;
 }
 
+/* Appends one argument to c->argv (the functions below count them in `a`). */
+#define ARG(s)                                                                                     \
+    do {                                                                                           \
+        if (a >= SANDBOX_MAX_ARGS - 1)                                                             \
+            return -EINVAL;                                                                        \
+        c->argv[a++] = (char *)(s);                                                                \
+    } while (0)
+
 int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
                      const struct sandbox_spec *spec)
 {
@@ -176,12 +184,6 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
     } else {
         base = sandbox_host_opts(u, spec->dir, &c->opts);
     }
-#define ARG(s)                                                                                     \
-    do {                                                                                           \
-        if (a >= SANDBOX_MAX_ARGS - 1)                                                             \
-            return -EINVAL;                                                                        \
-        c->argv[a++] = (char *)(s);                                                                \
-    } while (0)
     ARG("bwrap");
     ARG("--die-with-parent");
     ARG("--new-session");
@@ -259,7 +261,6 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
     ARG("--");
     for (size_t i = 0; spec->command[i]; i++)
         ARG(spec->command[i]);
-#undef ARG
     c->argv[a] = NULL;
     return 0;
 }
@@ -284,12 +285,6 @@ int sandbox_executor_init(struct sandbox_cmd *c, const struct sandbox_user *u, c
         c->opts.gid = u->gid;
     }
     c->opts.no_new_privs = true;
-#define ARG(s)                                                                                     \
-    do {                                                                                           \
-        if (a >= SANDBOX_MAX_ARGS - 1)                                                             \
-            return -EINVAL;                                                                        \
-        c->argv[a++] = (char *)(s);                                                                \
-    } while (0)
     static const char *const fixed[] = {
         "bwrap", "--die-with-parent", "--unshare-user", "--unshare-net", "--unshare-ipc",
         "--unshare-uts", "--unshare-cgroup-try", "--uid", "0", "--gid", "0",
@@ -306,10 +301,11 @@ int sandbox_executor_init(struct sandbox_cmd *c, const struct sandbox_user *u, c
     ARG("--");
     for (size_t i = 0; command[i]; i++)
         ARG(command[i]);
-#undef ARG
     c->argv[a] = NULL;
     return 0;
 }
+
+#undef ARG
 
 int sandbox_seccomp_write(int fd)
 {

@@ -301,17 +301,27 @@ static void kill_on_wake(struct engine_owner *o)
     engine_child_kill(&child);
 }
 
-Test(engine, a_child_that_ignores_sigterm_is_killed_after_the_grace_period)
+/* Runs `trap <on_term> TERM` then a loop as the child, stops it with grace_ms once it is ready,
+ * and returns how long after the stop it exited. */
+static double stop_after_ready(const char *on_term, int grace_ms)
 {
-    script = "trap '' TERM; echo ready; while :; do sleep 0.05; done";
+    static char text[256];
+    snprintf(text, sizeof(text), "trap '%s' TERM; echo ready; while :; do sleep 0.05; done",
+             on_term);
+    script = text;
     on_start = start_script;
     owner.wake = stop_on_wake;
-    stop_grace_ms = 300;
+    stop_grace_ms = grace_ms;
     cr_assert_eq(engine_start(e), 0);
     cr_assert(wait_for(ready, 5000));
     engine_wake(e);
     cr_assert(wait_for(exited, 5000));
-    double ms = (double)(T.t_exit - t_stop) / 1e6;
+    return (double)(T.t_exit - t_stop) / 1e6;
+}
+
+Test(engine, a_child_that_ignores_sigterm_is_killed_after_the_grace_period)
+{
+    double ms = stop_after_ready("", 300);
     cr_expect_eq(T.status, 128 + SIGKILL);
     cr_expect_geq(ms, 300, "killed after %.0f ms", ms);
     cr_expect_lt(ms, 2000, "killed after %.0f ms", ms);
@@ -319,15 +329,7 @@ Test(engine, a_child_that_ignores_sigterm_is_killed_after_the_grace_period)
 
 Test(engine, a_child_that_leaves_at_sigterm_does_not_wait_for_the_grace_period)
 {
-    script = "trap 'exit 3' TERM; echo ready; while :; do sleep 0.05; done";
-    on_start = start_script;
-    owner.wake = stop_on_wake;
-    stop_grace_ms = 10000;
-    cr_assert_eq(engine_start(e), 0);
-    cr_assert(wait_for(ready, 5000));
-    engine_wake(e);
-    cr_assert(wait_for(exited, 5000));
-    double ms = (double)(T.t_exit - t_stop) / 1e6;
+    double ms = stop_after_ready("exit 3", 10000);
     cr_expect_eq(T.status, 3);
     cr_expect_lt(ms, 2000, "left after %.0f ms", ms);
 }
