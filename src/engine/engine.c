@@ -99,11 +99,6 @@ void engine_add_owner(struct engine *e, struct engine_owner *o)
         log_error("engine: too many owners; '%s' is not registered", o->name);
 }
 
-bool engine_on_thread(const struct engine *e)
-{
-    return e->started && pthread_equal(pthread_self(), e->thread);
-}
-
 bool engine_stopping(const struct engine *e)
 {
     return atomic_load(&e->stopping);

@@ -92,8 +92,6 @@ bool engine_stopping(const struct engine *e);
 void engine_stop(struct engine *e);
 /* Frees a stopped (or never started) engine. */
 void engine_free(struct engine *e);
-/* Whether the caller runs on the engine thread. */
-bool engine_on_thread(const struct engine *e);
 
 /* ---- watches and timers (engine thread only) ----------------------------------------------- */
 
