@@ -615,20 +615,6 @@ int cgroup_limits_empty(const int fds[CGROUP_NR_CONTROLLERS])
     return 1;
 }
 
-int cgroup_limits_rename(const struct cgroup_limiter *l, const char *from, const char *to)
-{
-    for (int c = 0; c < CGROUP_NR_CONTROLLERS; c++) {
-        if (l->v1_fd[c] >= 0 && renameat(l->v1_fd[c], from, l->v1_fd[c], to) < 0) {
-            int r = -errno;
-            while (--c >= 0) /* all or none */
-                if (l->v1_fd[c] >= 0)
-                    renameat(l->v1_fd[c], to, l->v1_fd[c], from);
-            return r;
-        }
-    }
-    return 0;
-}
-
 int cgroup_limits_destroy(const struct cgroup_limiter *l, const char *name,
                           int fds[CGROUP_NR_CONTROLLERS], int timeout_ms)
 {

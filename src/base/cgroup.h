@@ -115,9 +115,6 @@ unsigned cgroup_limits_hit(const struct cgroup_limiter *l, int v2_fd,
  * that are empty may be joined by another process tree instead of being removed and made again
  * (set its limits and take its counters first). */
 int cgroup_limits_empty(const int fds[CGROUP_NR_CONTROLLERS]);
-/* Renames the v1 groups `from` to `to` (a warm sandbox's groups becoming a build's), all or
- * none. 0, or -errno. */
-int cgroup_limits_rename(const struct cgroup_limiter *l, const char *from, const char *to);
 /* Removes the v1 groups `name` once their processes are gone (killed through the v2 group, or
  * here with SIGKILL; waits at most timeout_ms) and closes fds (set to -1). 0, or -errno
  * (-EBUSY: processes still in one at the timeout; it stays). */
