@@ -231,15 +231,6 @@ int store_package_fail_unfinished(const char *reason, void (*fn)(const char *pac
     return rc == SQLITE_DONE ? n : -EIO;
 }
 
-int store_package_delete(int64_t id)
-{
-    sqlite3_stmt *st = store_stmt("DELETE FROM packages WHERE id = ?");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_int64(st, 1, id);
-    return store_exec_stmt(st);
-}
-
 bool store_package_in_use(const char *package_id)
 {
     sqlite3_stmt *st = store_stmt("SELECT 1 FROM environments WHERE package = ? LIMIT 1");

@@ -189,7 +189,6 @@ bool store_package_cancelled(int64_t id);
  * with each one's PackageId. The number of rows, or -errno. */
 int store_package_fail_unfinished(const char *reason, void (*fn)(const char *package_id, void *),
                                   void *arg);
-int store_package_delete(int64_t id);
 /* Whether an environment holds the package (deployed or transported to it). */
 bool store_package_in_use(const char *package_id);
 /* Retention: the app's ended (Succeeded or Failed) packages beyond its newest `keep` ended ones
