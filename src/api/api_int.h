@@ -44,10 +44,11 @@ struct api_access {
 
 /* The caller as the dispatcher found it. Admins have the admin role and every right. */
 struct api_caller {
-    const struct api_route *row; /* the table's row the request matched */
-    bool authenticated;          /* false on public routes and signed URLs */
-    struct auth_principal who;   /* when authenticated */
-    struct store_app app;        /* the target app, when the route has one */
+    const struct api_route *row;  /* the table's row the request matched */
+    bool authenticated;           /* false on public routes and signed URLs */
+    struct auth_principal who;    /* when authenticated */
+    struct store_app app;         /* the target app, when the route has one */
+    struct store_package package; /* the app's package :package names, when the path has one */
     enum store_role role;
     unsigned rights;
 };

@@ -49,18 +49,6 @@ static json_t *package_json(const struct store_package *p)
 }
 
 /* Finds the package of the second route parameter in the app. -1 with 404 answered. */
-static int find_package(struct http_request *req, struct http_response *res,
-                        const struct store_app *app, struct store_package *p)
-{
-    struct packages_error err;
-    int r = packages_find(app, req->params[1], p, &err);
-    if (r == PACKAGES_NOT_FOUND)
-        return api_fail(req, res, 404, "PACKAGE_NOT_FOUND", "%s", err.message);
-    if (r)
-        return api_fail(req, res, 500, "INTERNAL_ERROR", "%s", err.message);
-    return 0;
-}
-
 void api_build_start(struct http_request *req, struct http_response *res,
                      const struct api_caller *caller)
 {
@@ -156,9 +144,7 @@ void api_build_get(struct http_request *req, struct http_response *res,
                    const struct api_caller *caller)
 {
     const struct store_app app = caller->app;
-    struct store_package p;
-    if (find_package(req, res, &app, &p))
-        return;
+    struct store_package p = caller->package;
     json_t *j = package_json(&p);
     if (http_query_bool(req, "url") && p.status == PKG_SUCCEEDED) {
         char path[STORE_APPID_MAX + CRYPTO_UUID_LEN + 64];
@@ -178,10 +164,7 @@ void api_build_get(struct http_request *req, struct http_response *res,
 void api_build_download(struct http_request *req, struct http_response *res,
                         const struct api_caller *caller)
 {
-    const struct store_app app = caller->app;
-    struct store_package p;
-    if (find_package(req, res, &app, &p))
-        return;
+    struct store_package p = caller->package;
     if (p.status != PKG_SUCCEEDED) {
         api_fail(req, res, 500, "BUILD_NOT_SUCCEEDED", "the package's build has not succeeded");
         return;
@@ -208,10 +191,7 @@ void api_build_download(struct http_request *req, struct http_response *res,
 void api_build_delete(struct http_request *req, struct http_response *res,
                       const struct api_caller *caller)
 {
-    const struct store_app app = caller->app;
-    struct store_package p;
-    if (find_package(req, res, &app, &p))
-        return;
+    struct store_package p = caller->package;
     struct packages_error err;
     int r = packages_delete(&p, &err);
     if (r == PACKAGES_IN_USE || r == PACKAGES_BUILDING)
@@ -231,10 +211,7 @@ void api_build_delete(struct http_request *req, struct http_response *res,
 void api_build_manifest(struct http_request *req, struct http_response *res,
                         const struct api_caller *caller)
 {
-    const struct store_app app = caller->app;
-    struct store_package p;
-    if (find_package(req, res, &app, &p))
-        return;
+    struct store_package p = caller->package;
     if (p.status != PKG_SUCCEEDED) {
         api_fail(req, res, 404, "PACKAGE_NOT_FOUND",
                  "the package has no manifest: its build "
@@ -261,10 +238,8 @@ void api_build_manifest(struct http_request *req, struct http_response *res,
 void api_build_details(struct http_request *req, struct http_response *res,
                        const struct api_caller *caller)
 {
-    const struct store_app app = caller->app;
-    struct store_package p;
-    if (find_package(req, res, &app, &p))
-        return;
+    (void)req;
+    const struct store_package p = caller->package;
     json_t *j = package_json(&p);
     json_object_set_new(j, "Branch", json_string(p.branch));
     json_object_set_new(j, "Revision", json_string(p.revision));
@@ -348,10 +323,7 @@ static void log_follow_start(struct http_request *req, struct http_response *res
 void api_build_log(struct http_request *req, struct http_response *res,
                    const struct api_caller *caller)
 {
-    const struct store_app app = caller->app;
-    struct store_package p;
-    if (find_package(req, res, &app, &p))
-        return;
+    struct store_package p = caller->package;
     const char *accept = http_header(req, "Accept");
     bool sse = accept && strcasestr(accept, "text/event-stream");
     bool live = p.status == PKG_QUEUED || p.status == PKG_BUILDING;
@@ -416,9 +388,7 @@ void api_build_cancel(struct http_request *req, struct http_response *res,
 {
     const struct store_app app = caller->app;
     const struct auth_principal *who = &caller->who;
-    struct store_package p;
-    if (find_package(req, res, &app, &p))
-        return;
+    struct store_package p = caller->package;
     struct packages_error err;
     int r = packages_cancel(&p, &err);
     if (r) {

@@ -20,6 +20,7 @@
 #include "base/layout.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "builder/packages.h"
 #include "base/banned.h"
 
 /* Token scopes: Mendix's names where Mendix has one, slipway:* for the rest. A row lists the
@@ -373,13 +374,29 @@ static int admit_row(struct http_request *req, struct http_response *res,
     return -1;
 }
 
+/* The package a path names (its second parameter, `:package`), once the caller is admitted: 0
+ * (or no such parameter), or -1 with 404/500 answered. */
+static int find_package(struct http_request *req, struct http_response *res,
+                        const struct api_route *row, struct api_caller *c)
+{
+    if (!strstr(row->pattern, "/:package"))
+        return 0;
+    struct packages_error err;
+    int r = packages_find(&c->app, req->params[1], &c->package, &err);
+    if (r == PACKAGES_NOT_FOUND)
+        return api_fail(req, res, 404, "PACKAGE_NOT_FOUND", "%s", err.message);
+    if (r)
+        return api_fail(req, res, 500, "INTERNAL_ERROR", "%s", err.message);
+    return 0;
+}
+
 static void dispatch(struct http_request *req, struct http_response *res)
 {
     const struct api_route *row = pick_row(req);
     struct api_caller c = {.row = row};
     if (!row)
         api_fail(req, res, 404, "NOT_FOUND", "no such operation");
-    else if (!admit_row(req, res, row, &c))
+    else if (!admit_row(req, res, row, &c) && !find_package(req, res, row, &c))
         row->fn(req, res, &c);
 }
 
