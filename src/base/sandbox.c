@@ -2,6 +2,7 @@
 #include "base/sandbox.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,33 @@ const char *sandbox_host_opts(const struct sandbox_user *u, const char *dir, str
     return u->mount;
 }
 
+/* What a sandbox sees of the host's /etc (besides resolv.conf and hosts with the network). */
+static const char *const etc_files[SANDBOX_ETC_FILES] = {
+    "/etc/alternatives", "/etc/ld.so.cache", "/etc/passwd",
+    "/etc/group",        "/etc/ssl",         "/etc/ca-certificates"};
+
+void sandbox_etc_stamp(const char *root, struct sandbox_etc_stamp *s)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    memset(s, 0, sizeof(*s));
+    for (size_t i = 0; i < SANDBOX_ETC_FILES; i++) {
+        snprintf(path, sizeof(path), "%s%s", root ? root : "", etc_files[i]);
+        if (stat(path, &st) == 0) { /* missing: 0/0, as --ro-bind-try leaves it */
+            s->dev[i] = st.st_dev;
+            s->ino[i] = st.st_ino;
+        }
+    }
+}
+
+bool sandbox_etc_same(const struct sandbox_etc_stamp *a, const struct sandbox_etc_stamp *b)
+{
+    for (size_t i = 0; i < SANDBOX_ETC_FILES; i++)
+        if (a->dev[i] != b->dev[i] || a->ino[i] != b->ino[i])
+            return false;
+    return true;
+}
+
 /* Appends one argument to c->argv (the functions below count them in `a`). */
 #define ARG(s)                                                                                     \
     do {                                                                                           \
@@ -165,8 +193,8 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
 {
     size_t a = 0;
     memset(c, 0, sizeof(*c));
-    if (spec->nr_binds > SANDBOX_MAX_BINDS)
-        return -EINVAL;
+    if (spec->nr_binds > SANDBOX_MAX_BINDS || (spec->inner && spec->network))
+        return -EINVAL; /* the prepared /etc is read-only: no resolv.conf to bind into it */
     const char *base, *name = u->drop && u->mount_ns > 0 ? shared_name(u, spec->dir) : NULL;
     if (spec->inner) {
         base = spec->dir;
@@ -209,13 +237,23 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
         ARG("--block-fd");
         ARG(spec->block_fd);
     }
-    static const char *const ro[] = {
-        "/usr",       "/etc/alternatives", "/etc/ld.so.cache",    "/etc/passwd",
-        "/etc/group", "/etc/ssl",          "/etc/ca-certificates"};
-    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
-        ARG("--ro-bind-try");
-        ARG(ro[i]);
-        ARG(ro[i]);
+    ARG("--ro-bind");
+    ARG("/usr");
+    ARG("/usr");
+    char *prepared = NULL; /* the executor's /etc and /dev, made once (sandbox_executor_init) */
+    if (spec->inner) {
+        if (asprintf(&prepared, "%s/" SANDBOX_PREPARED "/etc", base) < 0)
+            return -ENOMEM;
+        c->owned[c->nr_owned++] = prepared;
+        ARG("--ro-bind");
+        ARG(prepared);
+        ARG("/etc");
+    } else {
+        for (size_t i = 0; i < SANDBOX_ETC_FILES; i++) {
+            ARG("--ro-bind-try");
+            ARG(etc_files[i]);
+            ARG(etc_files[i]);
+        }
     }
     if (spec->network) {
         ARG("--ro-bind-try");
@@ -232,8 +270,19 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
         ARG(links[i][0]);
         ARG(links[i][1]);
     }
-    ARG("--dev");
-    ARG("/dev");
+    if (spec->inner) {
+        if (asprintf(&prepared, "%s/" SANDBOX_PREPARED "/dev", base) < 0)
+            return -ENOMEM;
+        c->owned[c->nr_owned++] = prepared;
+        ARG("--dev-bind"); /* recursive: the device nodes' binds and the devpts come along */
+        ARG(prepared);
+        ARG("/dev");
+        ARG("--tmpfs"); /* each step's own: POSIX shared memory must not reach the next build */
+        ARG("/dev/shm");
+    } else {
+        ARG("--dev");
+        ARG("/dev");
+    }
     ARG("--proc");
     ARG("/proc");
     for (size_t i = 0; i < spec->nr_binds; i++) {
@@ -290,9 +339,50 @@ int sandbox_executor_init(struct sandbox_cmd *c, const struct sandbox_user *u, c
         "--unshare-uts", "--unshare-cgroup-try", "--uid", "0", "--gid", "0",
         /* root of its user namespace, with what that root may do there: make the steps' mount,
          * pid and IPC namespaces (the agent forbids user namespaces inside first) */
-        "--cap-add", "ALL", "--dev-bind", "/", "/", "--setenv", "SLIPWAY_EXECUTOR"};
+        "--cap-add", "ALL", "--dev-bind", "/", "/"};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         ARG(fixed[i]);
+    /* The steps' /etc and /dev, made once here (the steps bind them whole, which is cheaper than
+     * bubblewrap's --dev and a bind per file each time): a tmpfs over the empty directory
+     * dir/SANDBOX_PREPARED, holding etc (the host's files bound read-only) and dev (bubblewrap's
+     * --dev: the host's null, zero, full, random, urandom and tty bound, a devpts of its own,
+     * the usual links), both then read-only, so that nothing a step does there stays for the
+     * next build (device nodes are still written through; /dev/shm is each step's own). */
+    char *prep = NULL, *pdev = NULL, *petc = NULL;
+    if (asprintf(&prep, "%s/" SANDBOX_PREPARED, where) < 0)
+        return -ENOMEM;
+    c->owned[c->nr_owned++] = prep;
+    if (asprintf(&pdev, "%s/dev", prep) < 0)
+        return -ENOMEM;
+    c->owned[c->nr_owned++] = pdev;
+    if (asprintf(&petc, "%s/etc", prep) < 0)
+        return -ENOMEM;
+    c->owned[c->nr_owned++] = petc;
+    ARG("--tmpfs");
+    ARG(prep);
+    ARG("--dev");
+    ARG(pdev);
+    ARG("--tmpfs");
+    ARG(petc);
+    for (size_t i = 0; i < SANDBOX_ETC_FILES; i++) {
+        char *to = NULL;
+        if (c->nr_owned >= sizeof(c->owned) / sizeof(c->owned[0]))
+            return -EINVAL;
+        if (asprintf(&to, "%s%s", prep, etc_files[i]) < 0)
+            return -ENOMEM;
+        c->owned[c->nr_owned++] = to;
+        ARG("--ro-bind-try");
+        ARG(etc_files[i]);
+        ARG(to);
+    }
+    ARG("--remount-ro");
+    ARG(pdev);
+    ARG("--remount-ro");
+    ARG(petc);
+    ARG("--remount-ro");
+    ARG(prep);
+    ARG("--setenv");
+    ARG("SLIPWAY_EXECUTOR");
     char *ws = NULL; /* named as a step's sandbox names its workspace */
     if (asprintf(&ws, "%s/ws", dir) < 0)
         return -ENOMEM;

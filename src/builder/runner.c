@@ -64,6 +64,7 @@ struct executor {
     char said[256];      /* what it wrote outside a build (bubblewrap's complaint, if it died) */
     size_t said_len;
     char root[PATH_MAX]; /* DIR/builds/run/exec-<server pid>-<n>: the holding build's root */
+    struct sandbox_etc_stamp etc; /* the host's /etc files it bound for the steps, at its start */
 };
 
 struct build {
@@ -632,6 +633,14 @@ static int executor_start(void)
         r = sandbox_executor_init(&cmd, &E.user, x->root, command, &seen);
     if (!r)
         r = build_dirs(x->root);
+    if (!r) { /* where it mounts the steps' /etc and /dev (sandbox_executor_init) */
+        char prep[PATH_MAX];
+        if (snprintf(prep, sizeof(prep), "%s/" SANDBOX_PREPARED, x->root) >= (int)sizeof(prep))
+            r = -ENAMETOOLONG;
+        else if (mkdir(prep, 0755) < 0 && errno != EEXIST)
+            r = -errno;
+    }
+    sandbox_etc_stamp(NULL, &x->etc); /* before it binds them: a change in between replaces it */
     if (!r && (pipe2(req, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0))
         r = -errno;
     x->req_fd = req[1];
@@ -699,6 +708,24 @@ static void executor_due(struct engine_timer *t)
 static bool executor_take(struct build *b)
 {
     struct executor *x = NULL;
+    struct sandbox_etc_stamp etc;
+    bool stale = false;
+    /* an idle executor whose steps' /etc is no longer the host's (an upgrade replaced a file)
+     * goes, and a new one binds the new files */
+    sandbox_etc_stamp(NULL, &etc);
+    for (size_t i = 0; i < E.nr_exec;) {
+        struct executor *y = E.exec[i];
+        if (y->build || sandbox_etc_same(&y->etc, &etc)) {
+            i++;
+            continue;
+        }
+        log_info("executor %s: the host's /etc changed: it is replaced", y->child.group);
+        executor_remove(y); /* E.exec[i] is the next one now */
+        executor_discard(y);
+        stale = true;
+    }
+    if (stale)
+        executors_fill();
     for (size_t i = 0; i < E.nr_exec && !x; i++)
         if (!E.exec[i]->build && E.exec[i]->child.pid)
             x = E.exec[i];
