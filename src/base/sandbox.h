@@ -80,9 +80,9 @@ struct sandbox_spec {
      * sees it, fresh mount, pid and IPC namespaces, --cap-drop ALL (the agent is root of its
      * user namespace; bubblewrap, not setuid, then runs as that root and drops everything). */
     bool inner;
-    /* With inner, the step binds the executor's prepared /etc and /dev (dir/SANDBOX_PREPARED,
-     * see sandbox_executor_init), read-only, and gets a fresh tmpfs at /dev/shm; network must be
-     * false (the prepared /etc has no resolv.conf). */
+    /* With inner, the step's root is the executor's prepared one (dir/SANDBOX_PREPARED, see
+     * sandbox_executor_init: binds are ignored here, the executor made them), with a fresh tmpfs
+     * at /dev/shm and its own /proc; network must be false (no resolv.conf there). */
     const char *seccomp_fd; /* with inner: bubblewrap reads a seccomp program from it (NULL) */
 };
 
@@ -93,7 +93,7 @@ struct sandbox_spec {
 struct sandbox_cmd {
     char *argv[SANDBOX_MAX_ARGS]; /* NULL-terminated, for proc_spawn_opts(opts, bwrap, argv...) */
     struct proc_opts opts;        /* identity and bind set; the caller adds cgroups and limits */
-    char *owned[SANDBOX_MAX_BINDS + 16];
+    char *owned[3 * SANDBOX_MAX_BINDS + 32];
     size_t nr_owned;
 };
 
@@ -130,14 +130,17 @@ bool sandbox_etc_same(const struct sandbox_etc_stamp *a, const struct sandbox_et
  * per step. dir: the executor's host directory (for a root server directly beneath u->shared,
  * else -EINVAL); *seen (in c->owned) is where the executor sees it. The command line names
  * dir/ws (as a sandbox's names its first bind), so that a restarted server finds those a crashed
- * one left. It also prepares the steps' /etc and /dev once (spec.inner binds them): a tmpfs over
- * dir/SANDBOX_PREPARED (an empty directory the caller makes) holding etc (the host's files of
- * sandbox_etc_stamp bound, as they were when it started: the caller replaces an executor whose
- * stamp no longer matches the host's) and dev (bubblewrap's --dev: null, zero, full, random,
- * urandom, tty, a devpts of its own, the fd/stdin/stdout/stderr/ptmx links), all read-only.
+ * one left. It also prepares the steps' root once (spec.inner binds it whole): a tmpfs over
+ * dir/SANDBOX_PREPARED (an empty directory the caller makes) holding /usr, the host's /etc files
+ * of sandbox_etc_stamp (as they were when it started: the caller replaces an executor whose
+ * stamp no longer matches the host's), the /bin, /sbin, /lib, /lib64 links, a dev as bubblewrap's
+ * --dev makes it (null, zero, full, random, urandom, tty, a devpts of its own, the fd, stdin,
+ * stdout, stderr, ptmx links), all read-only, a mount point for /proc, and binds (dir/name at
+ * dest; they must exist), which stay as writable as they are for the executor's life.
  * 0, -EINVAL or -ENOMEM; release c either way. */
 int sandbox_executor_init(struct sandbox_cmd *c, const struct sandbox_user *u, const char *dir,
-                          char *const *command, const char **seen);
+                          const struct sandbox_bind *binds, size_t nr_binds, char *const *command,
+                          const char **seen);
 
 /* Writes to fd the seccomp program of a step run in an executor (bubblewrap's --seccomp): the
  * key management calls (add_key, keyctl, request_key) fail with ENOSYS, as on a kernel without

@@ -356,14 +356,15 @@ static int spawn(struct build *b, struct proc_opts *opts, const char *path, char
  * an executor's agent, which sees root there (the key calls denied by the seccomp program it
  * gives on descriptor 9), set up ahead and waiting for a byte on descriptor 4 (which bubblewrap
  * closes before the step). Release c either way. */
+static const struct sandbox_bind step_binds[] = {
+    {"ws", "/workspace", true}, {"tmp", "/tmp", true}, {"slipway", "/slipway", false}};
+
 static int step_sandbox(struct sandbox_cmd *c, const char *root, bool network, bool inner,
                         const char *script)
 {
-    static const struct sandbox_bind binds[] = {
-        {"ws", "/workspace", true}, {"tmp", "/tmp", true}, {"slipway", "/slipway", false}};
     char *const command[] = {"/bin/sh", "-e", (char *)script, NULL};
     struct sandbox_spec spec = {.dir = root,
-                                .binds = binds,
+                                .binds = step_binds,
                                 .nr_binds = 3,
                                 .chdir = "/workspace",
                                 .network = network,
@@ -624,16 +625,16 @@ static int executor_start(void)
      * script lowers the file size limit to build.disk) */
     struct cgroup_limits lim = {E.cfg.max_pids + EXECUTOR_PIDS, E.cfg.max_memory};
     /* once to learn where it sees its directory, which the agent names */
-    r = sandbox_executor_init(&cmd, &E.user, x->root, command, &seen);
+    r = sandbox_executor_init(&cmd, &E.user, x->root, step_binds, 3, command, &seen);
     if (!r)
         r = executor_agent(&agent, seen);
     sandbox_cmd_release(&cmd);
     command[8] = agent.buf;
     if (!r)
-        r = sandbox_executor_init(&cmd, &E.user, x->root, command, &seen);
+        r = sandbox_executor_init(&cmd, &E.user, x->root, step_binds, 3, command, &seen);
     if (!r)
         r = build_dirs(x->root);
-    if (!r) { /* where it mounts the steps' /etc and /dev (sandbox_executor_init) */
+    if (!r) { /* where it mounts the steps' root (sandbox_executor_init) */
         char prep[PATH_MAX];
         if (snprintf(prep, sizeof(prep), "%s/" SANDBOX_PREPARED, x->root) >= (int)sizeof(prep))
             r = -ENAMETOOLONG;

@@ -186,9 +186,10 @@ def test_the_next_build_gets_its_directories_as_new(one):
 
 
 def test_dev_shm_is_each_steps_own_and_the_prepared_dev_and_etc_are_read_only(one):
-    """An executor prepares the steps' /dev and /etc once; a step gets its own /dev/shm (POSIX
-    shared memory of one build must not reach the next) and cannot change what the next build
-    sees of /dev or /etc. The devices, the links and a pty still work."""
+    """An executor prepares the steps' root once (/usr, /etc, /dev, the binds); a step gets its own
+    /dev/shm (POSIX shared memory of one build must not reach the next) and cannot change what
+    the next build sees of /, /usr, /dev, /etc or /slipway, while /workspace and /tmp are
+    writable. The devices, the links and a pty still work."""
     sw, dev, app_id, repo = one
     before = executors(sw)
     assert before, "expected an executor"
@@ -196,10 +197,12 @@ def test_dev_shm_is_each_steps_own_and_the_prepared_dev_and_etc_are_read_only(on
         "echo secret-of-build-1 > /dev/shm/left && echo wrote-'shm'\n"
         "python3 -c 'import ctypes, os; fd = ctypes.CDLL(None).shm_open(b\"/slipway-left\", "
         "os.O_CREAT | os.O_RDWR, 0o644); os.write(fd, b\"leaked\"); print(\"made-\" + \"posix-shm\")'\n"
-        "for p in /dev/left /dev/pts/left /etc/left /etc/passwd /etc/ssl/left; do\n"
+        "for p in /dev/left /dev/pts/left /etc/left /etc/passwd /etc/ssl/left /left /usr/left \\\n"
+        "    /slipway/left /proc/left; do\n"
         "  (echo x > $p) 2>/dev/null && echo WROTE-$p || echo no-write-$p\n"
         "done\n"
         "mkdir /dev/made 2>/dev/null && echo MADE-'DIR' || echo no-'mkdir'\n"
+        "echo x > /workspace/left && echo x > /tmp/left && echo rw-'ok'\n"
         "rm -f /dev/null 2>/dev/null || ln -s /tmp /dev/link 2>/dev/null || true\n"
         "mount -t tmpfs none /dev 2>/dev/null && echo MOUNTED || echo no-'mount'\n"
         "echo x > /dev/null && head -c 8 /dev/zero | wc -c | sed 's/^/zero: /'\n"
@@ -209,9 +212,10 @@ def test_dev_shm_is_each_steps_own_and_the_prepared_dev_and_etc_are_read_only(on
     ])
     assert p["Status"] == "Succeeded", log
     assert "wrote-shm" in log and "made-posix-shm" in log, log
-    for path in ("/dev/left", "/dev/pts/left", "/etc/left", "/etc/passwd", "/etc/ssl/left"):
+    for path in ("/dev/left", "/dev/pts/left", "/etc/left", "/etc/passwd", "/etc/ssl/left",
+                 "/left", "/usr/left", "/slipway/left", "/proc/left"):
         assert f"no-write-{path}" in log and f"WROTE-{path}" not in log, log
-    assert "no-mkdir" in log and "no-mount" in log, log
+    assert "no-mkdir" in log and "no-mount" in log and "rw-ok" in log, log
     assert "zero: 8" in log and "pty: /dev/pts/" in log, log
     p, log, _ = build(sw, dev, app_id, repo, [
         "ls -A /dev/shm | sed 's/^/shm: /'\n"
