@@ -49,8 +49,10 @@
  * it) and reports the step's exit status on a pipe of its own. That sandbox is set up ahead, as
  * soon as the step before it ended, and waits in bubblewrap (--block-fd) for the byte of the
  * request: a step then costs about an exec. Its directories (ws, tmp, slipway under root) are
- * bound then, so they stay the same directories for the executor's life: between builds they are
- * emptied, never made again. A build without build.network takes an idle executor before its
+ * bound once, into the steps' root the executor prepares at its start (with /usr, /etc and /dev,
+ * read-only: sandbox_executor_init), which each step binds whole; so they stay the same
+ * directories for the executor's life: between builds they are emptied, never made again. An
+ * idle executor whose bound /etc files the host replaced goes before a build takes it. A build without build.network takes an idle executor before its
  * export; its directory is the build's root. Cancels and timeouts kill the executor (its
  * cgroup), and a new one starts. */
 struct executor {
