@@ -2,6 +2,7 @@
 #include "base/sandbox.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,33 @@ const char *sandbox_host_opts(const struct sandbox_user *u, const char *dir, str
     return u->mount;
 }
 
+/* What a sandbox sees of the host's /etc (besides resolv.conf and hosts with the network). */
+static const char *const etc_files[SANDBOX_ETC_FILES] = {
+    "/etc/alternatives", "/etc/ld.so.cache", "/etc/passwd",
+    "/etc/group",        "/etc/ssl",         "/etc/ca-certificates"};
+
+void sandbox_etc_stamp(const char *root, struct sandbox_etc_stamp *s)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    memset(s, 0, sizeof(*s));
+    for (size_t i = 0; i < SANDBOX_ETC_FILES; i++) {
+        snprintf(path, sizeof(path), "%s%s", root ? root : "", etc_files[i]);
+        if (stat(path, &st) == 0) { /* missing: 0/0, as --ro-bind-try leaves it */
+            s->dev[i] = st.st_dev;
+            s->ino[i] = st.st_ino;
+        }
+    }
+}
+
+bool sandbox_etc_same(const struct sandbox_etc_stamp *a, const struct sandbox_etc_stamp *b)
+{
+    for (size_t i = 0; i < SANDBOX_ETC_FILES; i++)
+        if (a->dev[i] != b->dev[i] || a->ino[i] != b->ino[i])
+            return false;
+    return true;
+}
+
 /* Appends one argument to c->argv (the functions below count them in `a`). */
 #define ARG(s)                                                                                     \
     do {                                                                                           \
@@ -160,13 +188,65 @@ const char *sandbox_host_opts(const struct sandbox_user *u, const char *dir, str
         c->argv[a++] = (char *)(s);                                                                \
     } while (0)
 
+/* a followed by b, in a string c owns; NULL when out of memory or room. */
+static char *own(struct sandbox_cmd *c, const char *a, const char *b)
+{
+    char *s = NULL;
+    if (c->nr_owned >= sizeof(c->owned) / sizeof(c->owned[0]) || asprintf(&s, "%s%s", a, b) < 0)
+        return NULL;
+    return c->owned[c->nr_owned++] = s;
+}
+
+/* The file system of a sandbox's root at prefix/ ("" for the sandbox's own root; the prepared
+ * root of an executor else), but for /dev, /proc and the binds: /usr and the host's /etc files
+ * read-only (with the network, resolv.conf and hosts too), the /bin, /sbin, /lib, /lib64 links.
+ * With a prefix, /etc is a tmpfs of its own that the caller makes read-only. */
+static int root_args(struct sandbox_cmd *c, size_t *pa, const char *prefix, bool network)
+{
+    size_t a = *pa;
+    static const char *const links[][2] = {
+        {"usr/bin", "/bin"}, {"usr/sbin", "/sbin"}, {"usr/lib", "/lib"}, {"usr/lib64", "/lib64"}};
+    char *to;
+    ARG("--ro-bind");
+    ARG("/usr");
+    if (!(to = own(c, prefix, "/usr")))
+        return -ENOMEM;
+    ARG(to);
+    if (*prefix) {
+        if (!(to = own(c, prefix, "/etc")))
+            return -ENOMEM;
+        ARG("--tmpfs");
+        ARG(to);
+    }
+    for (size_t i = 0; i < SANDBOX_ETC_FILES + (network ? 2 : 0); i++) {
+        const char *from = i < SANDBOX_ETC_FILES    ? etc_files[i]
+                           : i == SANDBOX_ETC_FILES ? "/etc/resolv.conf"
+                                                    : "/etc/hosts";
+        if (!(to = own(c, prefix, from)))
+            return -ENOMEM;
+        ARG("--ro-bind-try");
+        ARG(from);
+        ARG(to);
+    }
+    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+        if (!(to = own(c, prefix, links[i][1])))
+            return -ENOMEM;
+        ARG("--symlink");
+        ARG(links[i][0]);
+        ARG(to);
+    }
+    *pa = a;
+    return 0;
+}
+
 int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
                      const struct sandbox_spec *spec)
 {
     size_t a = 0;
+    int r;
     memset(c, 0, sizeof(*c));
-    if (spec->nr_binds > SANDBOX_MAX_BINDS)
-        return -EINVAL;
+    if (spec->nr_binds > SANDBOX_MAX_BINDS || (spec->inner && spec->network))
+        return -EINVAL; /* an executor's prepared root has no resolv.conf */
     const char *base, *name = u->drop && u->mount_ns > 0 ? shared_name(u, spec->dir) : NULL;
     if (spec->inner) {
         base = spec->dir;
@@ -209,47 +289,38 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
         ARG("--block-fd");
         ARG(spec->block_fd);
     }
-    static const char *const ro[] = {
-        "/usr",       "/etc/alternatives", "/etc/ld.so.cache",    "/etc/passwd",
-        "/etc/group", "/etc/ssl",          "/etc/ca-certificates"};
-    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
-        ARG("--ro-bind-try");
-        ARG(ro[i]);
-        ARG(ro[i]);
-    }
-    if (spec->network) {
-        ARG("--ro-bind-try");
-        ARG("/etc/resolv.conf");
-        ARG("/etc/resolv.conf");
-        ARG("--ro-bind-try");
-        ARG("/etc/hosts");
-        ARG("/etc/hosts");
-    }
-    static const char *const links[][2] = {
-        {"usr/bin", "/bin"}, {"usr/sbin", "/sbin"}, {"usr/lib", "/lib"}, {"usr/lib64", "/lib64"}};
-    for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
-        ARG("--symlink");
-        ARG(links[i][0]);
-        ARG(links[i][1]);
-    }
-    ARG("--dev");
-    ARG("/dev");
-    ARG("--proc");
-    ARG("/proc");
-    for (size_t i = 0; i < spec->nr_binds; i++) {
-        char *src = NULL;
-        if (asprintf(&src, "%s/%s", base, spec->binds[i].name) < 0)
+    if (spec->inner) { /* the executor's prepared root, whole (sandbox_executor_init) */
+        char *root = own(c, base, "/" SANDBOX_PREPARED);
+        if (!root)
             return -ENOMEM;
-        c->owned[c->nr_owned++] = src;
-        ARG(spec->binds[i].writable ? "--bind" : "--ro-bind");
-        ARG(src);
-        ARG(spec->binds[i].dest);
+        ARG("--dev-bind"); /* recursive, each mount as read-only as it is there */
+        ARG(root);
+        ARG("/");
+        ARG("--tmpfs"); /* each step's own: POSIX shared memory must not reach the next build */
+        ARG("/dev/shm");
+        ARG("--proc");
+        ARG("/proc");
+    } else {
+        r = root_args(c, &a, "", spec->network);
+        if (r)
+            return r;
+        ARG("--dev");
+        ARG("/dev");
+        ARG("--proc");
+        ARG("/proc");
+        for (size_t i = 0; i < spec->nr_binds; i++) {
+            char *src = own(c, base, "/");
+            if (!src || !(src = own(c, src, spec->binds[i].name)))
+                return -ENOMEM;
+            ARG(spec->binds[i].writable ? "--bind" : "--ro-bind");
+            ARG(src);
+            ARG(spec->binds[i].dest);
+        }
     }
     if (spec->nr_binds && base != spec->dir) {
-        char *host = NULL;
-        if (asprintf(&host, "%s/%s", spec->dir, spec->binds[0].name) < 0)
+        char *host = own(c, spec->dir, "/");
+        if (!host || !(host = own(c, host, spec->binds[0].name)))
             return -ENOMEM;
-        c->owned[c->nr_owned++] = host;
         ARG("--symlink");
         ARG(host);
         ARG("/.slipway-host");
@@ -266,10 +337,13 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
 }
 
 int sandbox_executor_init(struct sandbox_cmd *c, const struct sandbox_user *u, const char *dir,
-                          char *const *command, const char **seen)
+                          const struct sandbox_bind *binds, size_t nr_binds, char *const *command,
+                          const char **seen)
 {
     size_t a = 0;
     memset(c, 0, sizeof(*c));
+    if (nr_binds > SANDBOX_MAX_BINDS)
+        return -EINVAL;
     const char *name = u->drop && u->mount_ns > 0 ? shared_name(u, dir) : NULL;
     char *where = NULL;
     if (u->drop && !name)
@@ -290,9 +364,49 @@ int sandbox_executor_init(struct sandbox_cmd *c, const struct sandbox_user *u, c
         "--unshare-uts", "--unshare-cgroup-try", "--uid", "0", "--gid", "0",
         /* root of its user namespace, with what that root may do there: make the steps' mount,
          * pid and IPC namespaces (the agent forbids user namespaces inside first) */
-        "--cap-add", "ALL", "--dev-bind", "/", "/", "--setenv", "SLIPWAY_EXECUTOR"};
+        "--cap-add", "ALL", "--dev-bind", "/", "/"};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         ARG(fixed[i]);
+    /* The steps' root, made once here (a step binds it whole, which costs far less than
+     * bubblewrap making each mount for each step): a tmpfs over the empty directory
+     * dir/SANDBOX_PREPARED holding /usr and the /etc files bound read-only, the links, dev
+     * (bubblewrap's --dev), a mount point for /proc and the binds; then the tmpfs, etc and dev
+     * are made read-only, so that nothing a step does there stays for the next build (device
+     * nodes are still written through; /dev/shm is each step's own). The binds stay as they are
+     * (writable or not): the same directories for the executor's life. */
+    char *root = own(c, where, "/" SANDBOX_PREPARED), *to;
+    if (!root)
+        return -ENOMEM;
+    ARG("--tmpfs");
+    ARG(root);
+    int r = root_args(c, &a, root, false);
+    if (r)
+        return r;
+    if (!(to = own(c, root, "/dev")))
+        return -ENOMEM;
+    ARG("--dev");
+    ARG(to);
+    if (!(to = own(c, root, "/proc")))
+        return -ENOMEM;
+    ARG("--dir");
+    ARG(to);
+    for (size_t i = 0; i < nr_binds; i++) {
+        char *src = own(c, where, "/");
+        if (!src || !(src = own(c, src, binds[i].name)) || !(to = own(c, root, binds[i].dest)))
+            return -ENOMEM;
+        ARG(binds[i].writable ? "--bind" : "--ro-bind");
+        ARG(src);
+        ARG(to);
+    }
+    static const char *const ro[] = {"/dev", "/etc", ""};
+    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
+        if (!(to = own(c, root, ro[i])))
+            return -ENOMEM;
+        ARG("--remount-ro");
+        ARG(to);
+    }
+    ARG("--setenv");
+    ARG("SLIPWAY_EXECUTOR");
     char *ws = NULL; /* named as a step's sandbox names its workspace */
     if (asprintf(&ws, "%s/ws", dir) < 0)
         return -ENOMEM;

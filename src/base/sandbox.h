@@ -80,6 +80,9 @@ struct sandbox_spec {
      * sees it, fresh mount, pid and IPC namespaces, --cap-drop ALL (the agent is root of its
      * user namespace; bubblewrap, not setuid, then runs as that root and drops everything). */
     bool inner;
+    /* With inner, the step's root is the executor's prepared one (dir/SANDBOX_PREPARED, see
+     * sandbox_executor_init: binds are ignored here, the executor made them), with a fresh tmpfs
+     * at /dev/shm and its own /proc; network must be false (no resolv.conf there). */
     const char *seccomp_fd; /* with inner: bubblewrap reads a seccomp program from it (NULL) */
 };
 
@@ -90,7 +93,7 @@ struct sandbox_spec {
 struct sandbox_cmd {
     char *argv[SANDBOX_MAX_ARGS]; /* NULL-terminated, for proc_spawn_opts(opts, bwrap, argv...) */
     struct proc_opts opts;        /* identity and bind set; the caller adds cgroups and limits */
-    char *owned[SANDBOX_MAX_BINDS + 2];
+    char *owned[3 * SANDBOX_MAX_BINDS + 32];
     size_t nr_owned;
 };
 
@@ -102,6 +105,23 @@ int sandbox_cmd_init(struct sandbox_cmd *c, const struct sandbox_user *u,
                      const struct sandbox_spec *spec);
 void sandbox_cmd_release(struct sandbox_cmd *c);
 
+/* Beneath an executor's directory: an empty directory (made by the caller) over which the
+ * executor mounts the steps' /etc and /dev. */
+#define SANDBOX_PREPARED "sys"
+
+/* What a sandbox binds of the host's /etc, by identity (device and inode; 0 when missing). */
+#define SANDBOX_ETC_FILES 6
+struct sandbox_etc_stamp {
+    dev_t dev[SANDBOX_ETC_FILES];
+    ino_t ino[SANDBOX_ETC_FILES];
+};
+/* Stats those files below root ("" or NULL: the host's own /etc; a test's directory else). */
+void sandbox_etc_stamp(const char *root, struct sandbox_etc_stamp *s);
+/* Whether two stamps name the same files. A bind holds an inode: a file replaced by a rename
+ * (dpkg, ldconfig, useradd do so) is not seen through a bind made before, while a file changed
+ * in place, or a directory's entries, are; so only the identity counts, not the times. */
+bool sandbox_etc_same(const struct sandbox_etc_stamp *a, const struct sandbox_etc_stamp *b);
+
 /* An executor: a long-lived sandbox holding a user namespace (whose root it is, with every
  * capability there and none on the host, where it is u's user), a network namespace with only
  * a loopback device, IPC and UTS namespaces; it sees the host's file system as that user does (in
@@ -110,10 +130,17 @@ void sandbox_cmd_release(struct sandbox_cmd *c);
  * per step. dir: the executor's host directory (for a root server directly beneath u->shared,
  * else -EINVAL); *seen (in c->owned) is where the executor sees it. The command line names
  * dir/ws (as a sandbox's names its first bind), so that a restarted server finds those a crashed
- * one left. 0, -EINVAL or -ENOMEM; release c
- * either way. */
+ * one left. It also prepares the steps' root once (spec.inner binds it whole): a tmpfs over
+ * dir/SANDBOX_PREPARED (an empty directory the caller makes) holding /usr, the host's /etc files
+ * of sandbox_etc_stamp (as they were when it started: the caller replaces an executor whose
+ * stamp no longer matches the host's), the /bin, /sbin, /lib, /lib64 links, a dev as bubblewrap's
+ * --dev makes it (null, zero, full, random, urandom, tty, a devpts of its own, the fd, stdin,
+ * stdout, stderr, ptmx links), all read-only, a mount point for /proc, and binds (dir/name at
+ * dest; they must exist), which stay as writable as they are for the executor's life.
+ * 0, -EINVAL or -ENOMEM; release c either way. */
 int sandbox_executor_init(struct sandbox_cmd *c, const struct sandbox_user *u, const char *dir,
-                          char *const *command, const char **seen);
+                          const struct sandbox_bind *binds, size_t nr_binds, char *const *command,
+                          const char **seen);
 
 /* Writes to fd the seccomp program of a step run in an executor (bubblewrap's --seccomp): the
  * key management calls (add_key, keyctl, request_key) fail with ENOSYS, as on a kernel without

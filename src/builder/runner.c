@@ -49,8 +49,10 @@
  * it) and reports the step's exit status on a pipe of its own. That sandbox is set up ahead, as
  * soon as the step before it ended, and waits in bubblewrap (--block-fd) for the byte of the
  * request: a step then costs about an exec. Its directories (ws, tmp, slipway under root) are
- * bound then, so they stay the same directories for the executor's life: between builds they are
- * emptied, never made again. A build without build.network takes an idle executor before its
+ * bound once, into the steps' root the executor prepares at its start (with /usr, /etc and /dev,
+ * read-only: sandbox_executor_init), which each step binds whole; so they stay the same
+ * directories for the executor's life: between builds they are emptied, never made again. An
+ * idle executor whose bound /etc files the host replaced goes before a build takes it. A build without build.network takes an idle executor before its
  * export; its directory is the build's root. Cancels and timeouts kill the executor (its
  * cgroup), and a new one starts. */
 struct executor {
@@ -64,6 +66,7 @@ struct executor {
     char said[256];      /* what it wrote outside a build (bubblewrap's complaint, if it died) */
     size_t said_len;
     char root[PATH_MAX]; /* DIR/builds/run/exec-<server pid>-<n>: the holding build's root */
+    struct sandbox_etc_stamp etc; /* the host's /etc files it bound for the steps, at its start */
 };
 
 struct build {
@@ -355,14 +358,15 @@ static int spawn(struct build *b, struct proc_opts *opts, const char *path, char
  * an executor's agent, which sees root there (the key calls denied by the seccomp program it
  * gives on descriptor 9), set up ahead and waiting for a byte on descriptor 4 (which bubblewrap
  * closes before the step). Release c either way. */
+static const struct sandbox_bind step_binds[] = {
+    {"ws", "/workspace", true}, {"tmp", "/tmp", true}, {"slipway", "/slipway", false}};
+
 static int step_sandbox(struct sandbox_cmd *c, const char *root, bool network, bool inner,
                         const char *script)
 {
-    static const struct sandbox_bind binds[] = {
-        {"ws", "/workspace", true}, {"tmp", "/tmp", true}, {"slipway", "/slipway", false}};
     char *const command[] = {"/bin/sh", "-e", (char *)script, NULL};
     struct sandbox_spec spec = {.dir = root,
-                                .binds = binds,
+                                .binds = step_binds,
                                 .nr_binds = 3,
                                 .chdir = "/workspace",
                                 .network = network,
@@ -623,15 +627,23 @@ static int executor_start(void)
      * script lowers the file size limit to build.disk) */
     struct cgroup_limits lim = {E.cfg.max_pids + EXECUTOR_PIDS, E.cfg.max_memory};
     /* once to learn where it sees its directory, which the agent names */
-    r = sandbox_executor_init(&cmd, &E.user, x->root, command, &seen);
+    r = sandbox_executor_init(&cmd, &E.user, x->root, step_binds, 3, command, &seen);
     if (!r)
         r = executor_agent(&agent, seen);
     sandbox_cmd_release(&cmd);
     command[8] = agent.buf;
     if (!r)
-        r = sandbox_executor_init(&cmd, &E.user, x->root, command, &seen);
+        r = sandbox_executor_init(&cmd, &E.user, x->root, step_binds, 3, command, &seen);
     if (!r)
         r = build_dirs(x->root);
+    if (!r) { /* where it mounts the steps' root (sandbox_executor_init) */
+        char prep[PATH_MAX];
+        if (snprintf(prep, sizeof(prep), "%s/" SANDBOX_PREPARED, x->root) >= (int)sizeof(prep))
+            r = -ENAMETOOLONG;
+        else if (mkdir(prep, 0755) < 0 && errno != EEXIST)
+            r = -errno;
+    }
+    sandbox_etc_stamp(NULL, &x->etc); /* before it binds them: a change in between replaces it */
     if (!r && (pipe2(req, O_CLOEXEC) < 0 || pipe2(st, O_CLOEXEC) < 0))
         r = -errno;
     x->req_fd = req[1];
@@ -699,6 +711,24 @@ static void executor_due(struct engine_timer *t)
 static bool executor_take(struct build *b)
 {
     struct executor *x = NULL;
+    struct sandbox_etc_stamp etc;
+    bool stale = false;
+    /* an idle executor whose steps' /etc is no longer the host's (an upgrade replaced a file)
+     * goes, and a new one binds the new files */
+    sandbox_etc_stamp(NULL, &etc);
+    for (size_t i = 0; i < E.nr_exec;) {
+        struct executor *y = E.exec[i];
+        if (y->build || sandbox_etc_same(&y->etc, &etc)) {
+            i++;
+            continue;
+        }
+        log_info("executor %s: the host's /etc changed: it is replaced", y->child.group);
+        executor_remove(y); /* E.exec[i] is the next one now */
+        executor_discard(y);
+        stale = true;
+    }
+    if (stale)
+        executors_fill();
     for (size_t i = 0; i < E.nr_exec && !x; i++)
         if (!E.exec[i]->build && E.exec[i]->child.pid)
             x = E.exec[i];

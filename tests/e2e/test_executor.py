@@ -6,6 +6,7 @@ key calls), files in /tmp. And a step there has no capability, cannot make a use
 no network, and is the sandbox user on the host."""
 import os
 import shutil
+import subprocess
 import uuid
 
 import pytest
@@ -182,3 +183,84 @@ def test_the_next_build_gets_its_directories_as_new(one):
     assert not [line for line in log.splitlines() if line.startswith("tmp: ")], log
     assert "xattrs: []" in log, log
     assert executors(sw) == before
+
+
+def test_dev_shm_is_each_steps_own_and_the_prepared_dev_and_etc_are_read_only(one):
+    """An executor prepares the steps' root once (/usr, /etc, /dev, the binds); a step gets its own
+    /dev/shm (POSIX shared memory of one build must not reach the next) and cannot change what
+    the next build sees of /, /usr, /dev, /etc or /slipway, while /workspace and /tmp are
+    writable. The devices, the links and a pty still work."""
+    sw, dev, app_id, repo = one
+    before = executors(sw)
+    assert before, "expected an executor"
+    p, log, _ = build(sw, dev, app_id, repo, [
+        "echo secret-of-build-1 > /dev/shm/left && echo wrote-'shm'\n"
+        "python3 -c 'import ctypes, os; fd = ctypes.CDLL(None).shm_open(b\"/slipway-left\", "
+        "os.O_CREAT | os.O_RDWR, 0o644); os.write(fd, b\"leaked\"); print(\"made-\" + \"posix-shm\")'\n"
+        "for p in /dev/left /dev/pts/left /etc/left /etc/passwd /etc/ssl/left /left /usr/left \\\n"
+        "    /slipway/left /proc/left; do\n"
+        "  (echo x > $p) 2>/dev/null && echo WROTE-$p || echo no-write-$p\n"
+        "done\n"
+        "mkdir /dev/made 2>/dev/null && echo MADE-'DIR' || echo no-'mkdir'\n"
+        "echo x > /workspace/left && echo x > /tmp/left && echo rw-'ok'\n"
+        "rm -f /dev/null 2>/dev/null || ln -s /tmp /dev/link 2>/dev/null || true\n"
+        "mount -t tmpfs none /dev 2>/dev/null && echo MOUNTED || echo no-'mount'\n"
+        "echo x > /dev/null && head -c 8 /dev/zero | wc -c | sed 's/^/zero: /'\n"
+        "ls -l /dev/stdout /dev/fd/ | head -1\n"
+        "python3 -c 'import os, pty; m, s = pty.openpty(); print(\"pty:\", os.ttyname(s))'\n"
+        "mkdir -p out",
+    ])
+    assert p["Status"] == "Succeeded", log
+    assert "wrote-shm" in log and "made-posix-shm" in log, log
+    for path in ("/dev/left", "/dev/pts/left", "/etc/left", "/etc/passwd", "/etc/ssl/left",
+                 "/left", "/usr/left", "/slipway/left", "/proc/left"):
+        assert f"no-write-{path}" in log and f"WROTE-{path}" not in log, log
+    assert "no-mkdir" in log and "no-mount" in log and "rw-ok" in log, log
+    assert "zero: 8" in log and "pty: /dev/pts/" in log, log
+    p, log, _ = build(sw, dev, app_id, repo, [
+        "ls -A /dev/shm | sed 's/^/shm: /'\n"
+        "cat /dev/shm/left && echo FILE-'SEEN' || echo no-'file'\n"
+        "python3 -c 'import ctypes, os; fd = ctypes.CDLL(None).shm_open(b\"/slipway-left\", "
+        "os.O_RDONLY, 0); print(\"SHM-\" + \"SEEN\", os.read(fd, 6)) if fd >= 0 else "
+        "print(\"no-\" + \"posix-shm\")'\n"
+        "ls -A /dev | sed 's/^/dev: /'\n"
+        "test -c /dev/null && echo null-'ok'\n"
+        "mkdir -p out",
+    ])
+    assert p["Status"] == "Succeeded", log
+    assert "no-file" in log and "no-posix-shm" in log, log
+    assert "SHM-SEEN" not in log and "FILE-SEEN" not in log and "leaked" not in log, log
+    assert not [line for line in log.splitlines() if line.startswith("shm: ")], log
+    names = {line[5:] for line in log.splitlines() if line.startswith("dev: ")}
+    assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd",
+            "stdin", "stdout", "stderr"} <= names, log
+    assert not names & {"left", "made", "link"}, log
+    assert "null-ok" in log, log
+    assert executors(sw) == before, "the builds did not run in the same executor"
+
+
+def test_an_executor_whose_etc_files_were_replaced_is_replaced(server_factory, tmp_path):
+    """The executor binds the host's /etc files for its steps once; an upgrade replaces such a file
+    by a rename, which a bind made before does not follow: the next build gets a new executor
+    that sees the new file. The server runs with a copy of /etc bound over its own (a mount
+    namespace of its own), so the test never touches the host's /etc."""
+    etc = tmp_path / "etc"
+    subprocess.run(["cp", "-a", "/etc", str(etc)], check=True)
+    srv = server_factory(extra_args=["--executors", "1"], prefix=[
+        "unshare", "-m", "--propagation", "private", "sh", "-c",
+        'mount --bind "$0" /etc && exec "$@"', str(etc)])
+    sw = Slipway(srv, str(tmp_path))
+    dev, app_id, repo = sw.new_dev_clone("exec")
+    mark = f"slipway-mark-{uuid.uuid4().hex[:8]}"
+    step = f"grep -c {mark} /etc/passwd | sed 's/^/marks: /' || true\nmkdir -p out"
+    before = executors(sw)
+    p, log, _ = build(sw, dev, app_id, repo, [step])
+    assert p["Status"] == "Succeeded" and "marks: 0" in log, log
+    assert executors(sw) == before
+    with open(etc / "passwd.new", "w") as f:
+        f.write((etc / "passwd").read_text() + f"{mark}:x:4242:4242::/nonexistent:/bin/false\n")
+    os.rename(etc / "passwd.new", etc / "passwd")  # as useradd and dpkg do
+    p, log, _ = build(sw, dev, app_id, repo, [step])
+    assert p["Status"] == "Succeeded" and "marks: 1" in log, log
+    after = executors(sw)
+    assert after and after != before, "the executor was not replaced"
