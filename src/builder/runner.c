@@ -52,9 +52,9 @@
  * bound once, into the steps' root the executor prepares at its start (with /usr, /etc and /dev,
  * read-only: sandbox_executor_init), which each step binds whole; so they stay the same
  * directories for the executor's life: between builds they are emptied, never made again. An
- * idle executor whose bound /etc files the host replaced goes before a build takes it. A build without build.network takes an idle executor before its
- * export; its directory is the build's root. Cancels and timeouts kill the executor (its
- * cgroup), and a new one starts. */
+ * idle executor whose bound /etc files the host replaced goes before a build takes it. A build
+ * without build.network takes an idle executor before its export; its directory is the build's
+ * root. Cancels and timeouts kill the executor (its cgroup), and a new one starts. */
 struct executor {
     struct engine_child child;
     int req_fd;                 /* the agent's stdin: a byte per step */

@@ -16,6 +16,9 @@
 #include <criterion/redirect.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -731,4 +734,35 @@ Test(store, statement_cache_keeps_a_statement_being_stepped)
         rows++;
     }
     cr_assert_eq(rows, 3, "the outer query lost its rows after %d", rows);
+}
+
+/* ---- a lock another connection holds ---- */
+
+static void *insert_while_locked(void *arg)
+{
+    int64_t *waited_us = arg, id;
+    int64_t t0 = time_mono_ns();
+    int r = store_user_insert("waiter@example.com", "Waiter", false, &id);
+    *waited_us = (time_mono_ns() - t0) / 1000;
+    store_thread_release();
+    return (void *)(intptr_t)r;
+}
+
+/* A write waits for a transaction another connection holds, and goes on soon after it ends
+ * (not a millisecond or more later, as SQLite's own busy handler sleeps). */
+Test(store, a_write_waits_for_another_connections_transaction)
+{
+    cr_assert_eq(store_begin(), 0);
+    int64_t waited_us = 0;
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, insert_while_locked, &waited_us), 0);
+    usleep(30000);
+    cr_assert_eq(store_commit(), 0);
+    void *r;
+    pthread_join(t, &r);
+    cr_expect_eq((intptr_t)r, 0, "the insert failed: %d", (int)(intptr_t)r);
+    cr_expect_geq(waited_us, 25000, "it did not wait: %lld us", (long long)waited_us);
+    cr_expect_lt(waited_us, 1000000, "it waited %lld us", (long long)waited_us);
+    struct store_user u;
+    cr_expect_eq(store_user_by_email("waiter@example.com", &u), 0);
 }
