@@ -193,10 +193,13 @@ static int follow_ask(struct follow *f)
     return r < 0 ? r : r > 0;
 }
 
-/* Fills `out` with the next bytes of the stream, waiting for them as long as it takes.
- * 0 (out has bytes, or the stream has ended), or -1 to break the stream off. */
+/* Fills `out` with the next bytes of the stream, waiting for them at most about poll_ms (the
+ * worker thread has other connections to serve: a request it accepted must not wait for this
+ * stream's next line). 0 (out has bytes, or the stream has ended), 1 (nothing yet), or -1 to
+ * break the stream off. */
 static int follow_next(struct follow *f)
 {
+    bool waited = false;
     for (;;) {
         if (atomic_load(&f->server->stopping) || time_mono_ns() > f->deadline_ns)
             return -1; /* cut off without the end: the client asks again to go on */
@@ -224,8 +227,11 @@ static int follow_next(struct follow *f)
             f->keepalive_ns = time_mono_ns() + FOLLOW_KEEPALIVE_NS;
             return 0;
         }
+        if (waited)
+            return 1;
         if (follow_wait(f))
             return -1;
+        waited = true;
     }
 }
 
@@ -237,7 +243,10 @@ static ssize_t follow_stream_read(void *arg, char *buf, size_t max)
         f->out_off = 0;
         if (f->ended)
             return 0;
-        if (follow_next(f))
+        int r = follow_next(f);
+        if (r > 0)
+            return -EAGAIN;
+        if (r)
             return -1;
         if (!f->out.len)
             return 0; /* ended with nothing more to send */

@@ -216,6 +216,8 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     ssize_t n = res->stream_read(res->stream_arg, buf, max);
     if (n == 0)
         return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n == -EAGAIN)
+        return 0; /* nothing yet: libmicrohttpd asks again on this thread's next round */
     if (n < 0)
         return MHD_CONTENT_READER_END_WITH_ERROR;
     return n;

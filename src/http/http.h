@@ -64,8 +64,10 @@ struct http_response {
     /* A file body: the answer owns file_fd (> 0) and sends file_size bytes from offset 0. */
     int file_fd;
     uint64_t file_size;
-    /* A streamed body (chunked): read() returns bytes, 0 at the end, -1 on error. free() is
-     * called exactly once when the response is done or abandoned. */
+    /* A streamed body (chunked): read() returns bytes, 0 at the end, -1 on error, or -EAGAIN:
+     * nothing yet, ask again (after at most a short wait in read(): the worker thread serves
+     * its other connections in between, so a read() never blocks for long). free() is called
+     * exactly once when the response is done or abandoned. */
     ssize_t (*stream_read)(void *arg, char *buf, size_t max);
     void (*stream_free)(void *arg);
     void *stream_arg;
