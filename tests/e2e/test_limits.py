@@ -92,6 +92,17 @@ class Watcher(threading.Thread):
         close_all(self.socks)
 
 
+def sockets_of(pid):
+    """How many sockets the process holds."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
 def close_all(socks):
     for s in socks:
         s.close()
@@ -107,7 +118,12 @@ def test_one_address_cannot_lock_out_the_others(server_factory):
     reached and every other client timed out.)"""
     srv = server_factory()
     port = srv.port
+    before = sockets_of(srv.proc.pid)
     trickler = Watcher([connect_from("127.0.0.2", port) for _ in range(16)], 1.0)
+    # the tricklers are the first of the address's connections the server takes (its threads
+    # accept in their own order): the flood starts once it holds them
+    wait_for(lambda: sockets_of(srv.proc.pid) >= before + len(trickler.socks), timeout=10,
+             what="the server to accept the tricklers")
     trickler.start()
     idle = []
     try:
