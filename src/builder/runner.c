@@ -431,6 +431,18 @@ static void executor_discard(struct executor *x)
     free(x);
 }
 
+/* Keeps the first bytes a sandbox wrote outside a build (what it complained of, if it died):
+ * appends to buf (size bytes with its NUL, *len used), dropping what does not fit. */
+static void said_add(char *buf, size_t size, size_t *len, const char *data, size_t n)
+{
+    size_t room = size - 1 - *len;
+    if (n > room)
+        n = room;
+    memcpy(buf + *len, data, n);
+    *len += n;
+    buf[*len] = '\0';
+}
+
 /* What an executor writes: a step's output into its build's log; outside a build, what its agent
  * or bubblewrap said (a complaint, if it died). */
 static void executor_output(struct engine_child *c, const char *data, size_t len)
@@ -440,10 +452,7 @@ static void executor_output(struct engine_child *c, const char *data, size_t len
         log_write(x->build, data, len);
         return;
     }
-    size_t room = sizeof(x->said) - 1 - x->said_len;
-    memcpy(x->said + x->said_len, data, len < room ? len : room);
-    x->said_len += len < room ? len : room;
-    x->said[x->said_len] = '\0';
+    said_add(x->said, sizeof(x->said), &x->said_len, data, len);
 }
 
 static void probe_start(void);
@@ -844,10 +853,7 @@ static int executor_step(struct build *b)
 static void probe_output(struct engine_child *c, const char *data, size_t len)
 {
     (void)c;
-    size_t room = sizeof(E.probe_said) - 1 - E.probe_said_len;
-    memcpy(E.probe_said + E.probe_said_len, data, len < room ? len : room);
-    E.probe_said_len += len < room ? len : room;
-    E.probe_said[E.probe_said_len] = '\0';
+    said_add(E.probe_said, sizeof(E.probe_said), &E.probe_said_len, data, len);
 }
 
 static void probe_exited(struct engine_child *c, int status)

@@ -51,7 +51,7 @@ struct engine {
     /* the workers */
     pthread_mutex_t lock;
     pthread_cond_t cond, started_cond;
-    struct engine_work *todo, **todo_tail, *done;
+    struct engine_work *queue, **queue_tail, *done;
     bool workers_stop;
     bool owners_started; /* engine_start() returns once every owner's start() ran */
     pthread_t worker[ENGINE_MAX_WORKERS];
@@ -69,7 +69,7 @@ int engine_new(const struct engine_config *cfg, struct engine **out)
     e->wake_fd = e->epoll_fd = -1;
     if (e->cfg.workers > ENGINE_MAX_WORKERS)
         e->cfg.workers = ENGINE_MAX_WORKERS;
-    e->todo_tail = &e->todo;
+    e->queue_tail = &e->queue;
     e->grave_timer = (struct engine_timer){.fire = graves_visit, .arg = e};
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
@@ -181,13 +181,13 @@ static void *worker_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     pthread_mutex_lock(&e->lock);
     for (;;) {
-        while (!e->todo && !e->workers_stop)
+        while (!e->queue && !e->workers_stop)
             pthread_cond_wait(&e->cond, &e->lock);
         if (e->workers_stop)
             break;
-        struct engine_work *w = e->todo;
-        if (!(e->todo = w->next))
-            e->todo_tail = &e->todo;
+        struct engine_work *w = e->queue;
+        if (!(e->queue = w->next))
+            e->queue_tail = &e->queue;
         pthread_mutex_unlock(&e->lock);
         w->run(w);
         pthread_mutex_lock(&e->lock);
@@ -210,8 +210,8 @@ void engine_submit(struct engine *e, struct engine_work *w)
     }
     w->next = NULL;
     pthread_mutex_lock(&e->lock);
-    *e->todo_tail = w;
-    e->todo_tail = &w->next;
+    *e->queue_tail = w;
+    e->queue_tail = &w->next;
     pthread_cond_signal(&e->cond);
     pthread_mutex_unlock(&e->lock);
 }
@@ -243,8 +243,8 @@ static void workers_stop(struct engine *e)
     for (size_t i = 0; i < e->nr_workers; i++)
         pthread_join(e->worker[i], NULL);
     e->nr_workers = 0;
-    e->todo = NULL; /* not begun: the owners know what they handed over */
-    e->todo_tail = &e->todo;
+    e->queue = NULL; /* not begun: the owners know what they handed over */
+    e->queue_tail = &e->queue;
 }
 
 /* ---- groups -------------------------------------------------------------------------------- */
