@@ -202,7 +202,8 @@ static void sweep(int parent_fd)
 
 /* Opens (making them) the group <own group>/name, or <own group>/name/sub when sub is not NULL,
  * and sweeps what is left in it. */
-static int group_open(const char *name, const char *sub, int *fd, char *why, size_t why_len)
+static int group_open(const char *name, const char *sub, int *fd, char *why, size_t why_len,
+                      bool keep)
 {
     char mount[PATH_MAX], own[PATH_MAX], *path = NULL;
     int r = find_mount(mount, sizeof(mount));
@@ -237,13 +238,14 @@ static int group_open(const char *name, const char *sub, int *fd, char *why, siz
         return r;
     }
     free(path);
-    sweep(*fd);
+    if (!keep)
+        sweep(*fd);
     return 0;
 }
 
 int cgroup_parent_open(const char *name, int *fd, char *why, size_t why_len)
 {
-    return group_open(name, NULL, fd, why, why_len);
+    return group_open(name, NULL, fd, why, why_len, false);
 }
 
 /* Closes a group_open'ed fd and removes the group, then as many levels above it as `levels` asks
@@ -361,7 +363,7 @@ static int v1_remove(int parent_fd, const char *name, int timeout_ms)
 
 /* Opens (making it) the v1 parent `name` of the controller, and removes what a previous run
  * left in it. */
-static int v1_parent_open(const char *ctl, const char *name, int *fd)
+static int v1_parent_open(const char *ctl, const char *name, int *fd, bool keep)
 {
     char own[PATH_MAX], path[PATH_MAX + 256];
     int r = own_v1_group(ctl, own, sizeof(own));
@@ -379,6 +381,8 @@ static int v1_parent_open(const char *ctl, const char *name, int *fd)
         *fd = -1;
         return r;
     }
+    if (keep)
+        return 0;
     int dup_fd = fcntl(*fd, F_DUPFD_CLOEXEC, 0);
     DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
     struct dirent *de;
@@ -471,8 +475,8 @@ static int v2_enable(int parent_fd, const char *name, const char *ctl, const cha
     return r;
 }
 
-unsigned cgroup_limiter_open(const char *name, int v2_fd, struct cgroup_limiter *l, char *why,
-                             size_t why_len)
+static unsigned limiter_open(const char *name, int v2_fd, struct cgroup_limiter *l, char *why,
+                             size_t why_len, bool keep)
 {
     unsigned found = 0;
     size_t used = 0;
@@ -487,7 +491,7 @@ unsigned cgroup_limiter_open(const char *name, int v2_fd, struct cgroup_limiter 
             found |= 1u << c;
             continue;
         }
-        int r = v1_parent_open(controller_name[c], name, &l->v1_fd[c]);
+        int r = v1_parent_open(controller_name[c], name, &l->v1_fd[c], keep);
         if (!r) {
             found |= 1u << c;
             continue;
@@ -498,6 +502,18 @@ unsigned cgroup_limiter_open(const char *name, int v2_fd, struct cgroup_limiter 
                 used ? "; " : "", controller_name[c], reason, r == -ENOENT ? "none" : strerror(-r));
     }
     return found;
+}
+
+unsigned cgroup_limiter_open(const char *name, int v2_fd, struct cgroup_limiter *l, char *why,
+                             size_t why_len)
+{
+    return limiter_open(name, v2_fd, l, why, why_len, false);
+}
+
+unsigned cgroup_limiter_keep(const char *name, int v2_fd, struct cgroup_limiter *l, char *why,
+                             size_t why_len)
+{
+    return limiter_open(name, v2_fd, l, why, why_len, true);
 }
 
 void cgroup_limiter_close(struct cgroup_limiter *l)
@@ -653,7 +669,14 @@ int cgroup_subtree_open(const char *name, const char *sub, int *fd, char *why, s
 {
     if (!cgroup_is_subtree(sub) || strchr(name, '/'))
         return -EINVAL;
-    return group_open(name, sub, fd, why, why_len);
+    return group_open(name, sub, fd, why, why_len, false);
+}
+
+int cgroup_subtree_keep(const char *name, const char *sub, int *fd, char *why, size_t why_len)
+{
+    if (!cgroup_is_subtree(sub) || strchr(name, '/'))
+        return -EINVAL;
+    return group_open(name, sub, fd, why, why_len, true);
 }
 
 void cgroup_subtree_close(int fd)

@@ -32,6 +32,9 @@ void cgroup_parent_close(int fd);
  * cgroup_parent_open's sweep leaves sub-trees alone, and this one's sweeps only its own child
  * groups. `sub` must be one of CGROUP_SUBTREES. 0 and *fd, or -errno and why. */
 int cgroup_subtree_open(const char *name, const char *sub, int *fd, char *why, size_t why_len);
+/* As cgroup_subtree_open, but what the sub-tree holds is kept: for processes that outlive the
+ * server (app instances), which a restarted server adopts instead of killing. */
+int cgroup_subtree_keep(const char *name, const char *sub, int *fd, char *why, size_t why_len);
 /* Closes the sub-tree; removes it when empty, then its parent `name` when that is empty too. */
 void cgroup_subtree_close(int fd);
 /* The sub-trees of the server's parent group: "git" (git requests, api/git.c), "apps" (reserved
@@ -84,6 +87,9 @@ struct cgroup_limits {
  * groups a previous run left in it removed). Always fills *l; returns the controllers found as
  * bits (1 << CGROUP_PIDS ...), and in why ("" when all were found) what is missing and why. */
 unsigned cgroup_limiter_open(const char *name, int v2_fd, struct cgroup_limiter *l, char *why,
+                             size_t why_len);
+/* As cgroup_limiter_open, but the v1 groups a previous run left are kept (cgroup_subtree_keep). */
+unsigned cgroup_limiter_keep(const char *name, int v2_fd, struct cgroup_limiter *l, char *why,
                              size_t why_len);
 /* Closes the v1 parents (removing them when empty). The v2 parent stays the caller's. */
 void cgroup_limiter_close(struct cgroup_limiter *l);

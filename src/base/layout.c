@@ -22,6 +22,7 @@
 
 static struct {
     char *dir, *db, *secret_path, *tmp, *repos, *packages, *build_logs, *builds, *builds_run;
+    char *releases, *envs, *router, *database, *snapshots;
     unsigned char secret[LAYOUT_SECRET_LEN];
     bool have_secret;
 } L;
@@ -29,7 +30,8 @@ static struct {
 void layout_release(void)
 {
     char **paths[] = {&L.dir,      &L.db,         &L.secret_path, &L.tmp,       &L.repos,
-                      &L.packages, &L.build_logs, &L.builds,      &L.builds_run};
+                      &L.packages, &L.build_logs, &L.builds,      &L.builds_run,
+                      &L.releases, &L.envs,       &L.router,      &L.database, &L.snapshots};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         free(*paths[i]);
         *paths[i] = NULL;
@@ -65,8 +67,14 @@ int layout_init(const char *data_dir)
     L.build_logs = under("/logs/builds");
     L.builds = under("/builds");
     L.builds_run = under("/builds/run");
+    L.releases = under("/releases");
+    L.envs = under("/envs");
+    L.router = under("/router");
+    L.database = under("/database");
+    L.snapshots = under("/snapshots");
     if (!L.db || !L.secret_path || !L.tmp || !L.repos || !L.packages || !L.build_logs ||
-        !L.builds || !L.builds_run) {
+        !L.builds || !L.builds_run || !L.releases || !L.envs || !L.router || !L.database ||
+        !L.snapshots) {
         layout_release();
         return -ENOMEM;
     }
@@ -231,6 +239,54 @@ char *layout_build_log_path(const char *package_id)
 char *layout_build_root(const char *name)
 {
     return compose(L.builds_run, name, NULL, "");
+}
+
+const char *layout_releases_dir(void)
+{
+    return L.releases;
+}
+
+const char *layout_envs_dir(void)
+{
+    return L.envs;
+}
+
+const char *layout_router_dir(void)
+{
+    return L.router;
+}
+
+const char *layout_database_dir(void)
+{
+    return L.database;
+}
+
+char *layout_release_dir(const char *app_id, const char *package_id)
+{
+    return compose(L.releases, app_id, package_id, "");
+}
+
+char *layout_env_path(const char *app_id, const char *mode, const char *part)
+{
+    static const char *const parts[] = {"", "/data", "/logs", "/access"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        known |= !strcmp(part, parts[i]);
+    if (!known) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return compose(L.envs, app_id, mode, part);
+}
+
+char *layout_snapshot_path(const char *app_id, const char *mode, const char *snapshot_id)
+{
+    char *dir = compose(L.snapshots, app_id, mode, "");
+    if (!dir)
+        return NULL;
+    char *p = compose(dir, snapshot_id, NULL, ".tar.zst");
+    free(dir);
+    return p;
 }
 
 bool layout_package_file_id(const char *file_name, char id[LAYOUT_ID_LEN])

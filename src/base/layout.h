@@ -30,9 +30,23 @@
  *                                     (exec-<server pid>-<n>), and steps.seccomp; what is
  *                                     inside (ws/, tmp/, slipway/) is the runner's business
  *
- * Room is kept for what comes next, each a directory of its own beside these: releases
- * (DIR/releases/...) and environments (DIR/envs/<AppId>/<Environment>/...). A new path is added
- * here, with its line above, before any module uses it.
+ *   DIR/releases/<AppId>/<PackageId>/ deploy: a transported package, unpacked once (validated)
+ *                                     and never changed; shared by the environments that run
+ *                                     it; removed when no environment holds the package
+ *   DIR/envs/<AppId>/<Mode>/          deploy, 0711: one environment
+ *   DIR/envs/<AppId>/<Mode>/data/     the environment's persistent data ($DATA_DIR), owned by
+ *                                     its instances' uid, 0700; what snapshots hold
+ *   DIR/envs/<AppId>/<Mode>/logs/     app-YYYY-MM-DD.log (the instance launcher writes)
+ *   DIR/envs/<AppId>/<Mode>/access/   access-YYYY-MM-DD.log (nginx writes, as the router's user)
+ *   DIR/router/                       deploy/router: nginx's configuration, pid, temp files
+ *   DIR/database/                     deploy/database: the PostgreSQL cluster of the
+ *                                     environments that ask for one (owned by its user)
+ *   DIR/snapshots/<AppId>/<Mode>/<SnapshotId>.tar.zst
+ *                                     deploy: backups of an environment (data and database)
+ *
+ * DIR, DIR/releases, DIR/envs and the directories of one app or environment in them are 0711:
+ * an instance (its own uid) passes through to its release and its data, and lists nothing. A new
+ * path is added here, with its line above, before any module uses it.
  *
  * Names given to the functions below (AppIds, PackageIds, build root names) must be one path
  * component: not empty, no '/', not starting with '.'; anything else gives NULL with errno
@@ -88,6 +102,17 @@ char *layout_package_dir(const char *app_id);                          /* DIR/pa
 char *layout_package_path(const char *app_id, const char *package_id); /* .../<PackageId>.tar.zst */
 char *layout_build_log_path(const char *package_id); /* DIR/logs/builds/<PackageId>.log */
 char *layout_build_root(const char *name);           /* DIR/builds/run/<name> */
+
+const char *layout_releases_dir(void);  /* DIR/releases */
+const char *layout_envs_dir(void);      /* DIR/envs */
+const char *layout_router_dir(void);    /* DIR/router */
+const char *layout_database_dir(void);  /* DIR/database */
+char *layout_release_dir(const char *app_id, const char *package_id); /* DIR/releases/<A>/<P> */
+/* DIR/envs/<AppId>/<Mode> + part, where part is "" (the environment's directory), "/data",
+ * "/logs" or "/access". */
+char *layout_env_path(const char *app_id, const char *mode, const char *part);
+/* DIR/snapshots/<AppId>/<Mode>/<SnapshotId>.tar.zst */
+char *layout_snapshot_path(const char *app_id, const char *mode, const char *snapshot_id);
 
 /* Whether `file_name` (an entry of a DIR/packages/<AppId> directory) is the name a package file
  * has, <PackageId>.tar.zst with a 36-character id; then its PackageId in id. */

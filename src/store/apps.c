@@ -24,8 +24,12 @@ static int env_insert(int64_t app, const char *mode, bool production, int positi
     char uuid[CRYPTO_UUID_LEN];
     if (crypto_uuid(uuid))
         return -EIO;
-    sqlite3_stmt *st = store_stmt("INSERT INTO environments(app, mode, environment_id, "
-                                  "production, position) VALUES (?, ?, ?, ?, ?)");
+    /* the lowest free slot (the slots of removed environments are taken again) */
+    sqlite3_stmt *st = store_stmt(
+        "INSERT INTO environments(app, mode, environment_id, production, position, slot) "
+        "VALUES (?, ?, ?, ?, ?, (SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM environments "
+        "WHERE slot = 0) THEN 0 ELSE (SELECT MIN(e.slot) + 1 FROM environments e WHERE NOT "
+        "EXISTS (SELECT 1 FROM environments f WHERE f.slot = e.slot + 1)) END))");
     if (!st)
         return -EIO;
     sqlite3_bind_int64(st, 1, app);
@@ -115,7 +119,9 @@ int store_app_each(int64_t user_id, int (*fn)(const struct store_app *, void *),
     return r;
 }
 
-#define ENV_COLS "id, app, mode, environment_id, production, status, url"
+#define ENV_COLS                                                                                   \
+    "id, app, mode, environment_id, production, status, url, slot, instances, memory_mb, "         \
+    "COALESCE(package, ''), running_package, want_running, crash_looping"
 
 static void env_read(sqlite3_stmt *st, struct store_env *e)
 {
@@ -126,6 +132,41 @@ static void env_read(sqlite3_stmt *st, struct store_env *e)
     e->production = sqlite3_column_int(st, 4) != 0;
     store_col_text(st, 5, e->status, sizeof(e->status));
     store_col_text(st, 6, e->url, sizeof(e->url));
+    e->slot = sqlite3_column_int(st, 7);
+    e->instances = sqlite3_column_int(st, 8);
+    e->memory_mb = sqlite3_column_int(st, 9);
+    store_col_text(st, 10, e->package_id, sizeof(e->package_id));
+    store_col_text(st, 11, e->running_package, sizeof(e->running_package));
+    e->want_running = sqlite3_column_int(st, 12) != 0;
+    e->crash_looping = sqlite3_column_int(st, 13) != 0;
+}
+
+static int env_one(sqlite3_stmt *st, struct store_env *out)
+{
+    int r = store_row(st, sqlite3_step(st));
+    if (!r)
+        env_read(st, out);
+    sqlite3_reset(st);
+    return r;
+}
+
+int store_env_get(int64_t id, struct store_env *out)
+{
+    sqlite3_stmt *st = store_stmt("SELECT " ENV_COLS " FROM environments WHERE id = ?");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, id);
+    return env_one(st, out);
+}
+
+int store_env_by_uuid(const char *environment_id, struct store_env *out)
+{
+    sqlite3_stmt *st =
+        store_stmt("SELECT " ENV_COLS " FROM environments WHERE environment_id = ?");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, environment_id, -1, SQLITE_STATIC);
+    return env_one(st, out);
 }
 
 int store_env_by_mode(int64_t app, const char *mode, struct store_env *out)
@@ -136,20 +177,18 @@ int store_env_by_mode(int64_t app, const char *mode, struct store_env *out)
         return -EIO;
     sqlite3_bind_int64(st, 1, app);
     sqlite3_bind_text(st, 2, mode, -1, SQLITE_STATIC);
-    int r = store_row(st, sqlite3_step(st));
-    if (!r)
-        env_read(st, out);
-    sqlite3_reset(st);
-    return r;
+    return env_one(st, out);
 }
 
 int store_env_each(int64_t app, int (*fn)(const struct store_env *, void *), void *arg)
 {
     sqlite3_stmt *st =
-        store_stmt("SELECT " ENV_COLS " FROM environments WHERE app = ? ORDER BY position, id");
+        app ? store_stmt("SELECT " ENV_COLS " FROM environments WHERE app = ? ORDER BY position, id")
+            : store_stmt("SELECT " ENV_COLS " FROM environments ORDER BY id");
     if (!st)
         return -EIO;
-    sqlite3_bind_int64(st, 1, app);
+    if (app)
+        sqlite3_bind_int64(st, 1, app);
     int rc, r = 0;
     while (!r && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct store_env e;

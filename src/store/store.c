@@ -131,6 +131,42 @@ static const char *const migrations[] = {
     "DROP TABLE jobs;"
     "ALTER TABLE jobs_v4 RENAME TO jobs;"
     "CREATE INDEX jobs_app ON jobs(app, id);",
+    /* 5: environments run packages. An environment gets a slot (its block of ports, its
+     * instances' uids), its scale, the package its instances run (set at a start; `package` is
+     * the one transported, which the next start runs), whether it should run (the engine makes
+     * it so), and whether it crash-loops. Settings (constants, scheduled events) per environment,
+     * tags, start jobs (jobs.env, jobs.code), and the instances that run (for adoption after a
+     * restart of the server). */
+    "ALTER TABLE environments ADD COLUMN slot INTEGER;"
+    "UPDATE environments SET slot = id - 1;"
+    "CREATE UNIQUE INDEX environments_slot ON environments(slot);"
+    "ALTER TABLE environments ADD COLUMN instances INTEGER NOT NULL DEFAULT 1;"
+    "ALTER TABLE environments ADD COLUMN memory_mb INTEGER NOT NULL DEFAULT 1024;"
+    "ALTER TABLE environments ADD COLUMN running_package TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE environments ADD COLUMN want_running INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE environments ADD COLUMN crash_looping INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE env_settings("
+    "  env INTEGER NOT NULL REFERENCES environments(id) ON DELETE CASCADE,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('constant', 'event')),"
+    "  name TEXT NOT NULL,"
+    "  value TEXT,"
+    "  deployed TEXT,"
+    "  PRIMARY KEY (env, kind, name)) STRICT, WITHOUT ROWID;"
+    "CREATE TABLE env_tags("
+    "  env INTEGER NOT NULL REFERENCES environments(id) ON DELETE CASCADE,"
+    "  tag TEXT NOT NULL,"
+    "  PRIMARY KEY (env, tag)) STRICT, WITHOUT ROWID;"
+    "CREATE TABLE instances("
+    "  env INTEGER NOT NULL REFERENCES environments(id) ON DELETE CASCADE,"
+    "  idx INTEGER NOT NULL,"
+    "  pid INTEGER NOT NULL,"
+    "  start_ticks INTEGER NOT NULL,"
+    "  grp TEXT NOT NULL,"
+    "  PRIMARY KEY (env, idx)) STRICT;"
+    "ALTER TABLE jobs ADD COLUMN env INTEGER REFERENCES environments(id) ON DELETE CASCADE;"
+    "ALTER TABLE jobs ADD COLUMN code TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX jobs_env ON jobs(env, status);"
+    "INSERT INTO job_kinds(name) VALUES ('start');",
 };
 #define NR_MIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

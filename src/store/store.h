@@ -89,8 +89,15 @@ struct store_env {
     char mode[STORE_MODE_MAX + 1]; /* "Test", "Acceptance", "Production" */
     char environment_id[37];
     bool production;
-    char status[16];
+    char status[16]; /* "Empty", "Stopped", "Running" */
     char url[STORE_URL_MAX + 1];
+    int slot;                 /* 0, 1, ...: unique among environments (its ports, its uid) */
+    int instances;            /* the scale: instances that run */
+    int memory_mb;            /* per instance */
+    char package_id[37];      /* transported: what the next start runs ("" when Empty) */
+    char running_package[37]; /* what the instances run, from the last start ("" never) */
+    bool want_running;        /* started and not stopped since: the engine keeps it running */
+    bool crash_looping;       /* an instance failed again and again */
 };
 /* Inserts the app (id filled in) with its Test, Acceptance and Production environments. */
 int store_app_insert(struct store_app *app);
@@ -100,7 +107,52 @@ int store_app_by_project_id(const char *project_id, struct store_app *out);
 int store_app_each(int64_t user_id, int (*fn)(const struct store_app *, void *), void *arg);
 /* Mode is matched case-insensitively. */
 int store_env_by_mode(int64_t app, const char *mode, struct store_env *out);
+int store_env_get(int64_t id, struct store_env *out);
+int store_env_by_uuid(const char *environment_id, struct store_env *out);
+/* The app's environments in their order, or every environment (app 0) by id. */
 int store_env_each(int64_t app, int (*fn)(const struct store_env *, void *), void *arg);
+
+/* ---- what environments run (envs.c) ---- */
+#define STORE_SETTING_MAX 4096 /* bytes of a constant's value (encrypted: its stored form) */
+#define STORE_TAG_MAX     100
+int store_env_set_status(int64_t env, const char *status);
+int store_env_set_want(int64_t env, bool running);
+int store_env_set_scale(int64_t env, int instances, int memory_mb);
+int store_env_set_crash_looping(int64_t env, bool on);
+/* The start succeeded: status Running, running_package, every setting's deployed value = its
+ * value, crash_looping off. One transaction. */
+int store_env_started(int64_t env, const char *package_id);
+/* Clean: no package (status Empty), settings forgotten, not wanted running. */
+int store_env_clean(int64_t env);
+/* Transport: holds the package (status Stopped when it was Empty). */
+int store_env_transport(int64_t env, const char *package_id);
+struct store_setting {
+    char kind[12]; /* "constant", "event" */
+    char name[STORE_NAME_MAX + 1];
+    bool has_value, has_deployed; /* NULL columns: the default / never started */
+    char value[STORE_SETTING_MAX + 1];
+    char deployed[STORE_SETTING_MAX + 1];
+};
+/* The environment's settings rows (those set at least once), by kind and name. */
+int store_setting_each(int64_t env, int (*fn)(const struct store_setting *, void *), void *arg);
+/* Sets a setting's value (NULL: back to the default). */
+int store_setting_set(int64_t env, const char *kind, const char *name, const char *value);
+int store_tag_add(int64_t env, const char *tag);
+/* -ENOENT when it was not there. */
+int store_tag_del(int64_t env, const char *tag);
+int store_tag_each(int64_t env, int (*fn)(const char *tag, void *), void *arg);
+/* An instance the engine runs, as a restarted server finds it. */
+struct store_instance {
+    int64_t env;
+    int idx;
+    int pid;
+    int64_t start_ticks; /* /proc/<pid>/stat field 22: tells a reused pid apart */
+    char group[48];      /* its cgroup's name */
+};
+int store_instance_put(const struct store_instance *in);
+int store_instance_del(int64_t env, int idx);
+/* Every instance row (env 0), or one environment's. */
+int store_instance_each(int64_t env, int (*fn)(const struct store_instance *, void *), void *arg);
 
 /* ---- membership and per-environment rights (members.c) ---- */
 /* Per-environment rights, named as Mendix names them; stored as these bits. */
@@ -208,11 +260,13 @@ struct store_job {
     int64_t id;
     char job_id[37];
     int64_t app;
-    char package_id[37]; /* the package the job makes ("" when none) */
-    char kind[16];       /* a row of the job_kinds table: "upload" */
+    char package_id[37]; /* the package the job makes or starts ("" when none) */
+    char kind[16];       /* a row of the job_kinds table: "upload", "start" */
     enum store_job_status status;
     char reason[STORE_REASON_MAX + 1]; /* why it failed */
     int64_t created_ms;
+    int64_t env;  /* the environment a start job starts (0: none) */
+    char code[40]; /* the error code of a failed start: "START_FAILED" ... */
 };
 /* "Queued", "Running", "Completed", "Failed". */
 const char *store_job_status_name(enum store_job_status s);
@@ -221,6 +275,12 @@ const char *store_job_status_name(enum store_job_status s);
  * of job_kinds (a new kind of job is added by a migration: INSERT INTO job_kinds). */
 int store_job_insert(struct store_job *j);
 int store_job_get(const char *job_id, struct store_job *out);
+/* The environment's start job that is Queued or Running: 0 and *out, or -ENOENT. */
+int store_job_active_start(int64_t env, struct store_job *out);
+/* Every Queued or Running start job (the engine's queue), oldest first. */
+int store_job_each_active_start(int (*fn)(const struct store_job *, void *), void *arg);
+int store_job_set_status(int64_t id, enum store_job_status status, const char *code,
+                         const char *reason);
 
 /* ---- audit log (audit.c): append-only, hash-chained ---- */
 struct store_audit {
