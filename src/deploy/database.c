@@ -250,8 +250,9 @@ static int psql(const char *dbname, const char *name, const char *script, struct
 {
     int in_fd = memfd_create("database-sql", MFD_CLOEXEC);
     if (in_fd < 0) {
-        snprintf(why, why_len, "memfd_create: %s", strerror(errno));
-        return -errno;
+        int r = -errno;
+        snprintf(why, why_len, "memfd_create: %s", strerror(-r));
+        return r;
     }
     int r = fd_write_all(in_fd, script, strlen(script));
     if (!r && lseek(in_fd, 0, SEEK_SET) < 0)
