@@ -62,8 +62,8 @@ struct pipeline_run {
     char *health;            /* an HTTP path starting with '/', or NULL when not given */
     int64_t start_timeout_s; /* always set, to the default when not given or not present */
     int64_t stop_timeout_s;
-    bool database; /* `database: postgres` (the only value accepted): the app gets a PostgreSQL
-                      database; false when not given */
+    bool database; /* `database: postgres`, the only value accepted: a PostgreSQL database per
+                    * environment (the instance's DATABASE_URL); false when not given */
 };
 
 struct pipeline_constant {

@@ -44,6 +44,8 @@ static const char doc_example[] =
     "Started after that\n"
     "  start_timeout: 60s\n"
     "  stop_timeout: 10s              # SIGTERM, then SIGKILL of the process group after this\n"
+    "  database: postgres             # optional: a PostgreSQL database per environment "
+    "(DATABASE_URL)\n"
     "\n"
     "constants:                       # per-environment settings; reach the app as "
     "MX_<Module>_<Name>\n"
@@ -153,6 +155,7 @@ static void doc_example_parses_field_by_field(void)
     cr_assert_str_eq(p.run.health, "/healthz");
     cr_assert_eq(p.run.start_timeout_s, 60);
     cr_assert_eq(p.run.stop_timeout_s, 10);
+    cr_assert(p.run.database);
     cr_assert_eq(p.nr_constants, 2);
     cr_assert_str_eq(p.constants[0].name, "Main.Greeting");
     cr_assert_eq(p.constants[0].type, PIPELINE_STRING);
@@ -953,7 +956,7 @@ static void manifest_json(void)
     cr_assert_str_eq(jstr(run, "health"), "/healthz");
     cr_assert_eq(json_integer_value(json_object_get(run, "start_timeout_s")), 60);
     cr_assert_eq(json_integer_value(json_object_get(run, "stop_timeout_s")), 10);
-    cr_assert(json_is_null(json_object_get(run, "database")));
+    cr_assert_str_eq(jstr(run, "database"), "postgres");
 
     json_t *constants = json_object_get(j, "constants");
     cr_assert_eq(json_array_size(constants), 2);
