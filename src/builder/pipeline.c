@@ -5,6 +5,7 @@
  */
 #include "builder/pipeline.h"
 
+#include "base/cron.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -27,7 +28,10 @@ struct node {
     enum node_kind kind;
     bool plain;       /* a plain scalar (no quotes, no tag): may be null */
     int line, column; /* 1-based */
-    char *value;      /* scalar: NUL-terminated, no NUL inside; NULL once taken */
+    /* a scalar whose text is the file's text on one line (plain or quoted, no escape, no
+     * anchor or tag): the column of its first character; 0 for any other node */
+    int text_column;
+    char *value; /* scalar: NUL-terminated, no NUL inside; NULL once taken */
     size_t len;
     struct node **items; /* list: the items; mapping: key, value, key, value, ... */
     size_t nr_items, alloc_items;
@@ -163,6 +167,15 @@ static int oom(struct ctx *c)
 }
 
 /* ---- pass 1: YAML events to a tree ---- */
+
+/* The characters (not bytes) in s[0..n). */
+static int utf8_chars(const char *s, size_t n)
+{
+    int chars = 0;
+    for (size_t i = 0; i < n; i++)
+        chars += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return chars;
+}
 
 static struct node *node_new(struct ctx *c, enum node_kind kind, yaml_mark_t mark)
 {
@@ -314,7 +327,16 @@ static int read_node(struct ctx *c, const yaml_event_t *ev, struct node **stack,
     if (!n)
         return oom(c);
     if (nk == NODE_SCALAR) {
-        n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !tag;
+        yaml_scalar_style_t style = ev->data.scalar.style;
+        int quotes =
+            style == YAML_SINGLE_QUOTED_SCALAR_STYLE || style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+        n->plain = style == YAML_PLAIN_SCALAR_STYLE && !tag;
+        /* an escape, a fold, an anchor or a tag makes the file's text longer than the value */
+        if ((quotes || style == YAML_PLAIN_SCALAR_STYLE) &&
+            ev->end_mark.line == ev->start_mark.line &&
+            ev->end_mark.column - ev->start_mark.column ==
+                (size_t)utf8_chars((const char *)ev->data.scalar.value, len) + 2 * quotes)
+            n->text_column = column + quotes;
         n->value = malloc(len + 1);
         if (!n->value)
             return oom(c);
@@ -671,106 +693,23 @@ static int get_module_name(struct ctx *c, const struct node *n, const char *path
 
 /* ---- cron ---- */
 
-static const struct cron_field {
-    const char *name;
-    int min, max;
-} cron_fields[5] = {
-    {"minute", 0, 59}, {"hour", 0, 23},       {"day of month", 1, 31},
-    {"month", 1, 12},  {"day of week", 0, 7},
-};
-
-/* The digits at s as a number (saturating at 100000, out of every range); NULL when there is
- * no digit. */
-static const char *cron_number(const char *s, int *out)
-{
-    if (*s < '0' || *s > '9')
-        return NULL;
-    int v = 0;
-    for (; *s >= '0' && *s <= '9'; s++)
-        v = v >= 100000 ? 100000 : v * 10 + (*s - '0');
-    *out = v;
-    return s;
-}
-
-/* One field ("*", "5", "1-5", "*\/15", "1-30/5", "1,15,30"): NULL, or why it is wrong. */
-static const char *cron_field_check(const char *f, const struct cron_field *spec, char *why,
-                                    size_t cap)
-{
-    const char *s = f;
-    for (;;) {
-        int lo = spec->min, hi = spec->max, step;
-        bool range = true;
-        if (*s == '*') {
-            s++;
-        } else {
-            if (!(s = cron_number(s, &lo)))
-                goto syntax;
-            hi = lo;
-            range = false;
-            if (*s == '-') {
-                if (!(s = cron_number(s + 1, &hi)))
-                    goto syntax;
-                range = true;
-            }
-            if (lo < spec->min || lo > spec->max || hi < spec->min || hi > spec->max) {
-                snprintf(why, cap, "out of range (%d-%d)", spec->min, spec->max);
-                return why;
-            }
-            if (lo > hi) {
-                snprintf(why, cap, "%d-%d runs backwards", lo, hi);
-                return why;
-            }
-        }
-        if (*s == '/') {
-            if (!range || !(s = cron_number(s + 1, &step)))
-                goto syntax;
-            if (step < 1 || step > spec->max) {
-                snprintf(why, cap, "the step is out of range (1-%d)", spec->max);
-                return why;
-            }
-        }
-        if (*s == '\0')
-            return NULL;
-        if (*s++ != ',')
-            goto syntax;
-    }
-syntax:
-    snprintf(why, cap, "use *, numbers, ranges (1-5), lists (1,15) and steps (*/10 or 1-30/5)");
-    return why;
-}
-
+/* A cron expression (base/cron.h), kept as written. An error points at the character at fault
+ * when the scalar's text is exactly what the file holds on its line; otherwise at the value. */
 static int get_cron(struct ctx *c, struct node *n, const char *path, char **out)
 {
+    struct cron parsed;
+    struct cron_error ce;
     int r = check_scalar(c, n, path, "a cron expression (e.g. \"*/5 * * * *\")");
     if (r)
         return r;
-    /* split a copy on blanks; the original is kept as written */
-    char *copy = strdup(n->value), *fields[6], *save = NULL;
-    if (!copy)
-        return oom(c);
-    size_t nr = 0;
-    for (char *f = strtok_r(copy, " \t", &save); f; f = strtok_r(NULL, " \t", &save))
-        if (nr < 6)
-            fields[nr++] = f;
-        else
-            nr++;
-    if (nr != 5) {
-        r = fail(c, n, path,
-                 "%s has %zu field%s; cron needs 5: minute hour day-of-month month day-of-week",
-                 show(c, n->value), nr, nr == 1 ? "" : "s");
-        goto out;
-    }
-    for (size_t i = 0; i < 5; i++) {
-        char why[96];
-        if (cron_field_check(fields[i], &cron_fields[i], why, sizeof(why))) {
-            r = fail(c, n, path, "%s field %s: %s", cron_fields[i].name, show(c, fields[i]), why);
-            goto out;
-        }
+    if (cron_parse(n->value, &parsed, &ce)) {
+        int column = n->column;
+        if (n->text_column && ce.column >= 1 && (size_t)ce.column <= n->len + 1)
+            column = n->text_column + utf8_chars(n->value, (size_t)ce.column - 1);
+        return fail_at(c, n->line, column, path, "%s", ce.message);
     }
     *out = take(n);
-out:
-    free(copy);
-    return r;
+    return 0;
 }
 
 /* ---- sections ---- */
@@ -880,10 +819,12 @@ static int parse_package(struct ctx *c, const struct node *n, struct pipeline *p
 
 static int parse_run(struct ctx *c, const struct node *n, struct pipeline *p)
 {
-    static const char *const keys[] = {"command", "health", "start_timeout", "stop_timeout", NULL};
+    static const char *const keys[] = {"command",      "health",   "start_timeout",
+                                       "stop_timeout", "database", NULL};
     struct node *v;
-    int r = check_map(c, n, "run", "a mapping (command, health, start_timeout, stop_timeout)", keys,
-                      0, NULL);
+    int r =
+        check_map(c, n, "run", "a mapping (command, health, start_timeout, stop_timeout, database)",
+                  keys, 0, NULL);
     if (r || (r = require(c, n, "run", "command", "what starts the app", &v)) ||
         (r = get_text(c, v, "run.command", "a command", &p->run.command)))
         return r;
@@ -906,6 +847,14 @@ static int parse_run(struct ctx *c, const struct node *n, struct pipeline *p)
     if ((v = map_get(n, "stop_timeout")) &&
         (r = get_duration(c, v, "run.stop_timeout", &p->run.stop_timeout_s)))
         return r;
+    if ((v = map_get(n, "database"))) {
+        if ((r = check_scalar(c, v, "run.database", "a database (postgres)")))
+            return r;
+        if (strcmp(v->value, "postgres") != 0)
+            return fail(c, v, "run.database", "%s is not a database Slipway provides (postgres)",
+                        show(c, v->value));
+        p->run.database = true;
+    }
     p->run.present = true;
     return 0;
 }
@@ -1312,6 +1261,7 @@ char *pipeline_manifest_json(const struct pipeline *p)
         bad += set(run, "health", jstr(p->run.health));
         bad += set(run, "start_timeout_s", json_integer(p->run.start_timeout_s));
         bad += set(run, "stop_timeout_s", json_integer(p->run.stop_timeout_s));
+        bad += set(run, "database", p->run.database ? json_string("postgres") : json_null());
     }
     bad += set(root, "run", run);
 

@@ -1,10 +1,10 @@
 /* pipeline — reads an app's slipway.yml (the contract: shared/design/pipeline-file.md; the user's
  * view: docs/slipway-yml.md) into a checked struct pipeline, and writes the parts a package
  * manifest copies as JSON. A leaf on libyaml and jansson: it does not read files, log, run steps
- * or schedule events (cron expressions are only checked).
+ * or schedule events (cron expressions are only checked, with base/cron).
  *
  * Everything in the file is checked before pipeline_parse() returns 0: unknown keys, wrong types,
- * durations, names, cron fields, references between sections. A struct pipeline is therefore
+ * durations, names, cron expressions, references between sections. A struct pipeline is therefore
  * always complete and in range; its users need not check it again.
  */
 #ifndef SLIPWAY_BUILDER_PIPELINE_H
@@ -62,6 +62,8 @@ struct pipeline_run {
     char *health;            /* an HTTP path starting with '/', or NULL when not given */
     int64_t start_timeout_s; /* always set, to the default when not given or not present */
     int64_t stop_timeout_s;
+    bool database; /* `database: postgres`, the only value accepted: a PostgreSQL database per
+                    * environment (the instance's DATABASE_URL); false when not given */
 };
 
 struct pipeline_constant {
@@ -76,7 +78,7 @@ struct pipeline_constant {
 
 struct pipeline_event {
     char *name;    /* Module.Name, unique among events */
-    char *cron;    /* 5 fields, each checked; as written in the file */
+    char *cron;    /* as written in the file; cron_parse() (base/cron.h) accepts it */
     char *command; /* non-blank */
 };
 
@@ -156,7 +158,8 @@ void pipeline_error_format(const struct pipeline_error *err, const char *filenam
 /* The sections a package manifest copies, as compact JSON text (caller frees with free()), or
  * NULL when out of memory. Every key is always present; what the file leaves out is null:
  *   {"runtime": "c-static 1.0" | null,
- *    "run": {"command", "health": str|null, "start_timeout_s": int, "stop_timeout_s": int} | null,
+ *    "run": {"command", "health": str|null, "start_timeout_s": int, "stop_timeout_s": int,
+ *            "database": "postgres" | null} | null,
  *    "constants": [{"name", "type": "String"|..., "default": str|null, "secret": bool}],
  *    "scheduled_events": [{"name", "cron", "command"}],
  *    "tests": [{"name", "command": str|null, "junit": str|null,

@@ -158,6 +158,18 @@ def test_invalid_and_missing_pipeline_file(app):
     assert "slipway.yml:4:3" in build_log(sw, dev, app_id, pid)
 
 
+def test_bad_cron_fails_the_build_at_its_character(app):
+    sw, dev, app_id, repo = app
+    commit(repo, {"slipway.yml": b"version: 1\nbuild:\n  steps: [true]\npackage:\n  include: [out/]\n"
+                                b"scheduled_events:\n  - name: Main.Tick\n"
+                                b"    cron: \"*/5 25 * * *\"\n    command: ./tick\n"})
+    pid = start(sw, dev, app_id, head_number(sw, dev, app_id))
+    assert wait_done(sw, dev, app_id, pid)["Status"] == "Failed"
+    want = "slipway.yml:8:16: scheduled_events[0].cron: hour: 25 is out of range 0-23"
+    assert want in details(sw, dev, app_id, pid)["Reason"]
+    assert want in build_log(sw, dev, app_id, pid)
+
+
 def test_bad_requests(app):
     sw, dev, app_id, repo = app
     commit(repo, {"slipway.yml": TRIVIAL})

@@ -44,6 +44,8 @@ static const char doc_example[] =
     "Started after that\n"
     "  start_timeout: 60s\n"
     "  stop_timeout: 10s              # SIGTERM, then SIGKILL of the process group after this\n"
+    "  database: postgres             # optional: a PostgreSQL database per environment "
+    "(DATABASE_URL)\n"
     "\n"
     "constants:                       # per-environment settings; reach the app as "
     "MX_<Module>_<Name>\n"
@@ -153,6 +155,7 @@ static void doc_example_parses_field_by_field(void)
     cr_assert_str_eq(p.run.health, "/healthz");
     cr_assert_eq(p.run.start_timeout_s, 60);
     cr_assert_eq(p.run.stop_timeout_s, 10);
+    cr_assert(p.run.database);
     cr_assert_eq(p.nr_constants, 2);
     cr_assert_str_eq(p.constants[0].name, "Main.Greeting");
     cr_assert_eq(p.constants[0].type, PIPELINE_STRING);
@@ -212,6 +215,16 @@ static void minimal_file_gets_the_defaults(void)
     cr_assert_null(p.run.health);
     cr_assert_eq(p.run.start_timeout_s, 60);
     cr_assert_eq(p.run.stop_timeout_s, 10);
+    cr_assert(!p.run.database);
+    pipeline_release(&p);
+
+    /* run.database: postgres */
+    parse_ok(HEAD "run:\n  command: ./srv\n  database: postgres\n", &p);
+    cr_assert(p.run.present);
+    cr_assert(p.run.database);
+    pipeline_release(&p);
+    parse_ok(HEAD "run: {command: ./srv, database: \"postgres\"}\n", &p);
+    cr_assert(p.run.database);
     pipeline_release(&p);
     cr_assert_eq(pipeline_parse("", 0, &p, NULL), -EINVAL);
     cr_assert_eq(pipeline_parse(NULL, 0, &p, NULL), -EINVAL);
@@ -273,6 +286,8 @@ static void accepted_spellings(void)
              "  - {name: M.E2, cron: \"*/15\t0-23/2 1,15,31 1-12 0,7\", command: a}\n"
              "  - {name: M.E3, cron: '  59 23 31 12 7  ', command: a}\n"
              "  - {name: M.E4, cron: '0-59/59 * * */12 *', command: a}\n"
+             "  - {name: M.E5, cron: '0 9 * Jan-JUN mon-fri', command: a}\n"
+             "  - {name: M.E6, cron: '@daily', command: a}\n"
              "tests:\n"
              "  - {name: A-1.b_c, command: run}\n"
              "  - {name: 9lives, unittesting: {password_constant: M.S}}\n"
@@ -300,6 +315,8 @@ static void accepted_spellings(void)
     cr_assert_null(p.constants[7].default_value);
     cr_assert_str_eq(p.events[1].cron, "*/15\t0-23/2 1,15,31 1-12 0,7");
     cr_assert_str_eq(p.events[2].cron, "  59 23 31 12 7  ");
+    cr_assert_str_eq(p.events[4].cron, "0 9 * Jan-JUN mon-fri");
+    cr_assert_str_eq(p.events[5].cron, "@daily");
     cr_assert_str_eq(p.tests[1].unittesting_password_constant, "M.S");
     pipeline_release(&p);
 
@@ -355,7 +372,7 @@ static const struct bad structure_errors[] = {
     {"version: 1\nbuild: {steps: [make]}\npackage: {include: [bin], exclude: [x]}\n", 3, 27,
      "package.exclude", "unknown key 'exclude' (known keys: include)"},
     {HEAD "run:\n  command: x\n  helth: /h\n", 6, 3, "run.helth",
-     "unknown key 'helth' (known keys: command, health, start_timeout, stop_timeout)"},
+     "unknown key 'helth' (known keys: command, health, start_timeout, stop_timeout, database)"},
     {HEAD "constants:\n  - name: Main.A\n    type: String\n    secret: false\n    hidden: true\n",
      8, 5, "constants[0].hidden", "unknown key 'hidden' (known keys: name, type, default, secret)"},
     {HEAD "scheduled_events:\n  - name: Main.E\n    cron: '* * * * *'\n    command: x\n"
@@ -404,7 +421,8 @@ static const struct bad structure_errors[] = {
     {"newer_key: x\nversion: 2\n", 2, 10, "version",
      "'2' is not supported (this Slipway reads version 1)"},
     {HEAD "run: ./server\n", 4, 6, "run",
-     "expected a mapping (command, health, start_timeout, stop_timeout), found './server'"},
+     "expected a mapping (command, health, start_timeout, stop_timeout, database), found "
+     "'./server'"},
     {HEAD "constants:\n  Main.A: x\n", 5, 3, "constants",
      "expected a list of constants, found a mapping"},
     {HEAD "constants:\n  - Main.A\n", 5, 5, "constants[0]",
@@ -467,6 +485,16 @@ static const struct bad value_errors[] = {
      "the list is empty: it needs at least one of the steps"},
     {HEAD "run: {health: /x}\n", 4, 6, "run.command", "is missing (what starts the app)"},
     {HEAD "run: {command: ''}\n", 4, 16, "run.command", "must not be empty"},
+    {HEAD "run:\n  command: x\n  database: mysql\n", 6, 13, "run.database",
+     "'mysql' is not a database Slipway provides (postgres)"},
+    {HEAD "run: {command: x, database: Postgres}\n", 4, 29, "run.database",
+     "'Postgres' is not a database Slipway provides (postgres)"},
+    {HEAD "run: {command: x, database: \"postgres \"}\n", 4, 29, "run.database",
+     "'postgres ' is not a database Slipway provides (postgres)"},
+    {HEAD "run: {command: x, database: ~}\n", 4, 29, "run.database",
+     "expected a database (postgres), found nothing"},
+    {HEAD "run: {command: x, database: [postgres]}\n", 4, 29, "run.database",
+     "expected a database (postgres), found a list"},
     {HEAD "run: {command: x, health: healthz}\n", 4, 27, "run.health",
      "'healthz' is not an HTTP path (it starts with '/', without blanks)"},
     {HEAD "run: {command: x, health: /a b}\n", 4, 27, "run.health",
@@ -539,40 +567,73 @@ static const struct bad value_errors[] = {
     {HEAD "constants: [{name: A.B, type: String, default: }]\n", 4, 48, "constants[0].default",
      "expected a value (write \"\" for an empty String), found nothing"},
     /* scheduled events */
-    {HEAD "scheduled_events:\n  - {name: Main.A, cron: \"0 25 * * *\", command: x}\n", 5, 26,
-     "scheduled_events[0].cron", "hour field '25': out of range (0-23)"},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"0 * * *\", command: x}]\n", 4, 38,
+    /* a cron error points at the character at fault when the value is the file's text on its
+     * line (plain, '...' or "..." without escapes); otherwise at the value */
+    {HEAD "scheduled_events:\n  - {name: Main.A, cron: \"0 25 * * *\", command: x}\n", 5, 29,
+     "scheduled_events[0].cron", "hour: 25 is out of range 0-23"},
+    {HEAD "scheduled_events:\n  - {name: Main.A, cron: '0 25 * * *', command: x}\n", 5, 29,
+     "scheduled_events[0].cron", "hour: 25 is out of range 0-23"},
+    {HEAD "scheduled_events:\n  - name: Main.A\n    cron: 0 0 * * 1-8\n    command: x\n", 6, 21,
+     "scheduled_events[0].cron", "day-of-week: 8 is out of range 0-7"},
+    {HEAD
+     "scheduled_events:\n  - name: Main.A\n    cron: 0 0 * * 1-8   # comment\n    command: x\n",
+     6, 21, "scheduled_events[0].cron", "day-of-week: 8 is out of range 0-7"},
+    {HEAD "scheduled_events:\n  - name: Main.A\n    cron:   \"0   0 * *  mon-sun\"  # c\n"
+          "    command: x\n",
+     6, 25, "scheduled_events[0].cron", "day-of-week: mon-sun runs backwards"},
+    /* characters, not bytes */
+    {HEAD "scheduled_events: [{name: M.A, cron: \"0 \xc3\xa9 * * * 1\", command: x}]\n", 4, 49,
      "scheduled_events[0].cron",
-     "'0 * * *' has 4 fields; cron needs 5: minute hour day-of-month month day-of-week"},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"0 * * * * 2024\", command: x}]\n", 4, 38,
-     "scheduled_events[0].cron", "'0 * * * * 2024' has 6 fields; cron needs 5..."},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"@daily\", command: x}]\n", 4, 38,
+     "found 6 fields; cron needs 5: minute hour day-of-month month day-of-week"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"0 \xc3\xa9 * * *\", command: x}]\n", 4, 41,
+     "scheduled_events[0].cron", "hour: expected a number, found '?'"},
+    /* an escape, a fold or an anchor: the value's own position */
+    {HEAD "scheduled_events: [{name: M.A, cron: \"0\\t25 * * *\", command: x}]\n", 4, 38,
+     "scheduled_events[0].cron", "hour: 25 is out of range 0-23"},
+    {HEAD "scheduled_events:\n  - name: M.A\n    cron: 0\n      25 * * *\n    command: x\n", 6, 11,
+     "scheduled_events[0].cron", "hour: 25 is out of range 0-23"},
+    {HEAD "scheduled_events:\n  - name: M.A\n    cron: >-\n      0 25 * * *\n    command: x\n", 6,
+     11, "scheduled_events[0].cron", "hour: 25 is out of range 0-23"},
+    {HEAD "scheduled_events: [{name: M.A, cron: &c \"0 25 * * *\", command: x}]\n", 4, 38,
+     "scheduled_events[0].cron", "hour: 25 is out of range 0-23"},
+    {HEAD "scheduled_events: [{name: M.A, cron: !!str \"0 25 * * *\", command: x}]\n", 4, 38,
+     "scheduled_events[0].cron", "hour: 25 is out of range 0-23"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"0 * * *\", command: x}]\n", 4, 39,
      "scheduled_events[0].cron",
-     "'@daily' has 1 field; cron needs 5: minute hour day-of-month month day-of-week"},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"*/0 * * * *\", command: x}]\n", 4, 38,
-     "scheduled_events[0].cron", "minute field '*/0': the step is out of range (1-59)"},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"*/100 * * * *\", command: x}]\n", 4, 38,
-     "scheduled_events[0].cron", "minute field '*/100': the step is out of range (1-59)"},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"5-2 * * * *\", command: x}]\n", 4, 38,
-     "scheduled_events[0].cron", "minute field '5-2': 5-2 runs backwards"},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"60 * * * *\", command: x}]\n", 4, 38,
-     "scheduled_events[0].cron", "minute field '60': out of range (0-59)"},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"* * 0 * *\", command: x}]\n", 4, 38,
-     "scheduled_events[0].cron", "day of month field '0': out of range (1-31)"},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"* * * 1-13 *\", command: x}]\n", 4, 38,
-     "scheduled_events[0].cron", "month field '1-13': out of range (1-12)"},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"* * * * 8\", command: x}]\n", 4, 38,
-     "scheduled_events[0].cron", "day of week field '8': out of range (0-7)"},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"5/10 * * * *\", command: x}]\n", 4, 38,
+     "found 4 fields; cron needs 5: minute hour day-of-month month day-of-week"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"0 * * * * 2024\", command: x}]\n", 4, 49,
+     "scheduled_events[0].cron", "found 6 fields; cron needs 5..."},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"\", command: x}]\n", 4, 39,
+     "scheduled_events[0].cron", "the expression is empty; cron needs 5 fields..."},
+    {HEAD "scheduled_events: [{name: M.A, cron: , command: x}]\n", 4, 38,
      "scheduled_events[0].cron",
-     "minute field '5/10': use *, numbers, ranges (1-5), lists (1,15) and steps (*/10 or "
-     "1-30/5)"},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"1,,2 * * * *\", command: x}]\n", 4, 38,
-     "scheduled_events[0].cron", "minute field '1,,2': use *, numbers..."},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"* * * JAN *\", command: x}]\n", 4, 38,
-     "scheduled_events[0].cron", "month field 'JAN': use *, numbers..."},
-    {HEAD "scheduled_events: [{name: M.A, cron: \"99999999999 * * * *\", command: x}]\n", 4, 38,
-     "scheduled_events[0].cron", "minute field '99999999999': out of range (0-59)"},
+     "expected a cron expression (e.g. \"*/5 * * * *\"), found nothing"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"@reboot\", command: x}]\n", 4, 39,
+     "scheduled_events[0].cron",
+     "'@reboot' is not a shortcut (use @hourly, @daily, @weekly, @monthly or @yearly, or 5 "
+     "fields)"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"*/0 * * * *\", command: x}]\n", 4, 41,
+     "scheduled_events[0].cron", "minute: step 0 is out of range 1-59"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"*/100 * * * *\", command: x}]\n", 4, 41,
+     "scheduled_events[0].cron", "minute: step 100 is out of range 1-59"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"5-2 * * * *\", command: x}]\n", 4, 39,
+     "scheduled_events[0].cron", "minute: 5-2 runs backwards"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"60 * * * *\", command: x}]\n", 4, 39,
+     "scheduled_events[0].cron", "minute: 60 is out of range 0-59"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"* * 0 * *\", command: x}]\n", 4, 43,
+     "scheduled_events[0].cron", "day-of-month: 0 is out of range 1-31"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"* * * 1-13 *\", command: x}]\n", 4, 47,
+     "scheduled_events[0].cron", "month: 13 is out of range 1-12"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"* * * * 8\", command: x}]\n", 4, 47,
+     "scheduled_events[0].cron", "day-of-week: 8 is out of range 0-7"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"5/10 * * * *\", command: x}]\n", 4, 40,
+     "scheduled_events[0].cron", "minute: a step goes after * or a range (*/10 or 1-30/5)"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"1,,2 * * * *\", command: x}]\n", 4, 41,
+     "scheduled_events[0].cron", "minute: an empty item in the list"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"* * * JANUARY *\", command: x}]\n", 4, 45,
+     "scheduled_events[0].cron", "month: 'JANUARY' is not a month (1-12 or jan-dec)"},
+    {HEAD "scheduled_events: [{name: M.A, cron: \"99999999999 * * * *\", command: x}]\n", 4, 39,
+     "scheduled_events[0].cron", "minute: 99999999999 is out of range 0-59"},
     {HEAD "scheduled_events: [{name: M.A, cron: \"* * * * *\"}]\n", 4, 20,
      "scheduled_events[0].command", "is missing (what it runs)"},
     {HEAD "scheduled_events: [{name: M.A, command: x}]\n", 4, 20, "scheduled_events[0].cron",
@@ -890,11 +951,12 @@ static void manifest_json(void)
     cr_assert_eq(json_object_size(j), 5);
     cr_assert_str_eq(jstr(j, "runtime"), "c-static 1.0");
     json_t *run = json_object_get(j, "run");
-    cr_assert_eq(json_object_size(run), 4);
+    cr_assert_eq(json_object_size(run), 5);
     cr_assert_str_eq(jstr(run, "command"), "./bin/server");
     cr_assert_str_eq(jstr(run, "health"), "/healthz");
     cr_assert_eq(json_integer_value(json_object_get(run, "start_timeout_s")), 60);
     cr_assert_eq(json_integer_value(json_object_get(run, "stop_timeout_s")), 10);
+    cr_assert_str_eq(jstr(run, "database"), "postgres");
 
     json_t *constants = json_object_get(j, "constants");
     cr_assert_eq(json_array_size(constants), 2);
@@ -950,11 +1012,19 @@ static void manifest_json(void)
     cr_assert_str_eq(jstr(run, "command"), "a\tb");
     cr_assert(json_is_null(json_object_get(run, "health")));
     cr_assert_eq(json_integer_value(json_object_get(run, "start_timeout_s")), 120);
+    cr_assert(json_is_null(json_object_get(run, "database")));
     k = json_array_get(json_object_get(j, "constants"), 0);
     cr_assert_str_eq(jstr(k, "type"), "Decimal");
     cr_assert(json_is_null(json_object_get(k, "default")));
     k = json_array_get(json_object_get(j, "constants"), 1);
     cr_assert_str_eq(jstr(k, "default"), "false");
+    json_decref(j);
+
+    /* run.database */
+    j = manifest_of(HEAD "run: {command: ./srv, database: postgres}\n");
+    run = json_object_get(j, "run");
+    cr_assert_eq(json_object_size(run), 5);
+    cr_assert_str_eq(jstr(run, "database"), "postgres");
     json_decref(j);
 }
 
