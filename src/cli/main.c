@@ -6,6 +6,7 @@
 
 #include "api/api.h"
 #include "cli/cli.h"
+#include "deploy/instance.h"
 #include "base/banned.h"
 
 static const char usage[] =
@@ -44,6 +45,9 @@ int main(int argc, char **argv)
         return cli_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "admin"))
         return cli_admin(argc - 1, argv + 1);
+    /* internal, not in the usage: the launcher the server starts for each app instance */
+    if (!strcmp(cmd, "instance"))
+        return instance_main(argc - 1, argv + 1);
     if (!strcmp(cmd, "routes") && argc == 2) {
         char *text = api_routes_describe();
         if (!text)
