@@ -49,6 +49,8 @@ struct api_caller {
     struct auth_principal who;    /* when authenticated */
     struct store_app app;         /* the target app, when the route has one */
     struct store_package package; /* the app's package :package names, when the path has one */
+    struct store_env env;         /* the environment :env (Mode) or :envid names, when one does;
+                                     the row's rights are then checked on it */
     enum store_role role;
     unsigned rights;
 };
@@ -146,6 +148,29 @@ void api_upload_v2(struct http_request *, struct http_response *, const struct a
 void api_upload_job_get(struct http_request *, struct http_response *,
                         const struct api_caller *caller);
 
+/* Deploy API v1 (deploy.c) */
+json_t *api_env_json(const struct store_app *app, const struct store_env *env);
+#define ENV_HANDLER(name)                                                                          \
+    void name(struct http_request *, struct http_response *, const struct api_caller *caller)
+ENV_HANDLER(api_env_list);
+ENV_HANDLER(api_env_get);
+ENV_HANDLER(api_env_start);
+ENV_HANDLER(api_env_start_job);
+ENV_HANDLER(api_env_stop);
+ENV_HANDLER(api_env_transport);
+ENV_HANDLER(api_env_clean);
+ENV_HANDLER(api_env_package);
+ENV_HANDLER(api_env_settings);
+ENV_HANDLER(api_env_settings_set);
+ENV_HANDLER(api_env_scale);
+ENV_HANDLER(api_env_tags);
+ENV_HANDLER(api_env_tag_add);
+ENV_HANDLER(api_env_tag_del);
+ENV_HANDLER(api_env_logs);
+ENV_HANDLER(api_env_access_logs);
+ENV_HANDLER(api_env_logs_download);
+ENV_HANDLER(api_env_access_logs_download);
+
 int api_git_init(void);
 void api_git_shutdown(void);
 /* Kills the git processes of requests in progress (their answers end) and refuses new ones;
@@ -181,6 +206,11 @@ void api_git_push_outcome(const char *app_id, const char *push_id, const struct 
  * gone: appends an `interrupted` entry for each push the audit log has a `started` entry and no
  * end of. The number appended, or -errno (logged). */
 int api_git_push_reconcile(void);
+
+/* A package as the Build API shows it (build.c); api_package_url adds "Url" {Location, TTL}, a
+ * signed download link, to a Succeeded one. */
+json_t *api_package_json(const struct store_package *p);
+void api_package_url(json_t *j, const struct store_app *app, const struct store_package *p);
 
 /* Answers with the error body of the request's surface. Always returns -1 (for `return api_fail`).
  */

@@ -37,7 +37,7 @@
 
 /* A package as the Build API shows it, plus "Reason" (why a build failed) when there is one:
  * an extra field, which clients ignore. */
-static json_t *package_json(const struct store_package *p)
+json_t *api_package_json(const struct store_package *p)
 {
     json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:I}", "PackageId", p->package_id, "Name",
                           p->name, "Description", p->description, "Version", p->version, "Creator",
@@ -124,7 +124,7 @@ out:
 
 static int add_package(const struct store_package *p, void *arg)
 {
-    return json_array_append_new(arg, package_json(p)) ? -ENOMEM : 0;
+    return json_array_append_new(arg, api_package_json(p)) ? -ENOMEM : 0;
 }
 
 void api_build_list(struct http_request *req, struct http_response *res,
@@ -140,22 +140,27 @@ void api_build_list(struct http_request *req, struct http_response *res,
     api_json(res, 200, arr);
 }
 
+void api_package_url(json_t *j, const struct store_app *app, const struct store_package *p)
+{
+    if (p->status != PKG_SUCCEEDED)
+        return;
+    char path[STORE_APPID_MAX + CRYPTO_UUID_LEN + 64];
+    snprintf(path, sizeof(path), "/api/1/apps/%s/packages/%s/download", app->app_id,
+             p->package_id);
+    char *url = api_signed_url(path, URL_TTL_S);
+    if (url)
+        json_object_set_new(j, "Url", json_pack("{s:s,s:i}", "Location", url, "TTL", URL_TTL_S));
+    free(url);
+}
+
 void api_build_get(struct http_request *req, struct http_response *res,
                    const struct api_caller *caller)
 {
     const struct store_app app = caller->app;
     struct store_package p = caller->package;
-    json_t *j = package_json(&p);
-    if (http_query_bool(req, "url") && p.status == PKG_SUCCEEDED) {
-        char path[STORE_APPID_MAX + CRYPTO_UUID_LEN + 64];
-        snprintf(path, sizeof(path), "/api/1/apps/%s/packages/%s/download", app.app_id,
-                 p.package_id);
-        char *url = api_signed_url(path, URL_TTL_S);
-        if (url)
-            json_object_set_new(j, "Url",
-                                json_pack("{s:s,s:i}", "Location", url, "TTL", URL_TTL_S));
-        free(url);
-    }
+    json_t *j = api_package_json(&p);
+    if (http_query_bool(req, "url"))
+        api_package_url(j, &app, &p);
     api_json(res, 200, j);
 }
 
@@ -240,7 +245,7 @@ void api_build_details(struct http_request *req, struct http_response *res,
 {
     (void)req;
     const struct store_package p = caller->package;
-    json_t *j = package_json(&p);
+    json_t *j = api_package_json(&p);
     json_object_set_new(j, "Branch", json_string(p.branch));
     json_object_set_new(j, "Revision", json_string(p.revision));
     json_object_set_new(j, "RevisionNumber", json_integer(p.revision_number));

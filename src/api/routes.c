@@ -54,6 +54,10 @@
     {                                                                                              \
         KEYS, scopes, API_TARGET_APP, role, RIGHT_API, false                                       \
     }
+#define APP_RIGHTS(role, scopes, rights)                                                           \
+    {                                                                                              \
+        KEYS, scopes, API_TARGET_APP, role, rights, false                                          \
+    }
 #define APP_SIGNED(role, sc)                                                                       \
     {                                                                                              \
         KEYS | API_AUTH_SIGNED, sc, API_TARGET_APP, role, RIGHT_API, false                         \
@@ -127,6 +131,45 @@ const struct api_route api_route_table[] = {
                APP(DEVELOPER, SC_DEPLOY_WRITE), "package upload"},
     {"GET",    "/api/v2/apps/:app/jobs/:job", NULL, api_upload_job_get, 0,
                APP(VIEWER, SC_DEPLOY_READ), NULL},
+
+    /* Deploy API v1: environments (rights are checked on the environment the path names) */
+    {"GET",    "/api/1/apps/:app/environments", NULL, api_env_list, 0,
+               APP(VIEWER, SC_DEPLOY_READ), NULL},
+    {"GET",    "/api/1/apps/:app/environments/:env", NULL, api_env_get, 0,
+               APP(VIEWER, SC_DEPLOY_READ), NULL},
+    {"POST",   "/api/1/apps/:app/environments/:env/start", NULL, api_env_start, 0,
+               APP(DEVELOPER, SC_DEPLOY_WRITE), "env start"},
+    {"GET",    "/api/1/apps/:app/environments/:env/start/:job", NULL, api_env_start_job, 0,
+               APP(VIEWER, SC_DEPLOY_READ), NULL},
+    {"POST",   "/api/1/apps/:app/environments/:env/stop", NULL, api_env_stop, 0,
+               APP(DEVELOPER, SC_DEPLOY_WRITE), "env stop"},
+    {"POST",   "/api/1/apps/:app/environments/:env/transport", NULL, api_env_transport, 0,
+               APP_RIGHTS(DEVELOPER, SC_DEPLOY_WRITE, RIGHT_API | RIGHT_TRANSPORT),
+               "env transport"},
+    {"POST",   "/api/1/apps/:app/environments/:env/clean", NULL, api_env_clean, 0,
+               APP(DEVELOPER, SC_DEPLOY_WRITE), "env clean"},
+    {"GET",    "/api/1/apps/:app/environments/:env/package", NULL, api_env_package, 0,
+               APP(VIEWER, SC_DEPLOY_READ), NULL},
+    {"GET",    "/api/1/apps/:app/environments/:env/settings", NULL, api_env_settings, 0,
+               APP(VIEWER, SC_DEPLOY_READ), NULL},
+    {"POST",   "/api/1/apps/:app/environments/:env/settings", NULL, api_env_settings_set, 0,
+               APP(DEVELOPER, SC_DEPLOY_WRITE), "env settings"},
+    {"POST",   "/api/1/apps/:app/environments/:env/scale", NULL, api_env_scale, 0,
+               APP(DEVELOPER, SC_DEPLOY_WRITE), "env scale"},
+    {"GET",    "/api/1/apps/:app/environments/:env/tags", NULL, api_env_tags, 0,
+               APP(VIEWER, SC_DEPLOY_READ), NULL},
+    {"POST",   "/api/1/apps/:app/environments/:env/tags", NULL, api_env_tag_add, 0,
+               APP(DEVELOPER, SC_DEPLOY_WRITE), "env tag add"},
+    {"DELETE", "/api/1/apps/:app/environments/:env/tags", NULL, api_env_tag_del, 0,
+               APP(DEVELOPER, SC_DEPLOY_WRITE), "env tag delete"},
+    {"GET",    "/api/1/apps/:app/environments/:env/logs/:date", NULL, api_env_logs, 0,
+               APP(VIEWER, SC_DEPLOY_READ), NULL},
+    {"GET",    "/api/1/apps/:app/environments/:env/access-logs/:date", NULL,
+               api_env_access_logs, 0, APP(VIEWER, SC_DEPLOY_READ), NULL},
+    {"GET",    "/api/slipway/apps/:app/environments/:env/logs/:date/download", NULL,
+               api_env_logs_download, 0, APP_SIGNED(VIEWER, SC_DEPLOY_READ), NULL},
+    {"GET",    "/api/slipway/apps/:app/environments/:env/access-logs/:date/download", NULL,
+               api_env_access_logs_download, 0, APP_SIGNED(VIEWER, SC_DEPLOY_READ), NULL},
 
     /* App Repository API */
     {"GET",    "/v1/repositories/:project/info", NULL, api_repo_info, 0,
@@ -390,13 +433,62 @@ static int find_package(struct http_request *req, struct http_response *res,
     return 0;
 }
 
+/* The environment a path names (its second parameter: `:env`, a Mode, any case; or `:envid`,
+ * an EnvironmentId), and the caller's rights on it against the row's: 0 (or no such
+ * parameter), or -1 with 404 or 403 answered (and a refused known user audited). */
+static int find_env(struct http_request *req, struct http_response *res,
+                    const struct api_route *row, struct api_caller *c)
+{
+    size_t len = strlen(row->pattern);
+    bool by_mode = strstr(row->pattern, "/:env/") ||
+                   (len > 5 && !strcmp(row->pattern + len - 5, "/:env"));
+    bool by_id = strstr(row->pattern, "/:envid");
+    if (!by_mode && !by_id)
+        return 0;
+    const char *name = req->params[1];
+    int r = strlen(name) > STORE_MODE_MAX || (by_id && strlen(name) != CRYPTO_UUID_LEN - 1)
+                ? -ENOENT
+            : by_mode ? store_env_by_mode(c->app.id, name, &c->env)
+                      : store_env_by_uuid(name, &c->env);
+    if (!r && c->env.app != c->app.id)
+        r = -ENOENT;
+    if (r == -ENOENT)
+        return api_fail(req, res, 404, "ENVIRONMENT_NOT_FOUND", "app '%s' has no environment "
+                        "'%.40s'", c->app.app_id, str_utf8_validn(name, strlen(name)) ? name : "?");
+    if (r)
+        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the environment");
+    if (!c->authenticated) /* a signed URL */
+        return 0;
+    unsigned rights = 0;
+    if (auth_env_rights(&c->who.user, &c->app, &c->env, &rights))
+        return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the rights");
+    unsigned need = row->access.rights;
+    if ((rights & need) == need)
+        return 0;
+    const char *code = "NO_ACCESS";
+    const char *what = "API Rights";
+    if ((need & RIGHT_TRANSPORT) && (rights & RIGHT_API) && !(rights & RIGHT_TRANSPORT))
+        code = "TRANSPORT_NOT_ALLOWED", what = "Transport Rights";
+    else if ((need & RIGHT_BACKUPS) && (rights & RIGHT_API) && !(rights & RIGHT_BACKUPS))
+        what = "Access to Backups";
+    api_fail(req, res, 403, code, "you have no %s on %s of app '%s'%s", what, c->env.mode,
+             c->app.app_id,
+             c->env.production && !(rights & RIGHT_API)
+                 ? " (Production needs them granted explicitly)"
+                 : "");
+    if (row->action)
+        api_audit(req, c->who.user.email, row->action, c->app.app_id, c->env.mode, 403, "");
+    return -1;
+}
+
 static void dispatch(struct http_request *req, struct http_response *res)
 {
     const struct api_route *row = pick_row(req);
     struct api_caller c = {.row = row};
     if (!row)
         api_fail(req, res, 404, "NOT_FOUND", "no such operation");
-    else if (!admit_row(req, res, row, &c) && !find_package(req, res, row, &c))
+    else if (!admit_row(req, res, row, &c) && !find_package(req, res, row, &c) &&
+             !find_env(req, res, row, &c))
         row->fn(req, res, &c);
 }
 

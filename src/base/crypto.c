@@ -163,3 +163,46 @@ long crypto_base64_decode(const char *in, size_t len, unsigned char *out, size_t
                   padded ? sodium_base64_VARIANT_ORIGINAL
                          : sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
 }
+
+char *crypto_seal(const unsigned char key[32], const char *plain)
+{
+    size_t n = strlen(plain), raw_len = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + n;
+    unsigned char *raw = malloc(raw_len);
+    char *out = malloc(3 + 4 * ((raw_len + 2) / 3) + 1);
+    if (!raw || !out) {
+        free(raw);
+        free(out);
+        return NULL;
+    }
+    randombytes_buf(raw, crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(raw + crypto_secretbox_NONCEBYTES, (const unsigned char *)plain, n, raw,
+                          key);
+    memcpy(out, "v1:", 3);
+    crypto_base64url(raw, raw_len, out + 3);
+    free(raw);
+    return out;
+}
+
+char *crypto_open(const unsigned char key[32], const char *sealed)
+{
+    if (strncmp(sealed, "v1:", 3) != 0)
+        return NULL;
+    size_t len = strlen(sealed + 3), cap = len * 3 / 4 + 3;
+    unsigned char *raw = malloc(cap);
+    long n = raw ? crypto_base64url_decode(sealed + 3, len, raw, cap) : -1;
+    char *plain = NULL;
+    if (n >= (long)(crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)) {
+        size_t m = (size_t)n - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
+        plain = malloc(m + 1);
+        if (plain && crypto_secretbox_open_easy((unsigned char *)plain,
+                                                raw + crypto_secretbox_NONCEBYTES,
+                                                (size_t)n - crypto_secretbox_NONCEBYTES, raw, key)) {
+            free(plain);
+            plain = NULL;
+        } else if (plain) {
+            plain[m] = '\0';
+        }
+    }
+    free(raw);
+    return plain;
+}

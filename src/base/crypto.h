@@ -55,4 +55,12 @@ long crypto_base64url_decode(const char *in, size_t len, unsigned char *out, siz
 /* Decodes standard base64 (with or without padding), e.g. an HTTP basic credential; as above. */
 long crypto_base64_decode(const char *in, size_t len, unsigned char *out, size_t cap);
 
+/* Authenticated encryption of short secrets (settings) with a 32-byte key: libsodium's
+ * secretbox (XSalsa20-Poly1305, a random nonce each time). crypto_seal writes "v1:" and the
+ * base64url of nonce + ciphertext into a new string (caller frees), or NULL. crypto_open gives
+ * the plaintext as a new NUL-terminated string, or NULL when the text was not sealed with key
+ * (or was changed). */
+char *crypto_seal(const unsigned char key[32], const char *plain);
+char *crypto_open(const unsigned char key[32], const char *sealed);
+
 #endif

@@ -22,7 +22,9 @@
 #include "base/log.h"
 #include "base/proc.h"
 #include "base/util.h"
+#include "base/sandbox.h"
 #include "cli/cli.h"
+#include "deploy/deploy.h"
 #include "engine/engine.h"
 #include "http/http.h"
 #include "store/store.h"
@@ -69,6 +71,15 @@ static const char usage[] =
     "  --build-max-memory SIZE, --build-max-pids N, --build-max-disk SIZE\n"
     "                      the most a slipway.yml may ask for as build.memory, build.pids and\n"
     "                      build.disk (defaults 8GB, 8192, 20GB)\n"
+    "  --env-ports PORT    environments' ports start here: the one in slot k answers at\n"
+    "                      PORT + 10k (the router), its instances at the 9 ports after it;\n"
+    "                      PostgreSQL listens at PORT - 1 (default 20000)\n"
+    "  --app-uid-base N    when run as root: the instances of the environment in slot k run\n"
+    "                      as uid and gid N + k (default 200000)\n"
+    "  --nginx PATH        the router's nginx (default /usr/sbin/nginx; '' for none: each\n"
+    "                      environment's URL is then its first instance's)\n"
+    "  --service-user NAME when run as root: the user nginx and PostgreSQL run as (default\n"
+    "                      slipway-svc, made with useradd when missing)\n"
     "  --admin-email EMAIL email of the administrator created on first start\n"
     "                      (default admin@localhost)\n"
     "  -h, --help          show this help\n";
@@ -92,6 +103,8 @@ struct serve_opts {
     unsigned header_timeout_s;
     const char *sandbox_user;
     int64_t max_memory, max_pids, max_disk;
+    int64_t env_ports, app_uid_base;
+    const char *nginx, *service_user;
 };
 
 static int parse_listen(const char *s, struct serve_opts *o)
@@ -119,6 +132,54 @@ static int parse_listen(const char *s, struct serve_opts *o)
     o->host[host_len] = '\0';
     o->port = (unsigned)port;
     return 0;
+}
+
+/* The host in environment URLs: the public URL's, else the listening address's (a wildcard
+ * address is reached at 127.0.0.1). */
+static void url_host(const struct serve_opts *o, char *out, size_t cap)
+{
+    const char *h = o->host;
+    size_t n = strlen(h);
+    if (o->public_url && strstr(o->public_url, "://")) {
+        h = strstr(o->public_url, "://") + 3;
+        n = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, ":/");
+    }
+    if ((n == 7 && !strncmp(h, "0.0.0.0", 7)) || (n == 2 && !strncmp(h, "::", 2)))
+        h = "127.0.0.1", n = 9;
+    if (h[0] == '[' && n >= 2)
+        h++, n -= 2;
+    snprintf(out, cap, "%.*s", (int)n, h);
+}
+
+/* Environments: their supervisor joins the engine (before it starts). */
+static int deploy_begin(const struct serve_opts *o, struct engine *engine,
+                        struct sandbox_user *svc)
+{
+    static char launcher[4096], host[256];
+    ssize_t n = readlink("/proc/self/exe", launcher, sizeof(launcher) - 1);
+    if (n <= 0)
+        return -errno;
+    launcher[n] = '\0';
+    url_host(o, host, sizeof(host));
+    char why[512];
+    if (sandbox_user_init(o->service_user, true, svc, why, sizeof(why))) {
+        log_error("the service user: %s", why);
+        return -EINVAL;
+    }
+    struct deploy_config dc = {
+        .engine = engine,
+        .launcher = launcher,
+        .port_base = (int)o->env_ports,
+        .url_host = host,
+        .url_scheme = "http",
+        .set_ids = geteuid() == 0,
+        .uid_base = (unsigned)o->app_uid_base,
+        .svc_set_ids = svc->drop,
+        .svc_uid = svc->uid,
+        .svc_gid = svc->gid,
+        .nginx = o->nginx,
+    };
+    return deploy_init(&dc);
 }
 
 static int count_user(const struct store_user *u, void *arg)
@@ -223,6 +284,9 @@ int cli_serve(int argc, char **argv)
                            .executors = 2,
                            .max_connections_per_ip = 64,
                            .header_timeout_s = 15,
+                           .env_ports = 20000,
+                           .app_uid_base = 200000,
+                           .service_user = "slipway-svc",
                            .port = 8080};
     snprintf(o.host, sizeof(o.host), "127.0.0.1");
     static const struct option longopts[] = {
@@ -245,6 +309,10 @@ int cli_serve(int argc, char **argv)
         {"build-max-memory", required_argument, NULL, 'M'},
         {"build-max-pids", required_argument, NULL, 'P'},
         {"build-max-disk", required_argument, NULL, 'D'},
+        {"env-ports", required_argument, NULL, 'E'},
+        {"app-uid-base", required_argument, NULL, 'A'},
+        {"nginx", required_argument, NULL, 'N'},
+        {"service-user", required_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -348,6 +416,24 @@ int cli_serve(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'E':
+            if (parse_i64(optarg, 1025, 60000, &o.env_ports)) {
+                fprintf(stderr, "slipway serve: --env-ports wants a port of 1025 to 60000\n");
+                return 2;
+            }
+            break;
+        case 'A':
+            if (parse_i64(optarg, 1000, 2000000000, &o.app_uid_base)) {
+                fprintf(stderr, "slipway serve: --app-uid-base wants 1000 to 2000000000\n");
+                return 2;
+            }
+            break;
+        case 'N':
+            o.nginx = optarg;
+            break;
+        case 'V':
+            o.service_user = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -378,6 +464,7 @@ int cli_serve(int argc, char **argv)
     int rc = 1;
     struct http_server *server = NULL;
     struct engine *engine = NULL;
+    struct sandbox_user svc = {0};
     const char *failed = NULL;
     int r = fs_mkdirs(o.data, 0700);
     if (r) {
@@ -447,7 +534,8 @@ int cli_serve(int argc, char **argv)
                                    .max_memory = o.max_memory,
                                    .max_pids = o.max_pids,
                                    .max_disk = o.max_disk};
-    if ((r = runner_start(&rc_cfg)) || (r = engine_start(engine))) {
+    if ((r = runner_start(&rc_cfg)) || (r = deploy_begin(&o, engine, &svc)) ||
+        (r = engine_start(engine))) {
         log_error("cannot start the engine: %s", strerror(-r));
         goto out;
     }
@@ -499,6 +587,8 @@ out:
     engine_stop(engine); /* running builds are killed and marked Failed */
     runner_stop();
     engine_free(engine);
+    deploy_shutdown(); /* instances, nginx and PostgreSQL go on running for the next start */
+    sandbox_user_release(&svc);
     api_shutdown();
     vcs_shutdown();
     store_thread_release();
