@@ -436,6 +436,19 @@ static json_t *shown(const char *stored, bool secret)
     return json_string(secret ? DEPLOY_SECRET_MASK : stored);
 }
 
+/* What the instances got at the last start: the value then (a row's deployed column), else the
+ * default when the environment has started since (the row came later), else (never started)
+ * what the next start gives. */
+static json_t *deployed_value(const struct store_env *env, const char *value, const char *deployed,
+                              const char *def, bool secret)
+{
+    if (deployed)
+        return shown(deployed, secret);
+    if (env->running_package[0])
+        return shown(def, false);
+    return shown(value ? value : def, secret && value);
+}
+
 json_t *deploy_settings(const struct store_app *app, const struct store_env *env,
                         struct deploy_error *err)
 {
@@ -469,7 +482,7 @@ json_t *deploy_settings(const struct store_app *app, const struct store_env *env
             json_pack("{s:s,s:s,s:o,s:o}", "Name", name, "DataType",
                       json_string_value(json_object_get(c, "type")) ?: "String", "Value",
                       shown(value ? value : def, secret && value), "DeployedValue",
-                      shown(deployed ? deployed : (value ? value : def), secret && (deployed || value))));
+                      deployed_value(env, value, deployed, def, secret)));
     }
     json_array_foreach(json_object_get(manifest, "scheduled_events"), i, c)
     {
@@ -703,7 +716,21 @@ static int data_dir_open(void)
             fchmodat(dirfd(d), de->d_name, st.st_mode & 07700, 0);
     }
     closedir(d);
-    return chmod(layout_dir(), 0711) < 0 ? -errno : 0;
+    if (chmod(layout_dir(), 0711) < 0)
+        return -errno;
+    /* the directories above must let other users pass too */
+    char path[4096];
+    snprintf(path, sizeof(path), "%s", layout_dir());
+    for (char *slash; (slash = strrchr(path, '/')) && slash != path;) {
+        *slash = '\0';
+        struct stat st;
+        if (stat(path, &st) == 0 && !(st.st_mode & S_IXOTH))
+            log_warn("deploy: %s does not let other users pass (mode %o): app instances, nginx "
+                     "and PostgreSQL, which run as users of their own, cannot reach the data "
+                     "directory; chmod o+x it",
+                     path, (unsigned)(st.st_mode & 07777));
+    }
+    return 0;
 }
 
 int deploy_init(const struct deploy_config *cfg)

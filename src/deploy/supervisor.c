@@ -111,7 +111,7 @@ static struct {
     /* the router: one apply at a time; `want` the signature to apply */
     struct engine_work router_work;
     bool router_busy;
-    char *router_want, *router_done;
+    char *router_want, *router_done, *router_live; /* asked for, being applied, in effect */
     struct router_site *sites;
     size_t nr_sites;
     int *site_ports;
@@ -424,6 +424,18 @@ static void probe_run(struct engine_work *w)
 
 static void tick_fire(struct engine_timer *t);
 
+/* Whether the router's live configuration has the environment at its scale (or there is no
+ * router): Started means the URL answers. */
+static bool router_serves(const struct env_rt *e)
+{
+    if (!deploy_g.have_router)
+        return true;
+    char want[48];
+    snprintf(want, sizeof(want), ";%d:%d", e->row.slot, e->row.instances);
+    const char *p = S.router_live ? strstr(S.router_live, want) : NULL;
+    return p && (p[strlen(want)] == ';' || !p[strlen(want)]);
+}
+
 static void probe_done(struct engine_work *w)
 {
     struct env_rt *e = w->arg;
@@ -438,7 +450,7 @@ static void probe_done(struct engine_work *w)
             e->inst[i].healthy = true;
         all &= e->inst[i].healthy && e->inst[i].rt.running;
     }
-    if (all) {
+    if (all && router_serves(e)) {
         start_done(e);
         return;
     }
@@ -901,10 +913,12 @@ static void reconcile_all(void)
 
 /* ---- the router ---- */
 
+/* The router serves the environments that hold a package (no nginx runs before one does). */
 static int site_row(const struct store_env *row, void *arg)
 {
     struct strbuf *sig = arg;
-    strbuf_addf(sig, "%d:%d;", row->slot, row->instances);
+    if (row->package_id[0])
+        strbuf_addf(sig, ";%d:%d", row->slot, row->instances);
     return 0;
 }
 
@@ -918,8 +932,12 @@ static void router_apply_done(struct engine_work *w)
 {
     (void)w;
     S.router_busy = false;
-    if (S.router_result)
+    if (S.router_result) {
         log_error("deploy: the router's configuration was refused: %s", S.router_why);
+    } else {
+        free(S.router_live);
+        S.router_live = S.router_done ? strdup(S.router_done) : NULL;
+    }
     free(S.site_ports);
     for (size_t i = 0; i < S.nr_sites; i++) {
         free((char *)S.sites[i].name);
@@ -935,6 +953,8 @@ static void router_apply_done(struct engine_work *w)
 static int site_add(const struct store_env *row, void *arg)
 {
     (void)arg;
+    if (!row->package_id[0])
+        return 0;
     struct app_name n = {.id = row->app};
     store_app_each(0, app_name_of, &n);
     struct router_site *s = &S.sites[S.nr_sites];
@@ -968,7 +988,8 @@ static void router_refresh(void)
         return;
     struct strbuf sig = STRBUF_INIT;
     store_env_each(0, site_row, &sig);
-    if (!strbuf_ok(&sig) || (S.router_done && !strcmp(S.router_done, sig.buf))) {
+    if (!strbuf_ok(&sig) || (S.router_done && !strcmp(S.router_done, sig.buf)) ||
+        (!S.router_done && !sig.len)) {
         strbuf_release(&sig);
         return;
     }
@@ -1140,7 +1161,8 @@ void deploy_supervisor_free(void)
         free(e);
     }
     free(S.router_done);
-    S.router_done = NULL;
+    free(S.router_live);
+    S.router_done = S.router_live = NULL;
     if (S.owner.limiter)
         cgroup_limiter_close(&S.limiter);
 }

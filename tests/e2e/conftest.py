@@ -69,6 +69,54 @@ def wait_for(fn, timeout=10.0, interval=0.02, what="condition"):
 # --- the server process ---------------------------------------------------------------------
 
 
+# Each server of a test session gets environment ports of its own (--env-ports): 2,000 apart
+# from a base that differs between concurrent sessions.
+_env_ports = itertools.count(20000 + (os.getpid() % 4) * 10000, 2000)
+
+
+def env_ports_arg(extra_args):
+    return [] if any(str(a).startswith("--env-ports") for a in extra_args) else \
+        ["--env-ports", str(next(_env_ports))]
+
+
+def passable(path):
+    """Lets other users pass through the temporary directories above a data directory (not list
+    them): app instances, nginx and PostgreSQL run as users of their own and reach their files
+    there, as they would under /var/lib."""
+    tmp = os.path.realpath(tempfile.gettempdir())
+    path = os.path.realpath(path)
+    while path.startswith(tmp + "/"):
+        os.chmod(path, os.stat(path).st_mode & 0o7777 | 0o011)
+        path = os.path.dirname(path)
+
+
+def stop_leftovers(data_dir):
+    """What a data directory's environments leave running by design (instances, nginx,
+    PostgreSQL survive the server, for the next one to adopt): stopped at the end of a test."""
+    data_dir = os.path.realpath(data_dir)
+    pid_file = os.path.join(data_dir, "router", "nginx.pid")
+    try:
+        with open(pid_file) as f:
+            os.kill(int(f.read().strip()), signal.SIGQUIT)
+    except (OSError, ValueError):
+        pass
+    pgdata = os.path.join(data_dir, "database", "data")
+    if os.path.exists(os.path.join(pgdata, "postmaster.pid")):
+        try:
+            with open(os.path.join(pgdata, "postmaster.pid")) as f:
+                os.kill(int(f.readline().strip()), signal.SIGINT)  # fast shutdown
+        except (OSError, ValueError):
+            pass
+    needle = f"--log-dir\0{data_dir}/envs/".encode()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    os.killpg(int(entry), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
 class Server:
     """`slipway serve --data DIR --listen 127.0.0.1:0`, started and stopped by the tests."""
 
@@ -77,7 +125,8 @@ class Server:
         log_dir = log_dir or os.path.dirname(os.path.abspath(data_dir))
         self.stderr_path = os.path.join(
             log_dir, f"slipway-{os.path.basename(data_dir)}-{next(_counter)}.stderr")
-        self.extra_args = list(extra_args)
+        self.extra_args = list(extra_args) + env_ports_arg(extra_args)
+        passable(os.path.dirname(os.path.abspath(data_dir)))
         self.prefix = list(prefix)  # a command the server runs under (e.g. unshare)
         self.proc = None
         self.stdout_before_ready = ""
@@ -550,6 +599,7 @@ def sw(sw_tmp):
     yield s
     s.http.close()
     rc = server.stop()
+    stop_leftovers(server.data)
     err = server.stderr()
     assert rc == 0, f"the server exited with {rc} after SIGTERM; stderr tail:\n{err[-6000:]}"
     leaked = [x[:12] + "..." for x in s.secrets if x and x in err]
@@ -576,6 +626,7 @@ def server_factory(tmp_path):
             except subprocess.TimeoutExpired:
                 srv.proc.kill()
                 srv.proc.wait()
+        stop_leftovers(srv.data)
 
 
 @pytest.fixture

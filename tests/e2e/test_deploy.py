@@ -1,0 +1,259 @@
+"""Environments through Mendix's Deploy API v1, as a pipeline drives them: build, poll, stop,
+clean, transport, start, poll the start job, and the app answers at the environment's URL
+(through nginx). Then settings, scale, a killed instance, logs, and bad input."""
+
+import datetime
+import json
+import os
+import signal
+import time
+
+import pytest
+import requests
+
+from builds import build_log, commit, head_number, start as build_start, wait_done
+from conftest import assert_error, assert_ok, wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLE = os.path.normpath(os.path.join(HERE, "..", "..", "examples", "hello-c"))
+
+
+def example_files(yml=None):
+    files = {}
+    for root, _, names in os.walk(EXAMPLE):
+        for n in names:
+            full = os.path.join(root, n)
+            rel = os.path.relpath(full, EXAMPLE)
+            if rel.startswith(("bin/", "out/")) or rel.endswith(".o"):
+                continue
+            with open(full, "rb") as f:
+                files[rel] = f.read()
+    if yml is not None:
+        files["slipway.yml"] = yml.encode()
+    return files
+
+
+def build(sw, dev, app_id, repo, files, version="1.0.0"):
+    commit(repo, files)
+    pid = build_start(sw, dev, app_id, head_number(sw, dev, app_id), version)
+    p = wait_done(sw, dev, app_id, pid)
+    assert p["Status"] == "Succeeded", build_log(sw, dev, app_id, pid)
+    return pid
+
+
+def env_path(app_id, mode, rest=""):
+    return f"/api/1/apps/{app_id}/environments/{mode}{rest}"
+
+
+def wait_started(sw, dev, app_id, mode, job, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = sw.get(env_path(app_id, mode, f"/start/{job}"), dev)
+        if r.status_code != 200:
+            return r
+        if r.json()["Status"] == "Started":
+            return r
+        assert r.json()["Status"] == "Starting"
+        time.sleep(0.05)
+    pytest.fail("the start job did not end")
+
+
+def deploy(sw, dev, app_id, mode, pid):
+    """The pipeline's sequence: stop, clean, transport, start, poll."""
+    r = sw.post(env_path(app_id, mode, "/stop"), dev)
+    assert r.status_code == 200, r.text
+    r = sw.post(env_path(app_id, mode, "/clean"), dev)
+    assert r.status_code in (200, 422), r.text
+    assert_ok(sw.post(env_path(app_id, mode, "/transport"), dev, json={"PackageId": pid}))
+    job = assert_ok(sw.post(env_path(app_id, mode, "/start"), dev,
+                            json={"AutoSyncDb": True}))["JobId"]
+    r = wait_started(sw, dev, app_id, mode, job)
+    assert r.status_code == 200 and r.json()["Status"] == "Started", r.text
+    return assert_ok(sw.get(env_path(app_id, mode), dev))
+
+
+def get(url, path="/", timeout=10):
+    return requests.get(url + path, timeout=timeout)
+
+
+def new_deployer(sw, prefix):
+    """A developer of a new app with Transport Rights on Test and Acceptance (as a team grants
+    them in Mendix's portal): (dev, app_id, repo)."""
+    dev, app_id, repo = sw.new_dev_clone(prefix, user_prefix="deployer")
+    for mode in ("Test", "Acceptance"):
+        sw.rights(app_id, dev, mode, "api,transport")
+    return dev, app_id, repo
+
+
+@pytest.fixture
+def hello(sw):
+    dev, app_id, repo = new_deployer(sw, "deploy")
+    pid = build(sw, dev, app_id, repo, example_files())
+    return sw, dev, app_id, repo, pid
+
+
+def test_pipeline_deploys_to_test_and_acceptance(hello):
+    sw, dev, app_id, repo, pid = hello
+    envs = assert_ok(sw.get(f"/api/1/apps/{app_id}/environments", dev))
+    assert [e["Mode"] for e in envs] == ["Test", "Acceptance", "Production"]
+    assert all(e["Status"] == "Empty" for e in envs)
+    test = deploy(sw, dev, app_id, "Test", pid)
+    assert test["Status"] == "Running" and test["ModelVersion"].startswith("1.0.0.")
+    assert test["MendixVersion"] == "c17" and test["Production"] is False
+    body = get(test["Url"]).json()
+    assert body["greeting"] == "hello" and body["version"] == test["ModelVersion"]
+    # the same package to Acceptance (mode in any case)
+    acc = deploy(sw, dev, app_id, "acceptance", pid)
+    assert acc["Url"] != test["Url"] and get(acc["Url"]).json()["greeting"] == "hello"
+    # stop answers once stopped; the router then answers 503 with a JSON body
+    r = sw.post(env_path(app_id, "Acceptance", "/stop"), dev, data="")
+    assert_ok(r)
+    assert r.json()["Status"] == "Stopped"
+    r = get(acc["Url"])
+    assert r.status_code == 503 and r.json()["errorCode"]
+    # a second stop: 200 with a JSON body
+    assert_ok(sw.post(env_path(app_id, "Acceptance", "/stop"), dev, json={"dummy": "test"}))
+    # clean: refused while running, done when stopped, 422 when empty
+    assert_error(sw.post(env_path(app_id, "Test", "/clean"), dev), 403, "ENVIRONMENT_NOT_STOPPED")
+    cleaned = assert_ok(sw.post(env_path(app_id, "Acceptance", "/clean"), dev))
+    assert cleaned[0]["Mode"] == "Acceptance" and cleaned[0]["Status"] == "Empty"
+    assert_error(sw.post(env_path(app_id, "Acceptance", "/clean"), dev), 422,
+                 "ENVIRONMENT_NOT_DEPLOYED")
+    # the environment's package, with a signed URL that works without credentials
+    p = assert_ok(sw.get(env_path(app_id, "Test", "/package?url=true"), dev))
+    assert p["PackageId"] == pid and p["ExpiryDate"] is None
+    assert requests.get(p["Url"]["Location"], timeout=10).status_code == 200
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+
+
+def test_start_job_on_v2_and_already_started(hello):
+    sw, dev, app_id, repo, pid = hello
+    assert_ok(sw.post(env_path(app_id, "Test", "/transport"), dev, json={"PackageId": pid}))
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]  # no body at all
+    wait_for(lambda: sw.get(f"/api/v2/apps/{app_id}/jobs/{job}", dev).json()["Status"]
+             == "Completed", timeout=30, what="the v2 job")
+    r = sw.post(env_path(app_id, "Test", "/start"), dev, json={"AutoSyncDb": "true"})
+    assert r.status_code == 200 and r.json()["errorCode"] == "ALREADY_STARTED"
+    assert_error(sw.get(env_path(app_id, "Test", "/start/nope"), dev), 404, "NO_SUCH_STARTJOB")
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+
+
+def test_settings_scale_kill_and_logs(hello):
+    sw, dev, app_id, repo, pid = hello
+    env = deploy(sw, dev, app_id, "Test", pid)
+    s = assert_ok(sw.get(env_path(app_id, "Test", "/settings"), dev))
+    assert s["Constants"] == [{"Name": "Main.Greeting", "DataType": "String", "Value": "hello",
+                               "DeployedValue": "hello"}]
+    assert s["CustomSettings"] == [] and s["ScheduledEvents"] == []
+    s["Constants"][0]["Value"] = "hi there"
+    s2 = assert_ok(sw.post(env_path(app_id, "Test", "/settings"), dev, json=s))
+    assert s2["Constants"][0]["Value"] == "hi there"
+    assert s2["Constants"][0]["DeployedValue"] == "hello"
+    assert get(env["Url"]).json()["greeting"] == "hello"  # applied at the next start
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev, json={}))["JobId"]
+    assert wait_started(sw, dev, app_id, "Test", job).json()["Status"] == "Started"
+    assert get(env["Url"]).json()["greeting"] == "hi there"
+    assert assert_ok(sw.get(env_path(app_id, "Test", "/settings"), dev))["Constants"][0][
+        "DeployedValue"] == "hi there"
+    # an unknown constant
+    assert_error(sw.post(env_path(app_id, "Test", "/settings"), dev,
+                         json={"Constants": [{"Name": "Main.Nope", "Value": "x"}]}),
+                 400, "CONSTANT_NOT_FOUND")
+    # scale to 2: both instances answer through the URL
+    assert_error(sw.post(env_path(app_id, "Test", "/scale"), dev,
+                         json={"Instances": 2, "MemoryPerInstance": 512}), 400, "INVALID_REQUEST")
+    scaled = assert_ok(sw.post(env_path(app_id, "Test", "/scale"), dev,
+                               json={"Instances": 2, "MemoryPerInstance": 1024}))
+    assert scaled["Instances"] == 2
+    seen = set()
+    wait_for(lambda: seen.add(get(env["Url"]).json()["instance"]) or seen == {"0", "1"},
+             timeout=20, what="both instances answering")
+    # kill an instance: it comes back
+    pids = instance_pids(sw, app_id, "Test")
+    assert len(pids) == 2
+    os.killpg(pids[1], signal.SIGKILL)
+    wait_for(lambda: len(instance_pids(sw, app_id, "Test")) == 2
+             and pids[1] not in instance_pids(sw, app_id, "Test"), timeout=20,
+             what="the killed instance started again")
+    # today's app log and access log, through signed URLs
+    today = datetime.date.today().isoformat()
+    for kind, needle in (("logs", "[0] started"), ("access-logs", "GET / ")):
+        link = assert_ok(sw.get(env_path(app_id, "Test", f"/{kind}/{today}"), dev))
+        assert link["Environment"] == env["EnvironmentId"]
+        text = wait_for(lambda: (lambda t: t if needle in t else None)(
+            requests.get(link["DownloadUrl"], timeout=10).text), timeout=10, what=kind)
+        assert needle in text
+    assert_error(sw.get(env_path(app_id, "Test", "/logs/2001-01-01"), dev), 404)
+    assert_error(sw.get(env_path(app_id, "Test", "/logs/yesterday"), dev), 400)
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+
+
+def instance_pids(sw, app_id, mode):
+    """The launchers of the environment's instances (not scheduled events)."""
+    data = os.path.realpath(sw.data)
+    needle = f"{data}/envs/{app_id}/{mode}/logs".encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 5 and argv[1] == b"instance" and needle in argv and \
+                not argv[argv.index(b"--label") + 1].startswith(b"event:"):
+            out.append(int(entry))
+    return sorted(out)
+
+
+def test_bad_input(sw):
+    dev, app_id, repo = new_deployer(sw, "deploybad")
+    assert_error(sw.post(env_path(app_id, "Test", "/transport"), dev,
+                         json={"PackageId": "00000000-0000-0000-0000-000000000000"}), 404,
+                 "PACKAGE_NOT_FOUND")
+    assert_error(sw.post(env_path(app_id, "Test", "/transport"), dev, json={}), 400,
+                 "INVALID_PARAMETERS")
+    assert_error(sw.post(env_path(app_id, "Test", "/start"), dev), 500, "NO_MDA_HAS_BEEN_DEPLOYED")
+    assert_error(sw.get(env_path(app_id, "Nowhere"), dev), 404, "ENVIRONMENT_NOT_FOUND")
+    # a failed package cannot be transported
+    commit(repo, {"slipway.yml": b"version: 1\nbuild:\n  steps: [\"exit 1\"]\npackage:\n"
+                                 b"  include: [out/]\n"})
+    failed = build_start(sw, dev, app_id, head_number(sw, dev, app_id), "1.0.0")
+    assert wait_done(sw, dev, app_id, failed)["Status"] == "Failed"
+    assert_error(sw.post(env_path(app_id, "Test", "/transport"), dev, json={"PackageId": failed}),
+                 403)
+    # Production needs rights granted explicitly
+    r = sw.post(env_path(app_id, "Production", "/stop"), dev)
+    assert_error(r, 403, "NO_ACCESS")
+    assert "Production" in r.json()["errorMessage"]
+
+
+def test_app_that_never_becomes_healthy(sw):
+    dev, app_id, repo = new_deployer(sw, "deploysick")
+    yml = ("version: 1\nbuild:\n  steps: [\"mkdir -p bin && printf '#!/bin/sh\\\\necho "
+           "booting; exec sleep 100\\\\n' > bin/run && chmod +x bin/run\"]\npackage:\n"
+           "  include: [bin/]\nrun:\n  command: ./bin/run\n  health: /healthz\n"
+           "  start_timeout: 2s\n  stop_timeout: 1s\n")
+    pid = build(sw, dev, app_id, repo, {"slipway.yml": yml.encode()})
+    assert_ok(sw.post(env_path(app_id, "Test", "/transport"), dev, json={"PackageId": pid}))
+    t0 = time.monotonic()
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
+    r = wait_started(sw, dev, app_id, "Test", job)
+    assert 1.5 < time.monotonic() - t0 < 15
+    body = assert_error(r, 500, "START_FAILED")
+    assert "run.start_timeout" in body["errorMessage"] and "booting" in body["errorMessage"]
+    env = assert_ok(sw.get(env_path(app_id, "Test"), dev))
+    assert env["Status"] == "Stopped"
+    wait_for(lambda: not instance_pids(sw, app_id, "Test"), timeout=10, what="instances gone")
+
+
+def test_app_that_exits_during_start(sw):
+    dev, app_id, repo = new_deployer(sw, "deploycrash")
+    yml = ("version: 1\nbuild:\n  steps: [\"mkdir -p bin && printf '#!/bin/sh\\\\necho "
+           "missing config >&2; exit 4\\\\n' > bin/run && chmod +x bin/run\"]\npackage:\n"
+           "  include: [bin/]\nrun:\n  command: ./bin/run\n  health: /healthz\n")
+    pid = build(sw, dev, app_id, repo, {"slipway.yml": yml.encode()})
+    assert_ok(sw.post(env_path(app_id, "Test", "/transport"), dev, json={"PackageId": pid}))
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
+    body = assert_error(wait_started(sw, dev, app_id, "Test", job), 500, "START_FAILED")
+    assert "status 4" in body["errorMessage"] and "missing config" in body["errorMessage"]
