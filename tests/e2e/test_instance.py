@@ -179,7 +179,7 @@ def test_sigterm_to_the_process_group_ends_the_app_and_the_launcher_logs_then_ex
     assert texts(tmp_path)[-2:] == ["up", "killed by signal 15"]
 
 
-def test_the_launcher_detaches_from_its_caller_and_outlives_it(tmp_path):
+def test_the_launcher_detaches_from_its_caller_and_outlives_it(tmp_path, request):
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
     log_dir = tmp_path / "log"
@@ -189,7 +189,15 @@ def test_the_launcher_detaches_from_its_caller_and_outlives_it(tmp_path):
     # The caller starts the launcher in the background with its stdout and stderr on pipes, and
     # exits: communicate() returns only once nobody holds those pipes any more.
     caller = subprocess.Popen(sh(f"{cmd} & echo $!"), env=BASE_ENV, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=[keep_w])
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=[keep_w],
+                              start_new_session=True)
+    # the launcher and its app stay in the caller's process group: nothing is left on a failure
+    def kill_group():
+        try:
+            os.killpg(caller.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    request.addfinalizer(kill_group)
     out, err = caller.communicate(timeout=10)
     assert caller.returncode == 0 and err == b"", err
     launcher = int(out)
