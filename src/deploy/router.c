@@ -69,7 +69,7 @@ static void sleep_ms(int ms)
 /* Reads at most size-1 bytes of a file into buf, NUL-terminated. Bytes read, or -errno. */
 static ssize_t read_small(const char *path, char *buf, size_t size)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return -errno;
     size_t len = 0;
@@ -202,6 +202,13 @@ static pid_t read_pid_file(void)
     return parse_i64(buf, 2, INT32_MAX, &pid) == 0 ? (pid_t)pid : 0;
 }
 
+/* The worker processes our configurations ask for: a proxy needs few. */
+static int workers_count(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus >= 2 ? 2 : 1;
+}
+
 struct worker {
     pid_t pid;
     bool shutting_down;
@@ -325,8 +332,9 @@ static int message_errno(const char *msg, int dflt)
     return parse_i64(num, 1, 4095, &e) == 0 ? -(int)e : dflt;
 }
 
-/* Waits until the master has at least one worker running, none of the ones in old[] still
- * accepting, and one that is not in old[]: the configuration it loaded last is in effect. */
+/* Waits until the master has all its workers of the configuration it loaded last running
+ * (workers_count(): our configurations have that many) and none of the ones in old[] still
+ * accepting: that configuration is in effect. */
 static int wait_workers(const struct worker *old, size_t nr_old, int64_t deadline_ns,
                         const char *error_log_from, off_t log_offset, char *why, size_t why_len)
 {
@@ -334,7 +342,8 @@ static int wait_workers(const struct worker *old, size_t nr_old, int64_t deadlin
     for (;;) {
         struct worker now[MAX_PROCS];
         size_t nr = list_workers(now, MAX_PROCS);
-        bool fresh = false, stale = false;
+        size_t fresh = 0;
+        bool stale = false;
         for (size_t i = 0; i < nr; i++) {
             bool was_old = false;
             for (size_t j = 0; j < nr_old; j++)
@@ -342,9 +351,9 @@ static int wait_workers(const struct worker *old, size_t nr_old, int64_t deadlin
             if (was_old && !now[i].shutting_down)
                 stale = true;
             if (!was_old && !now[i].shutting_down)
-                fresh = true;
+                fresh++;
         }
-        if (fresh && !stale)
+        if (fresh >= (size_t)workers_count() && !stale)
             return 0;
         if (!master_alive()) {
             say(why, why_len, "nginx (pid %d) exited", (int)R.master);
@@ -352,7 +361,7 @@ static int wait_workers(const struct worker *old, size_t nr_old, int64_t deadlin
         }
         if (error_log_from) { /* a reload nginx refused: it said why in its error log */
             char buf[OUT_MAX];
-            int fd = open(error_log_from, O_RDONLY | O_CLOEXEC);
+            int fd = open(error_log_from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
             ssize_t n = fd >= 0 ? pread(fd, buf, sizeof(buf) - 1, log_offset) : -1;
             if (fd >= 0)
                 close(fd);
@@ -373,13 +382,14 @@ static int wait_workers(const struct worker *old, size_t nr_old, int64_t deadlin
     }
 }
 
-/* proc_kill_matching's test for the workers a dead master left: they keep its ports, so a new
- * master could not bind them. Ours run in our directory (nginx does not chdir). */
+/* proc_kill_matching's test for the processes a dead master left: its workers keep its ports,
+ * so a new master could not bind them. Ours run in our directory (nginx does not chdir); one
+ * forked just before the master died may not have its title yet ("nginx: master process"). */
 static bool is_orphan_worker(pid_t pid, const char *cmdline, size_t len, void *arg)
 {
     (void)arg;
     char path[64], cwd[PATH_MAX];
-    if (len < 21 || !str_has_prefix(cmdline, "nginx: worker process"))
+    if (len < 7 || !str_has_prefix(cmdline, "nginx: "))
         return false;
     snprintf(path, sizeof(path), "/proc/%d/cwd", (int)pid);
     ssize_t n = readlink(path, cwd, sizeof(cwd) - 1);
@@ -445,12 +455,6 @@ static void add_json_answer(struct strbuf *sb, const char *code, const char *mes
             strbuf_addch(sb, *p);
     }
     strbuf_adds(sb, "\"}'");
-}
-
-static int workers_count(void)
-{
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus >= 2 ? 2 : 1;
 }
 
 static void build_conf(struct strbuf *sb, const struct router_site *sites, size_t nr)
@@ -623,7 +627,7 @@ static int sync_dir(void)
 /* The live configuration's text (caller frees), NULL when there is none (or it is unreadable). */
 static char *read_conf(size_t *len)
 {
-    int fd = open(R.conf, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(R.conf, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return NULL;
     struct strbuf sb = STRBUF_INIT;
@@ -672,21 +676,26 @@ static char *path_in(const char *dir, const char *file)
     return asprintf(&p, "%s/%s", dir, file) < 0 ? NULL : p;
 }
 
-/* Makes dir/sub (the router's user's). 0 or -errno. */
+/* Makes the directory path (when missing): 0700, the router's user's. Through a descriptor
+ * opened without following symlinks: the router's user may own what is there. 0 or -errno. */
 static int make_dir(const char *path)
 {
     if (mkdir(path, 0700) < 0 && errno != EEXIST)
         return -errno;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ELOOP ? -ENOTDIR : -errno;
     struct stat st;
-    if (lstat(path, &st) < 0)
-        return -errno;
-    if (!S_ISDIR(st.st_mode))
-        return -ENOTDIR;
-    if (R.set_ids && (st.st_uid != R.uid || st.st_gid != R.gid) && chown(path, R.uid, R.gid) < 0)
-        return -errno;
-    if ((st.st_mode & 07777) != 0700 && chmod(path, 0700) < 0)
-        return -errno;
-    return 0;
+    int r = 0;
+    if (fstat(fd, &st) < 0)
+        r = -errno;
+    else if (R.set_ids && (st.st_uid != R.uid || st.st_gid != R.gid) &&
+             fchown(fd, R.uid, R.gid) < 0)
+        r = -errno;
+    else if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
+        r = -errno;
+    close(fd);
+    return r;
 }
 
 int router_open(const struct router_config *cfg, char *why, size_t why_len)
@@ -899,6 +908,8 @@ void router_close(bool stop)
         for (size_t i = 0; i < nr_workers; i++)
             kill(workers[i].pid, SIGKILL);
     }
+    if (stop) /* and what a master that died before left */
+        proc_kill_matching("cmdline", is_orphan_worker, NULL, 2000);
     state_release();
 unlock:
     pthread_mutex_unlock(&R.lock);

@@ -375,18 +375,29 @@ Test(router, refused_configurations_keep_the_old_one)
     cr_assert_not_null(f);
     fprintf(f,
             "#!/bin/sh\n"
+            "env > '%s/nginx-env'\n"
             "if [ -e '%s' ]; then\n"
             "  for a; do [ \"$a\" = -t ] && { echo 'nginx: [emerg] refused on purpose' >&2; "
             "exit 1; }; done\n"
             "fi\n"
             "exec /usr/sbin/nginx \"$@\"\n",
-            marker);
+            logs, marker);
     fclose(f);
     cr_assert_eq(chmod(fake, 0755), 0);
     cfg.nginx = fake;
+    cr_assert_eq(setenv("SLIPWAY_ROUTER_TEST_SECRET", "x", 1), 0);
     open_router();
     struct router_site s = site("app1-live", port, backends_a, 1, true);
     apply(&s, 1);
+    /* nginx gets an environment of its own, nothing of the server's */
+    char *env_path = str("%s/nginx-env", logs), env[8192] = "";
+    FILE *env_file = fopen(env_path, "r");
+    cr_assert_not_null(env_file);
+    size_t env_len = fread(env, 1, sizeof(env) - 1, env_file);
+    fclose(env_file);
+    env[env_len] = '\0';
+    cr_assert(strstr(env, "PATH=") && !strstr(env, "SLIPWAY_ROUTER_TEST_SECRET"), "env: %s", env);
+    free(env_path);
     cr_assert_eq(get_port_body(port), a);
     pid_t master = router_pid();
     char *before = live_conf();
