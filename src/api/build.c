@@ -145,8 +145,7 @@ void api_package_url(json_t *j, const struct store_app *app, const struct store_
     if (p->status != PKG_SUCCEEDED)
         return;
     char path[STORE_APPID_MAX + CRYPTO_UUID_LEN + 64];
-    snprintf(path, sizeof(path), "/api/1/apps/%s/packages/%s/download", app->app_id,
-             p->package_id);
+    snprintf(path, sizeof(path), "/api/1/apps/%s/packages/%s/download", app->app_id, p->package_id);
     char *url = api_signed_url(path, URL_TTL_S);
     if (url)
         json_object_set_new(j, "Url", json_pack("{s:s,s:i}", "Location", url, "TTL", URL_TTL_S));

@@ -17,8 +17,12 @@
 #include "base/banned.h"
 
 static const int deploy_status[] = {
-    [DEPLOY_OK] = 200,          [DEPLOY_E_INVALID] = 400,  [DEPLOY_E_FORBIDDEN] = 403,
-    [DEPLOY_E_NOT_FOUND] = 404, [DEPLOY_E_STATE] = 422,    [DEPLOY_E_INTERNAL] = 500,
+    [DEPLOY_OK] = 200,
+    [DEPLOY_E_INVALID] = 400,
+    [DEPLOY_E_FORBIDDEN] = 403,
+    [DEPLOY_E_NOT_FOUND] = 404,
+    [DEPLOY_E_STATE] = 422,
+    [DEPLOY_E_INTERNAL] = 500,
     [DEPLOY_E_UNAVAILABLE] = 503,
 };
 
@@ -53,8 +57,8 @@ json_t *api_env_json(const struct store_app *app, const struct store_env *env)
                      "EnvironmentId", env->environment_id, "Url", url, "Mode", env->mode,
                      "ModelVersion", pkg.version, "MendixVersion", runtime, "Production",
                      env->production, "Instances", env->instances, "MemoryPerInstance",
-                     env->memory_mb, "TotalMemory", env->instances * env->memory_mb,
-                     "CrashLooping", env->crash_looping);
+                     env->memory_mb, "TotalMemory", env->instances * env->memory_mb, "CrashLooping",
+                     env->crash_looping);
 }
 
 struct env_list {
@@ -276,10 +280,11 @@ static void tags_answer(struct http_request *req, struct http_response *res, int
         return;
     }
     /* {"Tag": "<last>"} as Mendix's examples show, and every tag in "Tags" */
-    json_t *j = json_pack("{s:o,s:o}", "Tag",
-                          json_array_size(arr) ? json_incref(json_array_get(arr, json_array_size(arr) - 1))
-                                               : json_null(),
-                          "Tags", arr);
+    json_t *j =
+        json_pack("{s:o,s:o}", "Tag",
+                  json_array_size(arr) ? json_incref(json_array_get(arr, json_array_size(arr) - 1))
+                                       : json_null(),
+                  "Tags", arr);
     api_json(res, status, j);
 }
 
@@ -297,8 +302,8 @@ static int body_tag(struct http_request *req, struct http_response *res, json_t 
         return -1;
     *tag = api_str(*body, "Tag");
     if (!*tag || !**tag || strlen(*tag) > STORE_TAG_MAX || !str_utf8_validn(*tag, strlen(*tag))) {
-        api_fail(req, res, 400, "INVALID_PARAMETERS",
-                 "the body needs a Tag: text of 1 to %d bytes", STORE_TAG_MAX);
+        api_fail(req, res, 400, "INVALID_PARAMETERS", "the body needs a Tag: text of 1 to %d bytes",
+                 STORE_TAG_MAX);
         json_decref(*body);
         return -1;
     }

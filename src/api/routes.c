@@ -440,8 +440,8 @@ static int find_env(struct http_request *req, struct http_response *res,
                     const struct api_route *row, struct api_caller *c)
 {
     size_t len = strlen(row->pattern);
-    bool by_mode = strstr(row->pattern, "/:env/") ||
-                   (len > 5 && !strcmp(row->pattern + len - 5, "/:env"));
+    bool by_mode =
+        strstr(row->pattern, "/:env/") || (len > 5 && !strcmp(row->pattern + len - 5, "/:env"));
     bool by_id = strstr(row->pattern, "/:envid");
     if (!by_mode && !by_id)
         return 0;
@@ -453,8 +453,10 @@ static int find_env(struct http_request *req, struct http_response *res,
     if (!r && c->env.app != c->app.id)
         r = -ENOENT;
     if (r == -ENOENT)
-        return api_fail(req, res, 404, "ENVIRONMENT_NOT_FOUND", "app '%s' has no environment "
-                        "'%.40s'", c->app.app_id, str_utf8_validn(name, strlen(name)) ? name : "?");
+        return api_fail(req, res, 404, "ENVIRONMENT_NOT_FOUND",
+                        "app '%s' has no environment "
+                        "'%.40s'",
+                        c->app.app_id, str_utf8_validn(name, strlen(name)) ? name : "?");
     if (r)
         return api_fail(req, res, 500, "INTERNAL_ERROR", "cannot read the environment");
     if (!c->authenticated) /* a signed URL */
@@ -471,11 +473,10 @@ static int find_env(struct http_request *req, struct http_response *res,
         code = "TRANSPORT_NOT_ALLOWED", what = "Transport Rights";
     else if ((need & RIGHT_BACKUPS) && (rights & RIGHT_API) && !(rights & RIGHT_BACKUPS))
         what = "Access to Backups";
-    api_fail(req, res, 403, code, "you have no %s on %s of app '%s'%s", what, c->env.mode,
-             c->app.app_id,
-             c->env.production && !(rights & RIGHT_API)
-                 ? " (Production needs them granted explicitly)"
-                 : "");
+    api_fail(
+        req, res, 403, code, "you have no %s on %s of app '%s'%s", what, c->env.mode, c->app.app_id,
+        c->env.production && !(rights & RIGHT_API) ? " (Production needs them granted explicitly)"
+                                                   : "");
     if (row->action)
         api_audit(req, c->who.user.email, row->action, c->app.app_id, c->env.mode, 403, "");
     return -1;

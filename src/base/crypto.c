@@ -194,9 +194,9 @@ char *crypto_open(const unsigned char key[32], const char *sealed)
     if (n >= (long)(crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)) {
         size_t m = (size_t)n - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
         plain = malloc(m + 1);
-        if (plain && crypto_secretbox_open_easy((unsigned char *)plain,
-                                                raw + crypto_secretbox_NONCEBYTES,
-                                                (size_t)n - crypto_secretbox_NONCEBYTES, raw, key)) {
+        if (plain &&
+            crypto_secretbox_open_easy((unsigned char *)plain, raw + crypto_secretbox_NONCEBYTES,
+                                       (size_t)n - crypto_secretbox_NONCEBYTES, raw, key)) {
             free(plain);
             plain = NULL;
         } else if (plain) {

@@ -29,9 +29,9 @@ static struct {
 
 void layout_release(void)
 {
-    char **paths[] = {&L.dir,      &L.db,         &L.secret_path, &L.tmp,       &L.repos,
-                      &L.packages, &L.build_logs, &L.builds,      &L.builds_run,
-                      &L.releases, &L.envs,       &L.router,      &L.database, &L.snapshots};
+    char **paths[] = {&L.dir,      &L.db,         &L.secret_path, &L.tmp,        &L.repos,
+                      &L.packages, &L.build_logs, &L.builds,      &L.builds_run, &L.releases,
+                      &L.envs,     &L.router,     &L.database,    &L.snapshots};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         free(*paths[i]);
         *paths[i] = NULL;
@@ -266,17 +266,21 @@ char *layout_release_dir(const char *app_id, const char *package_id)
     return compose(L.releases, app_id, package_id, "");
 }
 
-char *layout_env_path(const char *app_id, const char *mode, const char *part)
+char *layout_env_path(const char *app_id, const char *mode, enum layout_env_part part)
 {
-    static const char *const parts[] = {"", "/data", "/logs", "/access"};
-    bool known = false;
-    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
-        known |= !strcmp(part, parts[i]);
-    if (!known) {
+    static const char *const parts[] = {"", "", "/data", "/logs", "/access"};
+    if ((unsigned)part >= sizeof(parts) / sizeof(parts[0])) {
         errno = EINVAL;
         return NULL;
     }
-    return compose(L.envs, app_id, mode, part);
+    if (part == LAYOUT_ENV_APP)
+        return compose(L.envs, app_id, NULL, "");
+    return compose(L.envs, app_id, mode, parts[part]);
+}
+
+char *layout_release_app_dir(const char *app_id)
+{
+    return compose(L.releases, app_id, NULL, "");
 }
 
 char *layout_snapshot_path(const char *app_id, const char *mode, const char *snapshot_id)

@@ -103,14 +103,22 @@ char *layout_package_path(const char *app_id, const char *package_id); /* .../<P
 char *layout_build_log_path(const char *package_id); /* DIR/logs/builds/<PackageId>.log */
 char *layout_build_root(const char *name);           /* DIR/builds/run/<name> */
 
-const char *layout_releases_dir(void);  /* DIR/releases */
-const char *layout_envs_dir(void);      /* DIR/envs */
-const char *layout_router_dir(void);    /* DIR/router */
-const char *layout_database_dir(void);  /* DIR/database */
+const char *layout_releases_dir(void);                                /* DIR/releases */
+const char *layout_envs_dir(void);                                    /* DIR/envs */
+const char *layout_router_dir(void);                                  /* DIR/router */
+const char *layout_database_dir(void);                                /* DIR/database */
 char *layout_release_dir(const char *app_id, const char *package_id); /* DIR/releases/<A>/<P> */
-/* DIR/envs/<AppId>/<Mode> + part, where part is "" (the environment's directory), "/data",
- * "/logs" or "/access". */
-char *layout_env_path(const char *app_id, const char *mode, const char *part);
+/* The parts of an environment's directory. */
+enum layout_env_part {
+    LAYOUT_ENV_APP,    /* DIR/envs/<AppId> (mode ignored) */
+    LAYOUT_ENV_DIR,    /* DIR/envs/<AppId>/<Mode> */
+    LAYOUT_ENV_DATA,   /* .../data */
+    LAYOUT_ENV_LOGS,   /* .../logs */
+    LAYOUT_ENV_ACCESS, /* .../access */
+};
+char *layout_env_path(const char *app_id, const char *mode, enum layout_env_part part);
+/* DIR/releases/<AppId> */
+char *layout_release_app_dir(const char *app_id);
 /* DIR/snapshots/<AppId>/<Mode>/<SnapshotId>.tar.zst */
 char *layout_snapshot_path(const char *app_id, const char *mode, const char *snapshot_id);
 

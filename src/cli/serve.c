@@ -152,8 +152,7 @@ static void url_host(const struct serve_opts *o, char *out, size_t cap)
 }
 
 /* Environments: their supervisor joins the engine (before it starts). */
-static int deploy_begin(const struct serve_opts *o, struct engine *engine,
-                        struct sandbox_user *svc)
+static int deploy_begin(const struct serve_opts *o, struct engine *engine, struct sandbox_user *svc)
 {
     static char launcher[4096], host[256];
     ssize_t n = readlink("/proc/self/exe", launcher, sizeof(launcher) - 1);

@@ -64,9 +64,9 @@ int deploy_env_port(const struct store_env *env)
 void deploy_env_url(const struct store_env *env, char *out, size_t cap)
 {
     const char *host = deploy_g.cfg.url_host ? deploy_g.cfg.url_host : "127.0.0.1";
-    snprintf(out, cap, "%s://%s%s%s:%d",
-             deploy_g.cfg.url_scheme ? deploy_g.cfg.url_scheme : "http", strchr(host, ':') ? "[" : "",
-             host, strchr(host, ':') ? "]" : "", deploy_env_port(env));
+    snprintf(out, cap, "%s://%s%s%s:%d", deploy_g.cfg.url_scheme ? deploy_g.cfg.url_scheme : "http",
+             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+             deploy_env_port(env));
 }
 
 unsigned deploy_env_uid(const struct store_env *env)
@@ -109,8 +109,8 @@ int deploy_release_ensure(const char *app_id, const char *package_id, char *err,
         goto out;
     }
     const char *releases = layout_releases_dir();
-    char *app_dir = NULL;
-    if (asprintf(&app_dir, "%s/%s", releases, app_id) < 0)
+    char *app_dir = layout_release_app_dir(app_id);
+    if (!app_dir)
         goto out;
     r = mkdir_pass(releases);
     if (!r)
@@ -189,12 +189,13 @@ json_t *deploy_release_manifest(const char *app_id, const char *package_id)
 
 int deploy_env_dirs(const char *app_id, const struct store_env *env)
 {
-    char *app_dir = NULL, *dir = layout_env_path(app_id, env->mode, "");
-    char *data = layout_env_path(app_id, env->mode, "/data");
-    char *logs = layout_env_path(app_id, env->mode, "/logs");
-    char *access = layout_env_path(app_id, env->mode, "/access");
+    char *app_dir = NULL, *dir = layout_env_path(app_id, env->mode, LAYOUT_ENV_DIR);
+    char *data = layout_env_path(app_id, env->mode, LAYOUT_ENV_DATA);
+    char *logs = layout_env_path(app_id, env->mode, LAYOUT_ENV_LOGS);
+    char *access = layout_env_path(app_id, env->mode, LAYOUT_ENV_ACCESS);
     int r = -ENOMEM;
-    if (!dir || !data || !logs || !access || asprintf(&app_dir, "%s/%s", layout_envs_dir(), app_id) < 0)
+    if (!dir || !data || !logs || !access ||
+        !(app_dir = layout_env_path(app_id, NULL, LAYOUT_ENV_APP)))
         goto out;
     if ((r = mkdir_pass(layout_envs_dir())) || (r = mkdir_pass(app_dir)) || (r = mkdir_pass(dir)))
         goto out;
@@ -227,7 +228,9 @@ char *deploy_log_path(const struct store_app *app, const struct store_env *env, 
         errno = EINVAL;
         return NULL;
     }
-    char *dir = layout_env_path(app->app_id, env->mode, access ? "/access" : "/logs"), *p = NULL;
+    char *dir =
+             layout_env_path(app->app_id, env->mode, access ? LAYOUT_ENV_ACCESS : LAYOUT_ENV_LOGS),
+         *p = NULL;
     if (dir && asprintf(&p, "%s/%s-%s.log", dir, access ? "access" : "app", date) < 0)
         p = NULL;
     free(dir);
@@ -246,11 +249,12 @@ int deploy_transport(const struct store_app *app, const struct store_env *env,
                      const char *package_id, struct deploy_error *err)
 {
     struct store_package pkg;
-    int r = strlen(package_id) < sizeof(pkg.package_id) ? store_package_get(package_id, &pkg)
-                                                        : -ENOENT;
+    int r =
+        strlen(package_id) < sizeof(pkg.package_id) ? store_package_get(package_id, &pkg) : -ENOENT;
     if (r == -ENOENT || (!r && pkg.app != app->id))
-        return deploy_fail(err, DEPLOY_E_NOT_FOUND, "PACKAGE_NOT_FOUND: no package '%.60s' in app '%s'",
-                           package_id, app->app_id);
+        return deploy_fail(err, DEPLOY_E_NOT_FOUND,
+                           "PACKAGE_NOT_FOUND: no package '%.60s' in app '%s'", package_id,
+                           app->app_id);
     if (r)
         return deploy_fail(err, DEPLOY_E_INTERNAL, "INTERNAL_ERROR: cannot read the package");
     if (pkg.status == PKG_QUEUED || pkg.status == PKG_BUILDING)
@@ -266,8 +270,7 @@ int deploy_transport(const struct store_app *app, const struct store_env *env,
     if (store_env_transport(env->id, pkg.package_id))
         return deploy_fail(err, DEPLOY_E_INTERNAL, "INTERNAL_ERROR: cannot record the transport");
     log_info("deploy: %s/%s holds package %s (version %s)%s", app->app_id, env->mode,
-             pkg.package_id, pkg.version,
-             env->want_running ? "; it runs at the next start" : "");
+             pkg.package_id, pkg.version, env->want_running ? "; it runs at the next start" : "");
     return 0;
 }
 
@@ -355,16 +358,15 @@ int deploy_stop(const struct store_app *app, const struct store_env *env, struct
     return deploy_fail(err, DEPLOY_E_INTERNAL, "STOP_FAILED: the environment did not stop");
 }
 
-int deploy_clean(const struct store_app *app, const struct store_env *env,
-                 struct deploy_error *err)
+int deploy_clean(const struct store_app *app, const struct store_env *env, struct deploy_error *err)
 {
     if (env->want_running || !strcmp(env->status, "Running"))
         return deploy_fail(err, DEPLOY_E_FORBIDDEN,
                            "ENVIRONMENT_NOT_STOPPED: stop %s before cleaning it", env->mode);
     if (!env->package_id[0] && !strcmp(env->status, "Empty"))
-        return deploy_fail(err, DEPLOY_E_STATE,
-                           "ENVIRONMENT_NOT_DEPLOYED: %s holds no package", env->mode);
-    char *data = layout_env_path(app->app_id, env->mode, "/data");
+        return deploy_fail(err, DEPLOY_E_STATE, "ENVIRONMENT_NOT_DEPLOYED: %s holds no package",
+                           env->mode);
+    char *data = layout_env_path(app->app_id, env->mode, LAYOUT_ENV_DATA);
     int r = data ? fs_remove_tree(data) : -ENOMEM;
     free(data);
     if (r && r != -ENOENT)
@@ -388,8 +390,8 @@ int deploy_scale(const struct store_app *app, const struct store_env *env, int64
 {
     (void)app;
     if (instances < 1 || instances > DEPLOY_MAX_INSTANCES)
-        return deploy_fail(err, DEPLOY_E_INVALID,
-                           "INVALID_REQUEST: Instances must be 1 to %d", DEPLOY_MAX_INSTANCES);
+        return deploy_fail(err, DEPLOY_E_INVALID, "INVALID_REQUEST: Instances must be 1 to %d",
+                           DEPLOY_MAX_INSTANCES);
     if (memory_mb < DEPLOY_MIN_MEMORY_MB || memory_mb > DEPLOY_MAX_MEMORY_MB)
         return deploy_fail(err, DEPLOY_E_INVALID,
                            "INVALID_REQUEST: MemoryPerInstance must be %d to %d (MB)",
@@ -412,9 +414,9 @@ static int setting_row(const struct store_setting *s, void *arg)
     json_t *rows = arg;
     char key[STORE_NAME_MAX + 16];
     snprintf(key, sizeof(key), "%s/%s", s->kind, s->name);
-    json_object_set_new(rows, key,
-                        json_pack("[s?s?]", s->has_value ? s->value : NULL,
-                                  s->has_deployed ? s->deployed : NULL));
+    json_object_set_new(
+        rows, key,
+        json_pack("[s?s?]", s->has_value ? s->value : NULL, s->has_deployed ? s->deployed : NULL));
     return 0;
 }
 
@@ -452,8 +454,8 @@ static json_t *deployed_value(const struct store_env *env, const char *value, co
 json_t *deploy_settings(const struct store_app *app, const struct store_env *env,
                         struct deploy_error *err)
 {
-    json_t *manifest = env->package_id[0] ? deploy_release_manifest(app->app_id, env->package_id)
-                                          : NULL;
+    json_t *manifest =
+        env->package_id[0] ? deploy_release_manifest(app->app_id, env->package_id) : NULL;
     json_t *rows = settings_rows(env);
     json_t *out = json_pack("{s:[],s:[],s:[]}", "Constants", "CustomSettings", "ScheduledEvents");
     if (!rows || !out) {
@@ -477,12 +479,12 @@ json_t *deploy_settings(const struct store_app *app, const struct store_env *env
         json_t *row = json_object_get(rows, key);
         const char *value = row ? json_string_value(json_array_get(row, 0)) : NULL;
         const char *deployed = row ? json_string_value(json_array_get(row, 1)) : NULL;
-        json_array_append_new(
-            json_object_get(out, "Constants"),
-            json_pack("{s:s,s:s,s:o,s:o}", "Name", name, "DataType",
-                      json_string_value(json_object_get(c, "type")) ?: "String", "Value",
-                      shown(value ? value : def, secret && value), "DeployedValue",
-                      deployed_value(env, value, deployed, def, secret)));
+        json_array_append_new(json_object_get(out, "Constants"),
+                              json_pack("{s:s,s:s,s:o,s:o}", "Name", name, "DataType",
+                                        json_string_value(json_object_get(c, "type")) ?: "String",
+                                        "Value", shown(value ? value : def, secret && value),
+                                        "DeployedValue",
+                                        deployed_value(env, value, deployed, def, secret)));
     }
     json_array_foreach(json_object_get(manifest, "scheduled_events"), i, c)
     {
@@ -575,9 +577,10 @@ int deploy_settings_set(const struct store_app *app, const struct store_env *env
         return deploy_fail(err, DEPLOY_E_INVALID,
                            "CUSTOM_SETTING_NOT_SUPPORTED: custom runtime settings are not "
                            "supported; use constants");
-    json_t *manifest = env->package_id[0] ? deploy_release_manifest(app->app_id, env->package_id)
-                                          : NULL;
-    json_t *mc = json_object_get(manifest, "constants"), *me = json_object_get(manifest, "scheduled_events");
+    json_t *manifest =
+        env->package_id[0] ? deploy_release_manifest(app->app_id, env->package_id) : NULL;
+    json_t *mc = json_object_get(manifest, "constants"),
+           *me = json_object_get(manifest, "scheduled_events");
     size_t i;
     json_t *c;
     int r = 0;
@@ -588,20 +591,22 @@ int deploy_settings_set(const struct store_app *app, const struct store_env *env
         const char *name = json_string_value(json_object_get(c, "Name"));
         json_t *def = name ? manifest_find(mc, name) : NULL;
         if (!def) {
-            r = deploy_fail(err, DEPLOY_E_INVALID, "CONSTANT_NOT_FOUND: no constant '%.100s' in "
-                            "the package of %s", name ? name : "(no Name)", env->mode);
+            r = deploy_fail(err, DEPLOY_E_INVALID,
+                            "CONSTANT_NOT_FOUND: no constant '%.100s' in "
+                            "the package of %s",
+                            name ? name : "(no Name)", env->mode);
             goto out;
         }
         json_t *v = json_object_get(c, "Value");
         const char *text = json_is_null(v) || !v ? NULL : value_text(v, num, sizeof(num));
         const char *type = json_string_value(json_object_get(def, "type")) ?: "String";
-        if ((v && !json_is_null(v) && !text) ||
-            (text && strlen(text) > STORE_SETTING_MAX / 2) ||
+        if ((v && !json_is_null(v) && !text) || (text && strlen(text) > STORE_SETTING_MAX / 2) ||
             (text && strcmp(text, DEPLOY_SECRET_MASK) && !type_ok(type, text)) ||
             (text && !str_utf8_validn(text, strlen(text)))) {
             r = deploy_fail(err, DEPLOY_E_INVALID,
                             "INVALID_PARAMETERS: the value of constant '%s' is not a %s (at most "
-                            "%d bytes)", name, type, STORE_SETTING_MAX / 2);
+                            "%d bytes)",
+                            name, type, STORE_SETTING_MAX / 2);
             goto out;
         }
     }
@@ -610,13 +615,17 @@ int deploy_settings_set(const struct store_app *app, const struct store_env *env
         const char *name = json_string_value(json_object_get(c, "Name"));
         const char *value = json_string_value(json_object_get(c, "Value"));
         if (!name || !manifest_find(me, name)) {
-            r = deploy_fail(err, DEPLOY_E_INVALID, "SCHEDULED_EVENT_NOT_FOUND: no scheduled event "
-                            "'%.100s' in the package of %s", name ? name : "(no Name)", env->mode);
+            r = deploy_fail(err, DEPLOY_E_INVALID,
+                            "SCHEDULED_EVENT_NOT_FOUND: no scheduled event "
+                            "'%.100s' in the package of %s",
+                            name ? name : "(no Name)", env->mode);
             goto out;
         }
         if (!value || (strcmp(value, "Enabled") && strcmp(value, "Disabled"))) {
-            r = deploy_fail(err, DEPLOY_E_INTERNAL, "INVALID_SCHEDULED_EVENT_PARAMETER: the "
-                            "Value of scheduled event '%s' must be Enabled or Disabled", name);
+            r = deploy_fail(err, DEPLOY_E_INTERNAL,
+                            "INVALID_SCHEDULED_EVENT_PARAMETER: the "
+                            "Value of scheduled event '%s' must be Enabled or Disabled",
+                            name);
             goto out;
         }
     }
@@ -671,8 +680,7 @@ static int setting_match(const struct store_setting *s, void *arg)
     return 1;
 }
 
-int deploy_setting_value(int64_t env, const char *kind, const char *name, bool secret,
-                         char **value)
+int deploy_setting_value(int64_t env, const char *kind, const char *name, bool secret, char **value)
 {
     struct setting_find *f = calloc(1, sizeof(*f));
     *value = NULL;

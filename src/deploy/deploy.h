@@ -28,26 +28,26 @@
 #include "engine/engine.h"
 #include "store/store.h"
 
-#define DEPLOY_MAX_INSTANCES  9
-#define DEPLOY_PORTS_PER_ENV  (1 + DEPLOY_MAX_INSTANCES)
-#define DEPLOY_MIN_MEMORY_MB  1024
-#define DEPLOY_MAX_MEMORY_MB  65536
-#define DEPLOY_LOG_URL_TTL_S  900
-#define DEPLOY_CRASH_LOOP     5 /* failures in a row that make an environment crash-looping */
-#define DEPLOY_SECRET_MASK    "********"
+#define DEPLOY_MAX_INSTANCES 9
+#define DEPLOY_PORTS_PER_ENV (1 + DEPLOY_MAX_INSTANCES)
+#define DEPLOY_MIN_MEMORY_MB 1024
+#define DEPLOY_MAX_MEMORY_MB 65536
+#define DEPLOY_LOG_URL_TTL_S 900
+#define DEPLOY_CRASH_LOOP    5 /* failures in a row that make an environment crash-looping */
+#define DEPLOY_SECRET_MASK   "********"
 
 struct deploy_config {
     struct engine *engine;
-    const char *launcher; /* the slipway binary: `<launcher> instance ...` runs an instance */
-    int port_base;        /* see above; the highest slot's ports must stay below 65536 */
-    const char *url_host; /* the host in environment URLs ("127.0.0.1") */
+    const char *launcher;   /* the slipway binary: `<launcher> instance ...` runs an instance */
+    int port_base;          /* see above; the highest slot's ports must stay below 65536 */
+    const char *url_host;   /* the host in environment URLs ("127.0.0.1") */
     const char *url_scheme; /* "http" */
-    bool set_ids;         /* root: instances run as uid_base + slot */
+    bool set_ids;           /* root: instances run as uid_base + slot */
     unsigned uid_base;
-    bool svc_set_ids;     /* root: nginx and PostgreSQL run as svc_uid/svc_gid */
+    bool svc_set_ids; /* root: nginx and PostgreSQL run as svc_uid/svc_gid */
     uid_t svc_uid;
     gid_t svc_gid;
-    const char *nginx;    /* NULL: /usr/sbin/nginx; "" : no router */
+    const char *nginx; /* NULL: /usr/sbin/nginx; "" : no router */
 };
 
 /* Registers the supervisor with the engine (before engine_start); the router and the database
@@ -87,8 +87,7 @@ int deploy_start(const struct store_app *app, const struct store_env *env, char 
 int deploy_start_status(const struct store_env *env, const char *job_id, const char **status,
                         struct deploy_error *err);
 /* Stop: SIGTERM to each instance, killed after run.stop_timeout; returns once stopped. */
-int deploy_stop(const struct store_app *app, const struct store_env *env,
-                struct deploy_error *err);
+int deploy_stop(const struct store_app *app, const struct store_env *env, struct deploy_error *err);
 /* Clean: forgets the package and removes the environment's data and database (it must be
  * stopped). */
 int deploy_clean(const struct store_app *app, const struct store_env *env,

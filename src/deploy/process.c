@@ -36,6 +36,8 @@ static int64_t start_ticks(pid_t pid)
         return 0;
     buf[n] = '\0';
     char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+        return 0; /* dead, not yet reaped: gone */
     for (int field = 2; p && field < 22; field++)
         p = strchr(p + 1, ' ');
     return p ? strtoll(p + 1, NULL, 10) : 0;
@@ -140,9 +142,10 @@ static int process_adopt(struct runtime_instance *inst, const struct store_insta
     inst->pid = row->pid;
     inst->start_ticks = row->start_ticks;
     snprintf(inst->group, sizeof(inst->group), "%s", row->group);
-    inst->group_fd = P.owner->cgroup_fd >= 0 && row->group[0] && !strchr(row->group, '/')
-                         ? openat(P.owner->cgroup_fd, row->group, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                         : -1;
+    inst->group_fd =
+        P.owner->cgroup_fd >= 0 && row->group[0] && !strchr(row->group, '/')
+            ? openat(P.owner->cgroup_fd, row->group, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            : -1;
     inst->watch = (struct engine_watch){.fd = inst->pidfd, .ready = adopted_ready, .arg = inst};
     int r = engine_watch_add(P.owner->engine, &inst->watch, EPOLLIN);
     if (r) {

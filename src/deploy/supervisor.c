@@ -30,10 +30,10 @@
 #include "deploy/runtime.h"
 #include "base/banned.h"
 
-#define TICK_FIRST_NS  (2 * 1000000LL)  /* the first health check after a start */
-#define TICK_MAX_NS    (50 * 1000000LL) /* then more slowly, up to this */
-#define PROBE_TIMEOUT  1000             /* ms, one health check */
-#define TAIL_BYTES     2048             /* of the app log, in a failed start's reason */
+#define TICK_FIRST_NS (2 * 1000000LL)  /* the first health check after a start */
+#define TICK_MAX_NS   (50 * 1000000LL) /* then more slowly, up to this */
+#define PROBE_TIMEOUT 1000             /* ms, one health check */
+#define TAIL_BYTES    2048             /* of the app log, in a failed start's reason */
 
 struct env_rt;
 
@@ -359,8 +359,8 @@ static void start_done(struct env_rt *e)
         store_job_set_status(e->job, JOB_COMPLETED, NULL, NULL))
         log_error("deploy: %s/%s: cannot record the start", e->app_id, e->row.mode);
     store_env_get(e->id, &e->row);
-    log_info("deploy: %s/%s runs version %s (%d instance%s, %.1f ms from the start job)",
-             e->app_id, e->row.mode, e->version, e->row.instances, e->row.instances > 1 ? "s" : "",
+    log_info("deploy: %s/%s runs version %s (%d instance%s, %.1f ms from the start job)", e->app_id,
+             e->row.mode, e->version, e->row.instances, e->row.instances > 1 ? "s" : "",
              (time_mono_ns() - (e->deadline_ns - e->start_timeout_s * 1000000000LL)) / 1e6);
     for (int i = 0; i < DEPLOY_MAX_INSTANCES; i++)
         e->inst[i].backoff = (struct engine_backoff){0};
@@ -518,8 +518,8 @@ static void prepare(struct prepared *p)
     snprintf(p->version, sizeof(p->version), "%s",
              json_string_value(json_object_get(m, "version")) ?: "");
     p->release_dir = layout_release_dir(p->app_id, p->package);
-    p->log_dir = layout_env_path(p->app_id, p->row.mode, "/logs");
-    p->data_dir = layout_env_path(p->app_id, p->row.mode, "/data");
+    p->log_dir = layout_env_path(p->app_id, p->row.mode, LAYOUT_ENV_LOGS);
+    p->data_dir = layout_env_path(p->app_id, p->row.mode, LAYOUT_ENV_DATA);
     int r = deploy_env_dirs(p->app_id, &p->row);
     if (r || !p->release_dir || !p->log_dir || !p->data_dir || !p->command) {
         snprintf(p->code, sizeof(p->code), "START_FAILED");
@@ -554,8 +554,10 @@ static void prepare(struct prepared *p)
         }
         if (!value && !def) {
             snprintf(p->code, sizeof(p->code), "MISSING_CONSTANT");
-            snprintf(err, cap, "constant %s has no value in %s and no default: set it in the "
-                     "settings", name, p->row.mode);
+            snprintf(err, cap,
+                     "constant %s has no value in %s and no default: set it in the "
+                     "settings",
+                     name, p->row.mode);
             free(value);
             strv_free(v);
             goto out;
@@ -573,8 +575,7 @@ static void prepare(struct prepared *p)
     if (!r && json_is_string(db)) {
         char name[32], url[512], why[400] = "";
         deploy_db_name(&p->row, name);
-        if (!deploy_g.have_database ||
-            database_ensure(name, url, sizeof(url), why, sizeof(why))) {
+        if (!deploy_g.have_database || database_ensure(name, url, sizeof(url), why, sizeof(why))) {
             snprintf(p->code, sizeof(p->code), "START_FAILED");
             snprintf(err, cap, "the app needs a PostgreSQL database: %s",
                      deploy_g.have_database ? why : "PostgreSQL is not installed on the server");
@@ -585,7 +586,8 @@ static void prepare(struct prepared *p)
     }
     /* scheduled events */
     json_t *events = json_object_get(m, "scheduled_events");
-    p->events = json_array_size(events) ? calloc(json_array_size(events), sizeof(*p->events)) : NULL;
+    p->events =
+        json_array_size(events) ? calloc(json_array_size(events), sizeof(*p->events)) : NULL;
     json_array_foreach(events, i, c)
     {
         struct event_rt *ev = &p->events[p->nr_events];
@@ -967,7 +969,8 @@ static int site_add(const struct store_env *row, void *arg)
         S.site_ports[S.nr_sites * DEPLOY_MAX_INSTANCES + i] = deploy_instance_port(row->slot, i);
     s->nr_backends = (size_t)row->instances;
     s->running = true; /* instances that do not answer give 503 */
-    s->access_log_dir = n.app_id[0] ? layout_env_path(n.app_id, row->mode, "/access") : NULL;
+    s->access_log_dir =
+        n.app_id[0] ? layout_env_path(n.app_id, row->mode, LAYOUT_ENV_ACCESS) : NULL;
     if (n.app_id[0])
         deploy_env_dirs(n.app_id, row);
     S.nr_sites++;

@@ -161,8 +161,7 @@ int store_env_get(int64_t id, struct store_env *out)
 
 int store_env_by_uuid(const char *environment_id, struct store_env *out)
 {
-    sqlite3_stmt *st =
-        store_stmt("SELECT " ENV_COLS " FROM environments WHERE environment_id = ?");
+    sqlite3_stmt *st = store_stmt("SELECT " ENV_COLS " FROM environments WHERE environment_id = ?");
     if (!st)
         return -EIO;
     sqlite3_bind_text(st, 1, environment_id, -1, SQLITE_STATIC);
@@ -182,9 +181,9 @@ int store_env_by_mode(int64_t app, const char *mode, struct store_env *out)
 
 int store_env_each(int64_t app, int (*fn)(const struct store_env *, void *), void *arg)
 {
-    sqlite3_stmt *st =
-        app ? store_stmt("SELECT " ENV_COLS " FROM environments WHERE app = ? ORDER BY position, id")
-            : store_stmt("SELECT " ENV_COLS " FROM environments ORDER BY id");
+    sqlite3_stmt *st = app ? store_stmt("SELECT " ENV_COLS
+                                        " FROM environments WHERE app = ? ORDER BY position, id")
+                           : store_stmt("SELECT " ENV_COLS " FROM environments ORDER BY id");
     if (!st)
         return -EIO;
     if (app)

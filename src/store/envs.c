@@ -69,7 +69,8 @@ int store_env_started(int64_t env, const char *package_id)
     r = env_update_text("UPDATE environments SET status = 'Running', running_package = ?, "
                         "crash_looping = 0 WHERE id = ?",
                         env, package_id);
-    sqlite3_stmt *st = r ? NULL : store_stmt("UPDATE env_settings SET deployed = value WHERE env = ?");
+    sqlite3_stmt *st =
+        r ? NULL : store_stmt("UPDATE env_settings SET deployed = value WHERE env = ?");
     if (!r && !st)
         r = -EIO;
     if (!r) {

@@ -85,8 +85,9 @@ int store_job_get(const char *job_id, struct store_job *out)
 
 int store_job_active_start(int64_t env, struct store_job *out)
 {
-    sqlite3_stmt *st = store_stmt("SELECT " JOB_COLS " FROM jobs WHERE env = ? AND kind = "
-                                  "'start' AND status IN ('Queued', 'Running') ORDER BY id LIMIT 1");
+    sqlite3_stmt *st =
+        store_stmt("SELECT " JOB_COLS " FROM jobs WHERE env = ? AND kind = "
+                   "'start' AND status IN ('Queued', 'Running') ORDER BY id LIMIT 1");
     if (!st)
         return -EIO;
     sqlite3_bind_int64(st, 1, env);

@@ -233,7 +233,8 @@ int store_package_fail_unfinished(const char *reason, void (*fn)(const char *pac
 
 bool store_package_in_use(const char *package_id)
 {
-    sqlite3_stmt *st = store_stmt("SELECT 1 FROM environments WHERE package = ?1 OR running_package = ?1 LIMIT 1");
+    sqlite3_stmt *st =
+        store_stmt("SELECT 1 FROM environments WHERE package = ?1 OR running_package = ?1 LIMIT 1");
     if (!st)
         return true; /* when in doubt, keep it */
     sqlite3_bind_text(st, 1, package_id, -1, SQLITE_STATIC);
@@ -249,7 +250,8 @@ int store_package_each_prunable(int64_t app, unsigned keep,
         "SELECT " PKG_COLS PKG_FROM
         "WHERE p.id IN (SELECT id FROM packages WHERE app = ?1 AND status IN ('Succeeded', "
         "'Failed') ORDER BY id DESC LIMIT -1 OFFSET ?2) "
-        "AND NOT EXISTS (SELECT 1 FROM environments e WHERE (e.package = p.package_id OR e.running_package = p.package_id)) "
+        "AND NOT EXISTS (SELECT 1 FROM environments e WHERE (e.package = p.package_id OR "
+        "e.running_package = p.package_id)) "
         "ORDER BY p.id");
     if (!st)
         return -EIO;
@@ -262,7 +264,8 @@ int store_package_delete_unused(int64_t id)
 {
     sqlite3_stmt *st = store_stmt(
         "DELETE FROM packages WHERE id = ? AND status IN ('Succeeded', 'Failed') AND NOT EXISTS "
-        "(SELECT 1 FROM environments e WHERE e.package = packages.package_id OR e.running_package = packages.package_id)");
+        "(SELECT 1 FROM environments e WHERE e.package = packages.package_id OR e.running_package "
+        "= packages.package_id)");
     if (!st)
         return -EIO;
     sqlite3_bind_int64(st, 1, id);

@@ -265,7 +265,7 @@ struct store_job {
     enum store_job_status status;
     char reason[STORE_REASON_MAX + 1]; /* why it failed */
     int64_t created_ms;
-    int64_t env;  /* the environment a start job starts (0: none) */
+    int64_t env;   /* the environment a start job starts (0: none) */
     char code[40]; /* the error code of a failed start: "START_FAILED" ... */
 };
 /* "Queued", "Running", "Completed", "Failed". */

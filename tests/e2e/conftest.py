@@ -69,14 +69,15 @@ def wait_for(fn, timeout=10.0, interval=0.02, what="condition"):
 # --- the server process ---------------------------------------------------------------------
 
 
-# Each server of a test session gets environment ports of its own (--env-ports): 2,000 apart
-# from a base that differs between concurrent sessions.
-_env_ports = itertools.count(20000 + (os.getpid() % 4) * 10000, 2000)
+# Each server of a test session gets environment ports of its own (--env-ports): the session's
+# server 20000 and up (its slots grow with its apps), the others blocks of 2,000 from 34000.
+_env_ports = itertools.count()
 
 
-def env_ports_arg(extra_args):
-    return [] if any(str(a).startswith("--env-ports") for a in extra_args) else \
-        ["--env-ports", str(next(_env_ports))]
+def env_ports_arg(extra_args, session=False):
+    if any(str(a).startswith("--env-ports") for a in extra_args):
+        return []
+    return ["--env-ports", "20000" if session else str(34000 + next(_env_ports) % 13 * 2000)]
 
 
 def passable(path):
@@ -120,12 +121,12 @@ def stop_leftovers(data_dir):
 class Server:
     """`slipway serve --data DIR --listen 127.0.0.1:0`, started and stopped by the tests."""
 
-    def __init__(self, data_dir, log_dir=None, extra_args=(), prefix=()):
+    def __init__(self, data_dir, log_dir=None, extra_args=(), prefix=(), session=False):
         self.data = data_dir
         log_dir = log_dir or os.path.dirname(os.path.abspath(data_dir))
         self.stderr_path = os.path.join(
             log_dir, f"slipway-{os.path.basename(data_dir)}-{next(_counter)}.stderr")
-        self.extra_args = list(extra_args) + env_ports_arg(extra_args)
+        self.extra_args = list(extra_args) + env_ports_arg(extra_args, session)
         passable(os.path.dirname(os.path.abspath(data_dir)))
         self.prefix = list(prefix)  # a command the server runs under (e.g. unshare)
         self.proc = None
@@ -593,7 +594,7 @@ def sw_tmp():
 def sw(sw_tmp):
     """The session's server: started once, stopped with SIGTERM at the end (must exit 0)."""
     assert os.access(BIN, os.X_OK), f"{BIN} is not built: run make"
-    server = Server(os.path.join(sw_tmp, "data"), sw_tmp).start()
+    server = Server(os.path.join(sw_tmp, "data"), sw_tmp, session=True).start()
     assert server.admin_key, f"no admin key in the first-start banner:\n{server.stdout}"
     s = Slipway(server, sw_tmp)
     yield s

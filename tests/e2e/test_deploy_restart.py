@@ -1,0 +1,188 @@
+"""Restarts of Slipway do not take apps down: a server stopped (SIGTERM) or killed (SIGKILL)
+leaves instances and nginx running, and the next server adopts them — or, where an instance
+is gone, starts it again and says why. Also: what an instance runs as (uid, no capability, its
+environment), scheduled events, and a database per environment."""
+
+import datetime
+import os
+import re
+import signal
+import time
+
+import requests
+
+from conftest import Slipway, assert_error, assert_ok, wait_for
+from test_crash import kill9
+from test_deploy import (build, deploy, env_path, example_files, get, instance_pids,
+                         new_deployer, wait_started)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NOTES = os.path.normpath(os.path.join(HERE, "..", "..", "examples", "notes-c"))
+
+
+def fresh(server_factory, tmp_path, ports):
+    srv = server_factory(extra_args=["--env-ports", str(ports)])
+    return Slipway(srv, str(tmp_path))
+
+
+def again(s, server_factory, ports):
+    s.server = server_factory(data=s.data, extra_args=["--env-ports", str(ports)])
+    return s.server
+
+
+def test_restarts_keep_apps_running(server_factory, tmp_path):
+    ports = 41000
+    s = fresh(server_factory, tmp_path, ports)
+    dev, app_id, repo = new_deployer(s, "adopt")
+    pid = build(s, dev, app_id, repo, example_files())
+    env = deploy(s, dev, app_id, "Test", pid)
+    launchers = instance_pids(s, app_id, "Test")
+    assert len(launchers) == 1 and get(env["Url"]).status_code == 200
+
+    # a clean stop: the app goes on answering while no server runs
+    assert s.server.stop() == 0
+    assert get(env["Url"]).json()["greeting"] == "hello"
+    srv = again(s, server_factory, ports)
+    assert "adopted 1 running instance" in s.log() or \
+        wait_for(lambda: "adopted 1 running instance" in srv.stderr(), timeout=5)
+    assert instance_pids(s, app_id, "Test") == launchers
+    now = assert_ok(s.get(env_path(app_id, "Test"), dev))
+    assert now["Status"] == "Running" and now["Url"] == env["Url"]
+    # still supervised: a killed instance comes back
+    os.killpg(launchers[0], signal.SIGKILL)
+    wait_for(lambda: instance_pids(s, app_id, "Test") not in ([], launchers), timeout=20,
+             what="the adopted instance started again")
+    wait_for(lambda: get(env["Url"]).status_code == 200, timeout=20, what="the app answering")
+    launchers = instance_pids(s, app_id, "Test")
+
+    # kill -9 of the server: the app goes on answering; the next server adopts it
+    kill9(srv)
+    assert get(env["Url"]).status_code == 200
+    srv = again(s, server_factory, ports)
+    wait_for(lambda: "adopted 1 running instance" in srv.stderr(), timeout=5, what="adoption")
+    assert instance_pids(s, app_id, "Test") == launchers
+
+    # an instance that died while no server ran is started again, and the log says why
+    assert srv.stop() == 0
+    os.killpg(launchers[0], signal.SIGKILL)
+    wait_for(lambda: not instance_pids(s, app_id, "Test"), timeout=5, what="the instance gone")
+    srv = again(s, server_factory, ports)
+    wait_for(lambda: "is gone: it will be started again" in srv.stderr(), timeout=5,
+             what="the reason in the log")
+    wait_for(lambda: get(env["Url"]).status_code == 200, timeout=20, what="the app again")
+    # nothing deployed was lost: settings, package, status
+    assert assert_ok(s.get(env_path(app_id, "Test", "/package"), dev))["PackageId"] == pid
+    assert_ok(s.post(env_path(app_id, "Test", "/stop"), dev))
+    assert get(env["Url"]).status_code == 503
+
+
+def status_of(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def test_instances_run_unprivileged_with_their_own_environment(sw):
+    dev, app_id, repo = new_deployer(sw, "deployuid")
+    # the app prints its identity and environment, then serves the example
+    yml = (example_files()["slipway.yml"].decode()
+           .replace("command: ./bin/hello",
+                    "command: grep -E '^(Uid|Gid|CapEff|CapPrm|CapBnd|NoNewPrivs)' "
+                    "/proc/self/status; env | sort; exec ./bin/hello"))
+    pid = build(sw, dev, app_id, repo, example_files(yml))
+    deploy(sw, dev, app_id, "Test", pid)
+    today = datetime.date.today().isoformat()
+    link = assert_ok(sw.get(env_path(app_id, "Test", f"/logs/{today}"), dev))
+    log = requests.get(link["DownloadUrl"], timeout=10).text
+    lines = [l.split("] ", 1)[1] for l in log.splitlines() if "] " in l]
+    fields = dict(l.split(":\t", 1) for l in lines if ":\t" in l)
+    uid = fields["Uid"].split()[0]
+    assert uid != "0" and int(uid) >= 200000, fields
+    assert fields["CapEff"].strip() == "0000000000000000"
+    assert fields["CapPrm"].strip() == "0000000000000000"
+    assert fields["NoNewPrivs"].strip() == "1"
+    env = dict(l.split("=", 1) for l in lines if ":\t" not in l
+               and re.match(r"[A-Za-z_][A-Za-z0-9_]*=", l))
+    assert set(env) >= {"PORT", "DATA_DIR", "SLIPWAY_APP", "SLIPWAY_ENV", "SLIPWAY_VERSION",
+                        "SLIPWAY_INSTANCE", "MX_Main_Greeting", "PATH", "HOME", "LANG"}
+    assert env["SLIPWAY_APP"] == app_id and env["SLIPWAY_ENV"] == "Test"
+    assert env["MX_Main_Greeting"] == "hello" and env["SLIPWAY_INSTANCE"] == "0"
+    # nothing of the server's environment
+    assert not {k for k in env if k.startswith(("SLIPWAY_BIN", "PYTEST", "SUDO", "SSH"))}
+    assert set(env) <= {"PORT", "DATA_DIR", "SLIPWAY_APP", "SLIPWAY_ENV", "SLIPWAY_VERSION",
+                        "SLIPWAY_INSTANCE", "MX_Main_Greeting", "PATH", "HOME", "LANG", "PWD",
+                        "SHLVL", "_", "OLDPWD"}, env
+    # the data directory is the instance's own; the server's files are out of its reach
+    st = os.stat(env["DATA_DIR"])
+    assert st.st_uid == int(uid) and st.st_mode & 0o777 == 0o700
+    assert os.stat(os.path.join(sw.data, "slipway.db")).st_mode & 0o077 == 0
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+
+
+def test_scheduled_event_runs_while_enabled_and_running(sw):
+    dev, app_id, repo = new_deployer(sw, "deployevent")
+    yml = example_files()["slipway.yml"].decode() + (
+        "\nscheduled_events:\n  - name: Main.Tick\n    cron: \"* * * * *\"\n"
+        "    command: echo tick from $SLIPWAY_ENV; exit 7\n")
+    pid = build(sw, dev, app_id, repo, example_files(yml))
+    deploy(sw, dev, app_id, "Test", pid)
+    s = assert_ok(sw.get(env_path(app_id, "Test", "/settings"), dev))
+    assert s["ScheduledEvents"] == [{"Name": "Main.Tick", "Value": "Disabled",
+                                     "DeployedValue": "Disabled"}]
+    assert_error(sw.post(env_path(app_id, "Test", "/settings"), dev,
+                         json={"ScheduledEvents": [{"Name": "Main.Tick", "Value": "On"}]}),
+                 500, "INVALID_SCHEDULED_EVENT_PARAMETER")
+    assert_error(sw.post(env_path(app_id, "Test", "/settings"), dev,
+                         json={"ScheduledEvents": [{"Name": "Main.Nope", "Value": "Enabled"}]}),
+                 400, "SCHEDULED_EVENT_NOT_FOUND")
+    assert_ok(sw.post(env_path(app_id, "Test", "/settings"), dev,
+                      json={"ScheduledEvents": [{"Name": "Main.Tick", "Value": "Enabled"}]}))
+    # applied at the next start
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
+    assert wait_started(sw, dev, app_id, "Test", job).json()["Status"] == "Started"
+    today = datetime.date.today().isoformat()
+    log = os.path.join(sw.data, "envs", app_id, "Test", "logs", f"app-{today}.log")
+
+    def ran():
+        with open(log, encoding="utf-8") as f:
+            text = f.read()
+        return "[event:Main.Tick] tick from Test" in text and \
+            "[event:Main.Tick] exited with status 7" in text
+    wait_for(ran, timeout=75, interval=0.5, what="the event's run at the next minute")
+    sw.wait_log(r"scheduled event Main\.Tick exited with status 7", timeout=10)
+    # stopped: it runs no more
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+
+
+def test_database_per_environment(sw):
+    dev, app_id, repo = new_deployer(sw, "deploynotes")
+    files = {}
+    for root, _, names in os.walk(NOTES):
+        for n in names:
+            full = os.path.join(root, n)
+            rel = os.path.relpath(full, NOTES)
+            if rel.startswith(("bin/", "out/")) or rel.endswith(".o"):
+                continue
+            with open(full, "rb") as f:
+                files[rel] = f.read()
+    pid = build(sw, dev, app_id, repo, files)
+    env = deploy(sw, dev, app_id, "Test", pid)
+    r = requests.post(env["Url"] + "/notes", data="first note", timeout=10)
+    assert r.status_code == 201, r.text
+    notes = get(env["Url"], "/notes").json()
+    assert [n["text"] for n in notes] == ["first note"]
+    # another environment has a database of its own
+    acc = deploy(sw, dev, app_id, "Acceptance", pid)
+    assert get(acc["Url"], "/notes").json() == []
+    # the data survives a restart of the environment
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
+    assert wait_started(sw, dev, app_id, "Test", job).json()["Status"] == "Started"
+    assert [n["text"] for n in get(env["Url"], "/notes").json()] == ["first note"]
+    # clean removes it
+    for mode in ("Test", "Acceptance"):
+        assert_ok(sw.post(env_path(app_id, mode, "/stop"), dev))
+    assert_ok(sw.post(env_path(app_id, "Test", "/clean"), dev))
+    env = deploy(sw, dev, app_id, "Test", pid)
+    assert get(env["Url"], "/notes").json() == []
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
