@@ -1,6 +1,7 @@
 /* admin — validated, audited administrative operations; see admin.h. */
 #include "admin/admin.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -264,6 +265,41 @@ int admin_member_add(const struct admin_actor *a, const char *app_id, const char
     char detail[STORE_EMAIL_MAX + 64];
     snprintf(detail, sizeof(detail), "email=%s role=%.20s", email, role);
     return audited(a, "member add", app_id, "", detail, r, err);
+}
+
+static bool mode_valid(const char *mode)
+{
+    size_t n = strlen(mode);
+    if (n < 1 || n > 40 || !isalnum((unsigned char)mode[0]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)mode[i]) && mode[i] != '_' && mode[i] != '-')
+            return false;
+    return true;
+}
+
+int admin_env_add(const struct admin_actor *a, const char *app_id, const char *mode,
+                  bool production, struct store_env *out, struct admin_error *err)
+{
+    struct store_app app;
+    int r = find_app(app_id, &app, err);
+    if (!r && !mode_valid(mode))
+        r = fail(err, ADMIN_INVALID, ADMIN_ABOUT_INPUT,
+                 "an environment's name is 1 to 40 letters, digits, '_' or '-', starting with a "
+                 "letter or digit");
+    if (!r) {
+        r = store_env_insert(app.id, mode, production);
+        if (r == -EEXIST)
+            r = fail(err, ADMIN_EXISTS, ADMIN_ABOUT_ENV, "app '%s' has an environment '%s' already",
+                     app_id, mode);
+        else if (r)
+            r = internal(err);
+    }
+    if (!r && store_env_by_mode(app.id, mode, out))
+        r = internal(err);
+    char detail[80];
+    snprintf(detail, sizeof(detail), "mode=%.40s production=%s", mode, production ? "yes" : "no");
+    return audited(a, "env add", app_id, r ? "" : out->mode, detail, r, err);
 }
 
 int admin_rights_change(const struct admin_actor *a, const char *app_id, const char *email,

@@ -73,6 +73,10 @@ int admin_app_add(const struct admin_actor *a, const char *app_id, const char *n
                   struct store_app *out, struct admin_error *err);
 int admin_member_add(const struct admin_actor *a, const char *app_id, const char *email,
                      const char *role, struct admin_error *err);
+/* Adds a flexible environment to the app: mode is its name, [A-Za-z0-9][A-Za-z0-9_-]{0,39},
+ * unique in the app in any case; production marks it as one (API Rights then need granting). */
+int admin_env_add(const struct admin_actor *a, const char *app_id, const char *mode,
+                  bool production, struct store_env *out, struct admin_error *err);
 /* Grants (revoke=false) or revokes rights ("api,transport,...") on the environment `mode`. */
 int admin_rights_change(const struct admin_actor *a, const char *app_id, const char *email,
                         const char *mode, const char *rights, bool revoke, struct admin_error *err);

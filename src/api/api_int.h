@@ -120,6 +120,7 @@ void api_sw_members_list(struct http_request *, struct http_response *,
 void api_sw_members_add(struct http_request *, struct http_response *,
                         const struct api_caller *caller);
 void api_sw_grant(struct http_request *, struct http_response *, const struct api_caller *caller);
+void api_sw_env_add(struct http_request *, struct http_response *, const struct api_caller *caller);
 void api_sw_revoke(struct http_request *, struct http_response *, const struct api_caller *caller);
 void api_sw_audit_list(struct http_request *, struct http_response *,
                        const struct api_caller *caller);

@@ -92,6 +92,7 @@ const struct api_route api_route_table[] = {
     {"GET",    "/api/slipway/apps/:app/members", NULL, api_sw_members_list, 0, ADMIN_APP, NULL},
     {"POST",   "/api/slipway/apps/:app/members", NULL, api_sw_members_add, 0, ADMIN_APP, NULL},
     {"POST",   "/api/slipway/apps/:app/grant", NULL, api_sw_grant, 0, ADMIN_APP, NULL},
+    {"POST",   "/api/slipway/apps/:app/environments", NULL, api_sw_env_add, 0, ADMIN_APP, NULL},
     {"POST",   "/api/slipway/apps/:app/revoke", NULL, api_sw_revoke, 0, ADMIN_APP, NULL},
     {"GET",    "/api/slipway/audit", NULL, api_sw_audit_list, 0, ADMIN, NULL},
     {"GET",    "/metrics", NULL, api_sw_metrics, 0, ADMIN, NULL},

@@ -305,6 +305,28 @@ static void rights_change(struct http_request *req, struct http_response *res,
     json_decref(body);
 }
 
+void api_sw_env_add(struct http_request *req, struct http_response *res,
+                    const struct api_caller *caller)
+{
+    struct admin_actor a = actor_of(req, caller);
+    struct admin_error err;
+    const char *mode;
+    json_t *body;
+    if (!(body = api_body_object(req, res)))
+        return;
+    if (!need(req, res, body, "Mode", &mode)) {
+        struct store_env env;
+        json_t *prod = json_object_get(body, "Production");
+        if (prod && !json_is_boolean(prod))
+            api_fail(req, res, 400, "INVALID_PARAMETERS", "Production must be true or false");
+        else if (ran(req, admin_env_add(&a, req->params[0], mode, json_is_true(prod), &env, &err)))
+            answer_error(req, res, &err);
+        else
+            api_json(res, 201, api_env_json(&caller->app, &env));
+    }
+    json_decref(body);
+}
+
 void api_sw_grant(struct http_request *req, struct http_response *res,
                   const struct api_caller *caller)
 {

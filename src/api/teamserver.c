@@ -7,6 +7,7 @@
 
 #include "admin/admin.h"
 #include "api/api_int.h"
+#include "deploy/deploy.h"
 #include "base/layout.h"
 #include "base/util.h"
 #include "base/banned.h"
@@ -63,10 +64,17 @@ int api_branch_resolve(struct vcs_repo *repo, const struct store_app *app, const
     return r ? r : vcs_branch_get(repo, git_name, out);
 }
 
+/* An app as Mendix shows it; its Url is the Production environment's once a package is
+ * there, else the one it was made with. */
 static json_t *app_json(const struct store_app *a)
 {
+    struct store_env prod;
+    char url[STORE_URL_MAX + 1];
+    snprintf(url, sizeof(url), "%s", a->url);
+    if (!store_env_by_mode(a->id, "Production", &prod) && prod.package_id[0])
+        deploy_env_url(&prod, url, sizeof(url));
     return json_pack("{s:s,s:s,s:s,s:s}", "AppId", a->app_id, "Name", a->name, "ProjectId",
-                     a->project_id, "Url", a->url);
+                     a->project_id, "Url", url);
 }
 
 static int add_app(const struct store_app *a, void *arg)

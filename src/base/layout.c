@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,18 +48,16 @@ static char *under(const char *rest)
     return asprintf(&p, "%s%s", L.dir, rest) < 0 ? NULL : p;
 }
 
-int layout_init(const char *data_dir)
+/* The fixed paths under L.dir (freed first: the directory may be re-based). */
+static int compose_fixed(void)
 {
-    layout_release();
-    struct stat st;
-    if (!data_dir || !*data_dir)
-        return -EINVAL;
-    if (stat(data_dir, &st) < 0)
-        return -errno;
-    if (!S_ISDIR(st.st_mode))
-        return -ENOTDIR;
-    if (!(L.dir = realpath(data_dir, NULL)))
-        return -errno;
+    char **paths[] = {&L.db,         &L.secret_path, &L.tmp,        &L.repos,    &L.packages,
+                      &L.build_logs, &L.builds,      &L.builds_run, &L.releases, &L.envs,
+                      &L.router,     &L.database,    &L.snapshots};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        free(*paths[i]);
+        *paths[i] = NULL;
+    }
     L.db = under("/slipway.db");
     L.secret_path = under("/secret");
     L.tmp = under("/tmp");
@@ -79,6 +78,64 @@ int layout_init(const char *data_dir)
         return -ENOMEM;
     }
     return 0;
+}
+
+int layout_init(const char *data_dir)
+{
+    layout_release();
+    struct stat st;
+    if (!data_dir || !*data_dir)
+        return -EINVAL;
+    if (stat(data_dir, &st) < 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode))
+        return -ENOTDIR;
+    if (!(L.dir = realpath(data_dir, NULL)))
+        return -errno;
+    return compose_fixed();
+}
+
+int layout_reachable(char *said, size_t cap)
+{
+    said[0] = '\0';
+    if (!L.dir)
+        return -EINVAL;
+    if (geteuid() != 0)
+        return 0; /* what the server runs runs as itself */
+    char path[PATH_MAX];
+    bool closed = false;
+    snprintf(path, sizeof(path), "%s", L.dir);
+    for (char *slash; !closed && (slash = strrchr(path, '/')) && slash != path;) {
+        *slash = '\0';
+        struct stat st;
+        closed = stat(path, &st) == 0 && !(st.st_mode & S_IXOTH);
+    }
+    if (!closed)
+        return 0;
+    char hex[CRYPTO_SHA256_HEX], alias[PATH_MAX];
+    crypto_sha256_hex(L.dir, strlen(L.dir), hex);
+    snprintf(alias, sizeof(alias), "%s/slipway-%.16s", LAYOUT_REACH_DIR, hex);
+    if ((mkdir(LAYOUT_REACH_DIR, 0711) < 0 && errno != EEXIST) ||
+        chmod(LAYOUT_REACH_DIR, 0711) < 0 || (mkdir(alias, 0711) < 0 && errno != EEXIST))
+        return -errno;
+    struct stat a, d;
+    if (stat(alias, &a) < 0 || stat(L.dir, &d) < 0)
+        return -errno;
+    if ((a.st_dev != d.st_dev || a.st_ino != d.st_ino) &&
+        mount(L.dir, alias, NULL, MS_BIND, NULL) < 0)
+        return -errno;
+    snprintf(said, cap,
+             "%s is reached as %s (a bind mount: a directory above it does not let "
+             "other users pass, and app instances, nginx and PostgreSQL run as users of their "
+             "own)",
+             L.dir, alias);
+    char *old = L.dir;
+    if (!(L.dir = strdup(alias))) {
+        L.dir = old;
+        return -ENOMEM;
+    }
+    free(old);
+    return compose_fixed();
 }
 
 int layout_prepare(const char **failed)

@@ -69,6 +69,15 @@
 int layout_init(const char *data_dir);
 /* Forgets the paths and wipes the secret from memory (the lock, if taken, stays held). */
 void layout_release(void);
+/* Where layout_reachable() binds a data directory that other users cannot reach. */
+#define LAYOUT_REACH_DIR "/run/slipway"
+/* For a root server: app instances, nginx and PostgreSQL run as users of their own and must
+ * pass through the directories above DIR. When one does not let other users pass (a checkout
+ * under /root), DIR is bound (a bind mount, made once) at LAYOUT_REACH_DIR/slipway-<16 hex
+ * digits of the SHA-256 of its real path>, and every path is composed from there from now on;
+ * said tells (else ""). Nothing to do when not root, or when every directory above lets others
+ * pass. 0, or -errno (then nothing changed). */
+int layout_reachable(char *said, size_t cap);
 /* Makes the directories the server needs from its start (DIR/repos, DIR/tmp), 0700. 0, or
  * -errno with *failed (if not NULL) the directory that could not be made. */
 int layout_prepare(const char **failed);

@@ -45,6 +45,9 @@ static const char usage[] =
     "                                          add a member (or change the role); a new member\n"
     "                                          gets API Rights on Test and Acceptance\n"
     "  member list --app APPID                 list members and roles\n"
+    "  env add --app APPID --env NAME [--production]\n"
+    "                                          add a flexible environment (after Test,\n"
+    "                                          Acceptance and Production)\n"
     "  grant --app APPID --email E --env MODE --rights R[,R...]\n"
     "  revoke --app APPID --email E --env MODE --rights R[,R...]\n"
     "                                          change a member's rights on one environment;\n"
@@ -76,23 +79,18 @@ enum {
 
 struct args {
     const char *email, *name, *id, *scopes, *app, *env, *rights, *role;
-    int admin;
+    int admin, production;
 };
 
 static int parse(int argc, char **argv, struct args *a)
 {
     static const struct option longopts[] = {
-        {"email", required_argument, NULL, 'e'},
-        {"name", required_argument, NULL, 'n'},
-        {"id", required_argument, NULL, 'i'},
-        {"scopes", required_argument, NULL, 's'},
-        {"app", required_argument, NULL, 'a'},
-        {"env", required_argument, NULL, 'v'},
-        {"rights", required_argument, NULL, 'r'},
-        {"role", required_argument, NULL, 'o'},
-        {"admin", no_argument, NULL, 'A'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"email", required_argument, NULL, 'e'},  {"name", required_argument, NULL, 'n'},
+        {"id", required_argument, NULL, 'i'},     {"scopes", required_argument, NULL, 's'},
+        {"app", required_argument, NULL, 'a'},    {"env", required_argument, NULL, 'v'},
+        {"rights", required_argument, NULL, 'r'}, {"role", required_argument, NULL, 'o'},
+        {"admin", no_argument, NULL, 'A'},        {"production", no_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     int c;
     optind = 1;
@@ -124,6 +122,9 @@ static int parse(int argc, char **argv, struct args *a)
             break;
         case 'A':
             a->admin = 1;
+            break;
+        case 'P':
+            a->production = 1;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -261,6 +262,13 @@ static int run(const char *noun, const char *verb, struct args *a, const struct 
         }
         if (r || store_member_each(app.id, print_member, NULL))
             return EXIT_INTERNAL;
+    } else if (IS("env", "add")) {
+        struct store_env env;
+        if (!need(cmd, 2, "app", a->app, "env", a->env))
+            return EXIT_USAGE;
+        if (admin_env_add(act, a->app, a->env, a->production, &env, &err))
+            return failed(&err);
+        printf("%s\t%s\n", env.mode, env.environment_id);
     } else if (IS("grant", NULL) || IS("revoke", NULL)) {
         if (!need(cmd, 4, "app", a->app, "email", a->email, "env", a->env, "rights", a->rights))
             return EXIT_USAGE;
@@ -271,11 +279,8 @@ static int run(const char *noun, const char *verb, struct args *a, const struct 
     } else {
         static const struct {
             const char *noun, *verbs;
-        } nouns[] = {{"user", "add, list"},
-                     {"apikey", "add, revoke"},
-                     {"token", "add, revoke"},
-                     {"app", "add, list"},
-                     {"member", "add, list"}};
+        } nouns[] = {{"user", "add, list"}, {"apikey", "add, revoke"}, {"token", "add, revoke"},
+                     {"app", "add, list"},  {"member", "add, list"},   {"env", "add"}};
         for (size_t i = 0; i < sizeof(nouns) / sizeof(nouns[0]); i++)
             if (!strcmp(noun, nouns[i].noun)) {
                 if (verb)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -484,6 +485,14 @@ int cli_serve(int argc, char **argv)
         layout_release();
         return 1;
     }
+    char said[PATH_MAX + 300];
+    if ((r = layout_reachable(said, sizeof(said))))
+        log_warn("the data directory: a directory above it does not let other users pass, and "
+                 "it cannot be bound where they can (%s): app instances, nginx and PostgreSQL "
+                 "will not reach it; chmod o+x the directories above it",
+                 strerror(-r));
+    else if (said[0])
+        log_info("the data directory: %s", said);
     if ((r = crypto_init() ? -EIO : layout_secret_load())) {
         log_error("cannot make or read the server secret '%s': %s", layout_secret_path(),
                   r == -EBADMSG ? "it is not 32 bytes long (remove it to make a new one; download "

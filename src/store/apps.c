@@ -70,6 +70,21 @@ fail:
     return r;
 }
 
+int store_env_insert(int64_t app, const char *mode, bool production)
+{
+    sqlite3_stmt *st = store_stmt("SELECT COALESCE(MAX(position), 0) + 1 FROM environments WHERE "
+                                  "app = ?");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, app);
+    int r = store_row(st, sqlite3_step(st));
+    int position = r ? 0 : sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    if (r)
+        return r == -ENOENT ? -EIO : r;
+    return env_insert(app, mode, production, position);
+}
+
 static int app_one(sqlite3_stmt *st, struct store_app *out)
 {
     int r = store_row(st, sqlite3_step(st));

@@ -105,6 +105,9 @@ int store_app_by_appid(const char *app_id, struct store_app *out);
 int store_app_by_project_id(const char *project_id, struct store_app *out);
 /* All apps (user_id 0), or those the user is a member of, ordered by AppId. */
 int store_app_each(int64_t user_id, int (*fn)(const struct store_app *, void *), void *arg);
+/* Adds an environment after the app's others (a flexible one): -EEXIST when the app has one of
+ * that mode already (in any case), -EINVAL for an app that does not exist. */
+int store_env_insert(int64_t app, const char *mode, bool production);
 /* Mode is matched case-insensitively. */
 int store_env_by_mode(int64_t app, const char *mode, struct store_env *out);
 int store_env_get(int64_t id, struct store_env *out);
