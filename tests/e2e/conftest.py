@@ -70,13 +70,14 @@ def wait_for(fn, timeout=10.0, interval=0.02, what="condition"):
 
 
 # Each server of a test session gets environment ports of its own (--env-ports): 2,000 apart
-# from a base that differs between concurrent sessions.
-_env_ports = itertools.count(20000 + (os.getpid() % 4) * 10000, 2000)
+# from a base that differs between concurrent sessions, wrapping within 20000..59999 (the
+# server takes 1025..60000): a session starts more servers than fit above its base.
+_env_ports = itertools.count((os.getpid() % 4) * 10000, 2000)
 
 
 def env_ports_arg(extra_args):
     return [] if any(str(a).startswith("--env-ports") for a in extra_args) else \
-        ["--env-ports", str(next(_env_ports))]
+        ["--env-ports", str(20000 + next(_env_ports) % 40000)]
 
 
 def passable(path):
