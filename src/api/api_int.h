@@ -172,6 +172,14 @@ ENV_HANDLER(api_env_access_logs);
 ENV_HANDLER(api_env_logs_download);
 ENV_HANDLER(api_env_access_logs_download);
 
+/* Deploy API v4 (v4.c) */
+ENV_HANDLER(api_v4_apps_list);
+ENV_HANDLER(api_v4_app_get);
+ENV_HANDLER(api_v4_envs_list);
+ENV_HANDLER(api_v4_env_get);
+ENV_HANDLER(api_v4_permissions_get);
+ENV_HANDLER(api_v4_permissions_set);
+
 int api_git_init(void);
 void api_git_shutdown(void);
 /* Kills the git processes of requests in progress (their answers end) and refuses new ones;
@@ -218,6 +226,12 @@ void api_package_url(json_t *j, const struct store_app *app, const struct store_
 __attribute__((format(printf, 5, 6))) int api_fail(const struct http_request *req,
                                                    struct http_response *res, int status,
                                                    const char *code, const char *fmt, ...);
+/* api_fail with the v4 body's "invalid-params": invalid is an array of {"name","reason"}
+ * (taken; NULL: none); other surfaces answer errorCode INVALID_PARAMETERS without it. Always
+ * returns -1. */
+__attribute__((format(printf, 5, 6))) int api_fail_params(const struct http_request *req,
+                                                          struct http_response *res, int status,
+                                                          json_t *invalid, const char *fmt, ...);
 /* Answers with `json` (taking ownership) serialized compactly. */
 void api_json(struct http_response *res, int status, json_t *json);
 

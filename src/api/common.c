@@ -25,8 +25,10 @@ static bool is_repository(const struct http_request *req)
     return str_has_prefix(req->raw_path, "/v1/");
 }
 
-void api_error_body(const struct http_request *req, struct http_response *res, int status,
-                    const char *code, const char *message)
+/* The error body of the request's surface; invalid (taken, may be NULL) is the v4 body's
+ * "invalid-params" (other surfaces have no place for it). */
+static void error_body(const struct http_request *req, struct http_response *res, int status,
+                       const char *code, const char *message, json_t *invalid)
 {
     json_t *j;
     char rs[16];
@@ -34,9 +36,13 @@ void api_error_body(const struct http_request *req, struct http_response *res, i
      * split a character: lossy, so that jansson never refuses the body (which answered 500). */
     json_t *msg = api_text(message);
     if (is_v4(req)) {
-        j = json_pack("{s:{s:i,s:o,s:[]}}", "error", "code", status, "message", msg,
-                      "invalid-params");
+        if (!invalid && status == 401) /* as Mendix's v4 names what is missing */
+            invalid =
+                json_pack("[{s:s,s:o}]", "name", "Authentication", "reason", api_text(message));
+        j = json_pack("{s:{s:i,s:o,s:o}}", "error", "code", status, "message", msg,
+                      "invalid-params", invalid ? invalid : json_array());
     } else {
+        json_decref(invalid);
         if (is_repository(req)) { /* the App Repository API's codes are RS<status> */
             snprintf(rs, sizeof(rs), "RS%d", status);
             code = rs;
@@ -44,6 +50,12 @@ void api_error_body(const struct http_request *req, struct http_response *res, i
         j = json_pack("{s:s,s:o}", "errorCode", code, "errorMessage", msg);
     }
     api_json(res, status, j);
+}
+
+void api_error_body(const struct http_request *req, struct http_response *res, int status,
+                    const char *code, const char *message)
+{
+    error_body(req, res, status, code, message, NULL);
 }
 
 int api_fail(const struct http_request *req, struct http_response *res, int status,
@@ -54,7 +66,19 @@ int api_fail(const struct http_request *req, struct http_response *res, int stat
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    api_error_body(req, res, status, code, msg);
+    error_body(req, res, status, code, msg, NULL);
+    return -1;
+}
+
+int api_fail_params(const struct http_request *req, struct http_response *res, int status,
+                    json_t *invalid, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    error_body(req, res, status, "INVALID_PARAMETERS", msg, invalid);
     return -1;
 }
 

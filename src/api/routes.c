@@ -66,6 +66,14 @@
     {                                                                                              \
         API_AUTH_TOKEN, scopes, API_TARGET_PROJECT, role, 0, false                                 \
     }
+#define TOKEN_USER(scopes)                                                                         \
+    {                                                                                              \
+        API_AUTH_TOKEN, scopes, API_TARGET_NONE, STORE_ROLE_NONE, 0, false                         \
+    }
+#define PROJECT_RIGHTS(role, scopes, rights)                                                       \
+    {                                                                                              \
+        API_AUTH_TOKEN, scopes, API_TARGET_PROJECT, role, rights, false                            \
+    }
 #define GIT(role, scopes)                                                                          \
     {                                                                                              \
         API_AUTH_BASIC, scopes, API_TARGET_GIT, role, 0, false                                     \
@@ -171,6 +179,22 @@ const struct api_route api_route_table[] = {
                api_env_logs_download, 0, APP_SIGNED(VIEWER, SC_DEPLOY_READ), NULL},
     {"GET",    "/api/slipway/apps/:app/environments/:env/access-logs/:date/download", NULL,
                api_env_access_logs_download, 0, APP_SIGNED(VIEWER, SC_DEPLOY_READ), NULL},
+
+    /* Deploy API v4: tokens only; apps by ProjectId, environments by EnvironmentId (rights
+     * are checked on the environment the path names) */
+    {"GET",    "/api/v4/apps", NULL, api_v4_apps_list, 0, TOKEN_USER(SC_DEPLOY_READ), NULL},
+    {"GET",    "/api/v4/apps/:project", NULL, api_v4_app_get, 0,
+               PROJECT(VIEWER, SC_DEPLOY_READ), NULL},
+    {"GET",    "/api/v4/apps/:project/environments", NULL, api_v4_envs_list, 0,
+               PROJECT_RIGHTS(VIEWER, SC_DEPLOY_READ, RIGHT_API), NULL},
+    {"GET",    "/api/v4/apps/:project/environments/:envid", NULL, api_v4_env_get, 0,
+               PROJECT_RIGHTS(VIEWER, SC_DEPLOY_READ, RIGHT_API), NULL},
+    {"GET",    "/api/v4/apps/:project/environments/:envid/permissions", NULL,
+               api_v4_permissions_get, 0, PROJECT_RIGHTS(VIEWER, SC_DEPLOY_READ, RIGHT_API), NULL},
+    {"PATCH",  "/api/v4/apps/:project/environments/:envid/permissions", NULL,
+               api_v4_permissions_set, 0,
+               PROJECT_RIGHTS(DEVELOPER, SC_DEPLOY_WRITE, RIGHT_API | RIGHT_PERMISSIONS),
+               "env permissions"},
 
     /* App Repository API */
     {"GET",    "/v1/repositories/:project/info", NULL, api_repo_info, 0,
@@ -359,6 +383,18 @@ static int find_target(struct http_request *req, struct http_response *res, enum
     return api_app_find(req, res, app_id, app);
 }
 
+/* How Mendix names the first of these rights. */
+static const char *right_name(unsigned rights)
+{
+    static const char *const names[] = {"API Rights",        "Transport Rights",
+                                        "Access to Backups", "Access to Monitoring",
+                                        "Receive Alerts",    "Manage Permissions"};
+    for (unsigned k = 0; k < 6; k++)
+        if (rights & (1u << k))
+            return names[k];
+    return "rights";
+}
+
 /* The target app's role and rights against what the row needs. 0, or -1 with 403 answered. */
 static int authorize_app(struct http_request *req, struct http_response *res,
                          const struct api_access *a, struct api_caller *c)
@@ -374,8 +410,8 @@ static int authorize_app(struct http_request *req, struct http_response *res,
         return api_fail(req, res, 403, "NO_ACCESS", "this needs the %s role on app '%s'",
                         auth_role_name(a->role), c->app.app_id);
     if ((c->rights & a->rights) != a->rights)
-        return api_fail(req, res, 403, "NO_ACCESS", "you have no API Rights on app '%s'",
-                        c->app.app_id);
+        return api_fail(req, res, 403, "NO_ACCESS", "you have no %s on any environment of app '%s'",
+                        right_name(a->rights & ~c->rights), c->app.app_id);
     return 0;
 }
 
@@ -469,11 +505,9 @@ static int find_env(struct http_request *req, struct http_response *res,
     if ((rights & need) == need)
         return 0;
     const char *code = "NO_ACCESS";
-    const char *what = "API Rights";
+    const char *what = right_name(need & ~rights);
     if ((need & RIGHT_TRANSPORT) && (rights & RIGHT_API) && !(rights & RIGHT_TRANSPORT))
-        code = "TRANSPORT_NOT_ALLOWED", what = "Transport Rights";
-    else if ((need & RIGHT_BACKUPS) && (rights & RIGHT_API) && !(rights & RIGHT_BACKUPS))
-        what = "Access to Backups";
+        code = "TRANSPORT_NOT_ALLOWED";
     api_fail(
         req, res, 403, code, "you have no %s on %s of app '%s'%s", what, c->env.mode, c->app.app_id,
         c->env.production && !(rights & RIGHT_API) ? " (Production needs them granted explicitly)"

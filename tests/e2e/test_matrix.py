@@ -36,6 +36,11 @@ ROLE_OF = {OUTSIDER: "", VIEWER: "viewer", DEVELOPER: "developer", APPADMIN: "ad
 UNRELATED = "mx:webhook:read"
 
 
+RIGHT_NAMES = {"api": "API Rights", "transport": "Transport Rights",
+               "backups": "Access to Backups", "monitoring": "Access to Monitoring",
+               "alerts": "Receive Alerts", "permissions": "Manage Permissions"}
+
+
 def key(r):
     return f"{r['method']} {r['pattern']}" + (f"?{r['query']}" if r["query"] else "")
 
@@ -62,8 +67,32 @@ def ctx(sw):
     r = sw.post(f"/api/v2/apps/{a}/packages/upload", sw.admin,
                 files={"file": ("p.mda", make_package(), "application/octet-stream")})
     job = assert_ok(r, 200)["JobId"]
+    # Test holds the build's package (which has no run:, so a start's job fails at once: the
+    # recipes are about who may, not about running anything), and a start job that has failed
+    test = f"/api/1/apps/{a}/environments/Test"
+    assert_ok(sw.post(f"{test}/transport", sw.admin, json={"PackageId": pid}))
+    start_job = assert_ok(sw.post(f"{test}/start", sw.admin))["JobId"]
+    assert_ok(sw.post(f"{test}/stop", sw.admin))  # answers once no start job is active
+    assert sw.get(f"{test}/start/{start_job}", sw.admin).status_code == 500
+    # logs of a day, as the launcher and the router write them
+    for part, name in (("logs", "app"), ("access", "access")):
+        d = os.path.join(sw.data, "envs", a, "Test", part)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"{name}-{LOG_DAY}.log"), "w") as f:
+            f.write("a line\n")
+    env_id = assert_ok(sw.get(test, sw.admin))["EnvironmentId"]
     return {"sw": sw, "app": a, "pid": app["ProjectId"], "package": pid, "revision": n,
-            "job": job, "users": users, "tokens": {}, "versions": iter(range(1, 100000))}
+            "job": job, "start_job": start_job, "env_id": env_id, "users": users, "tokens": {},
+            "versions": iter(range(1, 100000))}
+
+
+LOG_DAY = "2024-01-01"
+
+
+def stopped(c, path):
+    """Test, stopped and without an active start job (stop answers once so), then `path`."""
+    assert_ok(c["sw"].post(f"/api/1/apps/{c['app']}/environments/Test/stop", c["sw"].admin))
+    return path
 
 
 def token(ctx, who, scopes):
@@ -100,6 +129,8 @@ def upload_files():
 
 def recipes(c):
     a, p, pkg = c["app"], c["pid"], c["package"]
+    env = f"/api/1/apps/{a}/environments/Test"
+    v4env = f"/api/v4/apps/{p}/environments/{c.get('env_id')}"
     return {
         "GET /healthz": lambda: ("/healthz", {}, 200),
         "GET /api/slipway/me": lambda: ("/api/slipway/me", {}, 200),
@@ -127,6 +158,9 @@ def recipes(c):
         "POST /api/slipway/apps/:app/grant": lambda: (
             f"/api/slipway/apps/{a}/grant",
             {"json": {"email": victim(c, True).email, "env": "Production", "rights": "api"}}, 200),
+        "POST /api/slipway/apps/:app/environments": lambda: (
+            f"/api/slipway/apps/{a}/environments",
+            {"json": {"Mode": unique("flex")[:40], "Production": False}}, 201),
         "POST /api/slipway/apps/:app/revoke": lambda: (
             f"/api/slipway/apps/{a}/revoke",
             {"json": {"email": victim(c, True).email, "env": "Test", "rights": "api"}}, 200),
@@ -162,6 +196,51 @@ def recipes(c):
         "POST /api/v2/apps/:app/packages/upload": lambda: (
             f"/api/v2/apps/{a}/packages/upload", {"files": upload_files()}, 200),
         "GET /api/v2/apps/:app/jobs/:job": lambda: (f"/api/v2/apps/{a}/jobs/{c['job']}", {}, 200),
+        "GET /api/1/apps/:app/environments": lambda: (f"/api/1/apps/{a}/environments", {}, 200),
+        "GET /api/1/apps/:app/environments/:env": lambda: (f"{env}", {}, 200),
+        # after a stop no start job is active: an allowed start makes one (which fails soon)
+        "POST /api/1/apps/:app/environments/:env/start": lambda: (
+            stopped(c, f"{env}/start"), {"json": {}}, 200),
+        # the fixture's start job failed: Mendix answers 500 with its code
+        "GET /api/1/apps/:app/environments/:env/start/:job": lambda: (
+            f"{env}/start/{c['start_job']}", {}, 500),
+        "POST /api/1/apps/:app/environments/:env/stop": lambda: (f"{env}/stop", {}, 200),
+        "POST /api/1/apps/:app/environments/:env/transport": lambda: (
+            f"{env}/transport", {"json": {"PackageId": pkg}}, 200),
+        # Acceptance never holds a package: an allowed caller learns that
+        "POST /api/1/apps/:app/environments/:env/clean": lambda: (
+            f"/api/1/apps/{a}/environments/Acceptance/clean", {}, 422),
+        "GET /api/1/apps/:app/environments/:env/package": lambda: (f"{env}/package", {}, 200),
+        "GET /api/1/apps/:app/environments/:env/settings": lambda: (f"{env}/settings", {}, 200),
+        "POST /api/1/apps/:app/environments/:env/settings": lambda: (
+            f"{env}/settings", {"json": {}}, 200),
+        "POST /api/1/apps/:app/environments/:env/scale": lambda: (
+            f"{env}/scale", {"json": {"Instances": 1}}, 200),
+        "GET /api/1/apps/:app/environments/:env/tags": lambda: (f"{env}/tags", {}, 200),
+        "POST /api/1/apps/:app/environments/:env/tags": lambda: (
+            f"{env}/tags", {"json": {"Tag": "matrix"}}, 200),
+        "DELETE /api/1/apps/:app/environments/:env/tags": lambda: (
+            f"{env}/tags", {"json": {"Tag": "matrix"}}, 204),
+        "GET /api/1/apps/:app/environments/:env/logs/:date": lambda: (
+            f"{env}/logs/{LOG_DAY}", {}, 200),
+        "GET /api/1/apps/:app/environments/:env/access-logs/:date": lambda: (
+            f"{env}/access-logs/{LOG_DAY}", {}, 200),
+        "GET /api/slipway/apps/:app/environments/:env/logs/:date/download": lambda: (
+            f"/api/slipway/apps/{a}/environments/Test/logs/{LOG_DAY}/download", {}, 200),
+        "GET /api/slipway/apps/:app/environments/:env/access-logs/:date/download": lambda: (
+            f"/api/slipway/apps/{a}/environments/Test/access-logs/{LOG_DAY}/download", {}, 200),
+        "GET /api/v4/apps": lambda: ("/api/v4/apps", {}, 200),
+        "GET /api/v4/apps/:project": lambda: (f"/api/v4/apps/{p}", {}, 200),
+        "GET /api/v4/apps/:project/environments": lambda: (
+            f"/api/v4/apps/{p}/environments", {}, 200),
+        "GET /api/v4/apps/:project/environments/:envid": lambda: (f"{v4env}", {}, 200),
+        "GET /api/v4/apps/:project/environments/:envid/permissions": lambda: (
+            f"{v4env}/permissions", {}, 200),
+        # Receive Alerts for the viewer on Test: it changes no one's access
+        "PATCH /api/v4/apps/:project/environments/:envid/permissions": lambda: (
+            f"{v4env}/permissions",
+            {"json": {"permissions": [{"member": {"userId": c["users"][VIEWER].email},
+                                       "canViewAlerts": True}]}}, 200),
         "GET /v1/repositories/:project/info": lambda: (f"/v1/repositories/{p}/info", {}, 200),
         "GET /v1/repositories/:project/branches": lambda: (
             f"/v1/repositories/{p}/branches", {}, 200),
@@ -187,7 +266,7 @@ def recipes(c):
     }
 
 
-RECIPE_KEYS = set(recipes({"app": "", "pid": "", "package": ""}))
+RECIPE_KEYS = set(recipes({"app": "", "pid": "", "package": "", "env_id": ""}))
 
 
 # --- what the table says -------------------------------------------------------------------------
@@ -210,7 +289,9 @@ def expected(route, who, cred, scopes, ok):
         role = ROLE_OF[who]
         if not role or ROLES.index(role) < ROLES.index(route["role"]):
             return 403
-        # members have API Rights on Test and Acceptance by default
+        # members have API Rights on Test and Acceptance by default, no other right
+        if set(route["rights"]) - {"api"}:
+            return 403
     return ok
 
 
@@ -234,7 +315,11 @@ def send(ctx, route, who, cred, scopes=""):
 
 
 def check(r, want, what):
-    if want in (401, 403):
+    if want in (401, 403) and "/api/v4/" in r.request.url:  # v4's body
+        assert r.status_code == want, f"{what}: {r.status_code} {r.text[:300]}"
+        err = r.json()["error"]
+        assert err["code"] == want and err["message"] and "invalid-params" in err, (what, err)
+    elif want in (401, 403):
         body = assert_error(r, want)
         code = body.get("errorCode") or body.get("error", {}).get("code")
         assert code in ("UNAUTHORIZED", "NO_ACCESS", "RS401", "RS403", want), (what, body)
@@ -285,7 +370,7 @@ def test_docs_list_every_route_with_its_access():
         assert creds == (", ".join(r["auth"]) or "none"), key(r)
         assert scopes == (" or ".join(f"`{s}`" for s in r["scopes"]) or "-"), key(r)
         want = ("administrator" if r["admin"] else
-                (r["role"] + (" + API Rights" if "api" in r["rights"] else "")) if r["role"]
+                " + ".join([r["role"]] + [RIGHT_NAMES[x] for x in r["rights"]]) if r["role"]
                 else "any user" if r["auth"] else "anyone")
         assert who == want, key(r)
 
