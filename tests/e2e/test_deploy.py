@@ -257,3 +257,33 @@ def test_app_that_exits_during_start(sw):
     job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
     body = assert_error(wait_started(sw, dev, app_id, "Test", job), 500, "START_FAILED")
     assert "status 4" in body["errorMessage"] and "missing config" in body["errorMessage"]
+
+
+def test_flexible_environment_and_production_url(hello):
+    sw, dev, app_id, repo, pid = hello
+    # an administrator adds an environment; it is addressed by its name, in any case
+    env = assert_ok(sw.post(f"/api/slipway/apps/{app_id}/environments", sw.admin,
+                            json={"Mode": "Staging-2", "Production": False}), 201)
+    assert env["Mode"] == "Staging-2" and env["Status"] == "Empty"
+    assert_error(sw.post(f"/api/slipway/apps/{app_id}/environments", sw.admin,
+                         json={"Mode": "staging-2"}), 409)
+    assert_error(sw.post(f"/api/slipway/apps/{app_id}/environments", sw.admin,
+                         json={"Mode": "../etc"}), 400)
+    assert_error(sw.post(f"/api/slipway/apps/{app_id}/environments", dev,
+                         json={"Mode": "Mine"}), 403)
+    out = sw.cli_out("env", "add", "--app", app_id, "--env", "Demo")
+    assert out.startswith("Demo\t")
+    modes = [e["Mode"] for e in assert_ok(sw.get(f"/api/1/apps/{app_id}/environments", dev))]
+    assert modes == ["Test", "Acceptance", "Production", "Staging-2", "Demo"]
+    sw.rights(app_id, dev, "Staging-2", "api,transport")
+    staging = deploy(sw, dev, app_id, "staging-2", pid)
+    assert get(staging["Url"]).json()["greeting"] == "hello"
+    assert_ok(sw.post(env_path(app_id, "STAGING-2", "/stop"), dev))
+    # the app's Url is its Production environment's once a package is there
+    apps = {a["AppId"]: a for a in assert_ok(sw.get("/api/1/apps", dev))}
+    assert apps[app_id]["Url"] != staging["Url"]
+    sw.rights(app_id, dev, "Production", "api,transport")
+    assert_ok(sw.post(env_path(app_id, "Production", "/transport"), dev, json={"PackageId": pid}))
+    prod = assert_ok(sw.get(env_path(app_id, "Production"), dev))
+    assert prod["Production"] is True
+    assert assert_ok(sw.get(f"/api/1/apps/{app_id}", dev))["Url"] == prod["Url"]
