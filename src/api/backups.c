@@ -108,8 +108,8 @@ void api_bk1_list(struct http_request *req, struct http_response *res, const str
 }
 
 /* A signed link to one part of the snapshot (NULL when out of memory). */
-static char *part_url(const struct api_caller *c, const struct store_snapshot *s,
-                      const char *part, int ttl_s)
+static char *part_url(const struct api_caller *c, const struct store_snapshot *s, const char *part,
+                      int ttl_s)
 {
     char path[256];
     snprintf(path, sizeof(path), "/api/slipway/apps/%s/environments/%s/snapshots/%s/%s",
@@ -124,8 +124,7 @@ void api_bk1_get(struct http_request *req, struct http_response *res, const stru
         return;
     if (s.state != BK_COMPLETED) { /* v1 clients poll this until it stops answering 500 */
         api_fail(req, res, 500, "INTERNAL_SERVER_ERROR", "the snapshot is %s%s%s",
-                 store_bk_state_name(s.state), s.status_message[0] ? ": " : "",
-                 s.status_message);
+                 store_bk_state_name(s.state), s.status_message[0] ? ": " : "", s.status_message);
         return;
     }
     bool db = !strcmp(s.kind, "files_and_database");
@@ -154,13 +153,12 @@ static int body_comment(struct http_request *req, struct http_response *res, jso
         return 0;
     }
     if (!*out || strlen(*out) > STORE_COMMENT_MAX || !str_utf8_valid(*out))
-        return api_fail(req, res, 400, "INVALID_PARAMETERS",
-                        "%s must be text of at most %d bytes", key, STORE_COMMENT_MAX);
+        return api_fail(req, res, 400, "INVALID_PARAMETERS", "%s must be text of at most %d bytes",
+                        key, STORE_COMMENT_MAX);
     return 0;
 }
 
-void api_bk1_create(struct http_request *req, struct http_response *res,
-                    const struct api_caller *c)
+void api_bk1_create(struct http_request *req, struct http_response *res, const struct api_caller *c)
 {
     json_t *body = api_body_object(req, res);
     if (!body)
@@ -287,8 +285,7 @@ void api_bk2_list(struct http_request *req, struct http_response *res, const str
                        (json_int_t)offset, "total", (json_int_t)total, "snapshots", arr));
 }
 
-void api_bk2_create(struct http_request *req, struct http_response *res,
-                    const struct api_caller *c)
+void api_bk2_create(struct http_request *req, struct http_response *res, const struct api_caller *c)
 {
     json_t *body = api_body_object(req, res);
     if (!body)
@@ -315,8 +312,7 @@ void api_bk2_get(struct http_request *req, struct http_response *res, const stru
         api_json(res, 200, v2_json(&s));
 }
 
-void api_bk2_update(struct http_request *req, struct http_response *res,
-                    const struct api_caller *c)
+void api_bk2_update(struct http_request *req, struct http_response *res, const struct api_caller *c)
 {
     struct store_snapshot s;
     if (find_snapshot(req, res, c, req->params[2], 404, "NOT_FOUND", &s))
@@ -327,8 +323,7 @@ void api_bk2_update(struct http_request *req, struct http_response *res,
     const char *comment;
     if (body_comment(req, res, body, "comment", true, &comment)) {
         audit(req, c, "backup snapshot update", 400, s.snapshot_id);
-    } else if (store_snapshot_set_comment(s.id, comment) ||
-               store_snapshot_get(s.snapshot_id, &s)) {
+    } else if (store_snapshot_set_comment(s.id, comment) || store_snapshot_get(s.snapshot_id, &s)) {
         api_fail(req, res, 500, "SERVICE_UNAVAILABLE", "cannot change the comment");
         audit(req, c, "backup snapshot update", 500, s.snapshot_id);
     } else {
@@ -338,8 +333,7 @@ void api_bk2_update(struct http_request *req, struct http_response *res,
     json_decref(body);
 }
 
-void api_bk2_delete(struct http_request *req, struct http_response *res,
-                    const struct api_caller *c)
+void api_bk2_delete(struct http_request *req, struct http_response *res, const struct api_caller *c)
 {
     struct store_snapshot s;
     struct backups_error err;
@@ -369,8 +363,8 @@ static json_t *archive_json(const struct api_caller *c, const struct store_snaps
     json_t *j = json_pack("{s:s,s:o,s:o,s:o,s:o,s:s,s:s,s:s,s:s?}", "archive_id", a->archive_id,
                           "status_message", text_or_null(a->status_message), "finished_at",
                           iso(a->finished_ms), "updated_at", iso(a->updated_ms), "created_at",
-                          iso(a->created_ms), "state", store_bk_state_name(a->state),
-                          "data_type", a->data_type, "snapshot_id", a->snapshot_id, "url", url);
+                          iso(a->created_ms), "state", store_bk_state_name(a->state), "data_type",
+                          a->data_type, "snapshot_id", a->snapshot_id, "url", url);
     free(url);
     return j;
 }
@@ -409,7 +403,8 @@ void api_bk2_archive_get(struct http_request *req, struct http_response *res,
     if (!r && a.snapshot != s.id)
         r = -ENOENT;
     if (r)
-        api_fail(req, res, r == -ENOENT ? 404 : 500, r == -ENOENT ? "NOT_FOUND" : "SERVICE_UNAVAILABLE",
+        api_fail(req, res, r == -ENOENT ? 404 : 500,
+                 r == -ENOENT ? "NOT_FOUND" : "SERVICE_UNAVAILABLE",
                  "snapshot '%s' has no archive '%.40s'", s.snapshot_id,
                  str_utf8_validn(id, strlen(id)) ? id : "?");
     else
@@ -448,7 +443,8 @@ void api_bk2_restore(struct http_request *req, struct http_response *res,
     if (!g && s.app != c->app.id)
         g = -ENOENT;
     if (g) {
-        api_fail(req, res, g == -ENOENT ? 404 : 500, g == -ENOENT ? "NOT_FOUND" : "SERVICE_UNAVAILABLE",
+        api_fail(req, res, g == -ENOENT ? 404 : 500,
+                 g == -ENOENT ? "NOT_FOUND" : "SERVICE_UNAVAILABLE",
                  "app '%s' has no snapshot '%s'", c->app.app_id, id);
         goto out;
     }
@@ -485,9 +481,9 @@ void api_bk2_restore_get(struct http_request *req, struct http_response *res,
     if (!g && r.target_env != c->env.id)
         g = -ENOENT;
     if (g)
-        api_fail(req, res, g == -ENOENT ? 404 : 500, g == -ENOENT ? "NOT_FOUND" : "SERVICE_UNAVAILABLE",
-                 "%s has no restore '%.40s'", c->env.mode,
-                 str_utf8_validn(id, strlen(id)) ? id : "?");
+        api_fail(req, res, g == -ENOENT ? 404 : 500,
+                 g == -ENOENT ? "NOT_FOUND" : "SERVICE_UNAVAILABLE", "%s has no restore '%.40s'",
+                 c->env.mode, str_utf8_validn(id, strlen(id)) ? id : "?");
     else
         api_json(res, 200, restore_json(&r));
 }
@@ -504,7 +500,7 @@ void api_bk_download(struct http_request *req, struct http_response *res,
     enum backups_part p = !strcmp(part, "files")      ? BACKUPS_FILES
                           : !strcmp(part, "database") ? BACKUPS_DATABASE
                           : !strcmp(part, "all")      ? BACKUPS_ALL
-                                                      : (enum backups_part)-1;
+                                                      : (enum backups_part) - 1;
     if ((int)p < 0) {
         api_fail(req, res, 404, "NOT_FOUND", "a snapshot's parts are files, database and all");
         return;
@@ -537,8 +533,9 @@ void api_bk_download(struct http_request *req, struct http_response *res,
     }
     char disposition[128];
     snprintf(disposition, sizeof(disposition), "attachment; filename=\"%s%s\"", s.snapshot_id,
-             p == BACKUPS_FILES ? "-files.tar.gz" : p == BACKUPS_DATABASE ? "-database.dump"
-                                                                         : ".tar.zst");
+             p == BACKUPS_FILES      ? "-files.tar.gz"
+             : p == BACKUPS_DATABASE ? "-database.dump"
+                                     : ".tar.zst");
     http_res_header(res, "Content-Disposition", disposition);
     res->status = 200;
     res->file_fd = fd;

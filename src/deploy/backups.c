@@ -194,8 +194,7 @@ int backups_restore_queue(const struct store_env *target, const struct store_sna
     if (db_only && strcmp(s->kind, KIND_FILES_DB))
         return bfail(err, BACKUPS_E_STATE, "snapshot '%s' holds no database", s->snapshot_id);
     if (env_runs(target))
-        return bfail(err, BACKUPS_E_NOT_STOPPED, "%s must be stopped for a restore",
-                     target->mode);
+        return bfail(err, BACKUPS_E_NOT_STOPPED, "%s must be stopped for a restore", target->mode);
     memset(out, 0, sizeof(*out));
     if (crypto_uuid(out->restore_id))
         return bfail(err, BACKUPS_E_INTERNAL, "no random bytes");
@@ -206,8 +205,7 @@ int backups_restore_queue(const struct store_env *target, const struct store_sna
     out->db_only = db_only;
     int r = store_restore_insert(out);
     if (r == -EBUSY)
-        return bfail(err, BACKUPS_E_BUSY, "a restore into %s is in progress already",
-                     target->mode);
+        return bfail(err, BACKUPS_E_BUSY, "a restore into %s is in progress already", target->mode);
     if (r)
         return bfail(err, BACKUPS_E_INTERNAL, "cannot record the restore");
     wake();
@@ -626,8 +624,8 @@ static void snapshot_take(const struct store_snapshot *s)
                  w.skipped);
     else
         snprintf(B.message, sizeof(B.message), "%s", how);
-    log_info("backups: snapshot %s of %s/%s: %s (%lld bytes)", s->snapshot_id, s->app_id,
-             env.mode, B.message, (long long)B.size);
+    log_info("backups: snapshot %s of %s/%s: %s (%lld bytes)", s->snapshot_id, s->app_id, env.mode,
+             B.message, (long long)B.size);
 out:
     if (fz.nr)
         thaw(&fz);
@@ -799,10 +797,10 @@ out:
 /* ---- restoring (a worker thread) ---- */
 
 struct extract {
-    int root;         /* the new data directory */
+    int root; /* the new data directory */
     bool set_ids;
     unsigned uid;
-    char **dirs;      /* directories made, to get their modes at the end */
+    char **dirs; /* directories made, to get their modes at the end */
     size_t nr_dirs;
     mode_t *modes;
     size_t cap_modes;
@@ -929,8 +927,10 @@ static int extract_entry(struct extract *x, struct archive *a, struct archive_en
                                  {archive_entry_mtime(ae), archive_entry_mtime_nsec(ae)}};
         futimens(fd, ts);
     } else {
-        bfail(err, BACKUPS_E_INTERNAL, "the snapshot holds '%.200s', neither a file, a directory "
-              "nor a link", rel);
+        bfail(err, BACKUPS_E_INTERNAL,
+              "the snapshot holds '%.200s', neither a file, a directory "
+              "nor a link",
+              rel);
         goto out;
     }
     r = 0;
@@ -979,8 +979,7 @@ static void restore_run(const struct store_restore *rs)
         goto out;
     }
     if (env_runs(&env)) {
-        bfail(&err, BACKUPS_E_NOT_STOPPED, "%s was started before the restore could run",
-              env.mode);
+        bfail(&err, BACKUPS_E_NOT_STOPPED, "%s was started before the restore could run", env.mode);
         goto out;
     }
     bool want_db = !strcmp(s.kind, KIND_FILES_DB) && deploy_g.have_database;
@@ -1029,8 +1028,10 @@ static void restore_run(const struct store_restore *rs)
             continue;
         if (strncmp(name, FILES_PREFIX, strlen(FILES_PREFIX)) ||
             !rel_ok(name + strlen(FILES_PREFIX))) {
-            bfail(&err, BACKUPS_E_INTERNAL, "the snapshot holds an entry outside its files: "
-                  "'%.200s'", name);
+            bfail(&err, BACKUPS_E_INTERNAL,
+                  "the snapshot holds an entry outside its files: "
+                  "'%.200s'",
+                  name);
             goto out;
         }
         if (extract_entry(&x, a, ae, name + strlen(FILES_PREFIX), &err))
@@ -1067,8 +1068,11 @@ static void restore_run(const struct store_restore *rs)
         fsync_dir_of(data);
     }
     B.ok = true;
-    snprintf(B.message, sizeof(B.message), "%s%s", rs->db_only ? "database restored" : "files restored",
-             rs->db_only ? "" : dumped ? " and database restored" : "");
+    snprintf(B.message, sizeof(B.message), "%s%s",
+             rs->db_only ? "database restored" : "files restored",
+             rs->db_only ? ""
+             : dumped    ? " and database restored"
+                         : "");
     log_info("backups: restore %s of snapshot %s (%s/%s) into %s/%s: %s", rs->restore_id,
              s.snapshot_id, s.app_id, s.mode, s.app_id, env.mode, B.message);
 out:
@@ -1141,8 +1145,8 @@ static void work_done(struct engine_work *w)
     if (B.job == JOB_SNAPSHOT) {
         r = store_snapshot_finish(B.snap.id, st, B.message, B.size, B.kind);
         if (!B.ok)
-            log_warn("backups: snapshot %s of %s/%s failed: %s", B.snap.snapshot_id,
-                     B.snap.app_id, B.snap.mode, B.message);
+            log_warn("backups: snapshot %s of %s/%s failed: %s", B.snap.snapshot_id, B.snap.app_id,
+                     B.snap.mode, B.message);
         if (r && B.ok) { /* the row is gone (deleted meanwhile): so is its file */
             char *path = backups_snapshot_path(&B.snap);
             if (path)
@@ -1159,7 +1163,9 @@ static void work_done(struct engine_work *w)
     }
     if (r)
         log_error("backups: cannot record the end of a %s: %s",
-                  B.job == JOB_SNAPSHOT ? "snapshot" : B.job == JOB_RESTORE ? "restore" : "archive",
+                  B.job == JOB_SNAPSHOT  ? "snapshot"
+                  : B.job == JOB_RESTORE ? "restore"
+                                         : "archive",
                   strerror(-r));
     B.busy = false;
     B.job = JOB_NONE;
@@ -1299,7 +1305,8 @@ static void thaw_all(void)
         if (frozen(fd)) {
             freeze_write(fd, false);
             log_warn("backups: thawed the group '%s', left frozen by a server that stopped "
-                     "during a snapshot", groups[i]);
+                     "during a snapshot",
+                     groups[i]);
         }
         close(fd);
     }

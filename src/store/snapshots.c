@@ -30,8 +30,8 @@ static int changed(int r)
 /* ---- snapshots ---- */
 
 #define SNAP_COLS                                                                                  \
-    "s.id, s.snapshot_id, s.env, s.comment, s.state, s.status_message, s.model_version, "         \
-    "s.created_ms, s.updated_ms, s.finished_ms, s.expires_ms, s.size, s.kind, e.app, e.mode, "    \
+    "s.id, s.snapshot_id, s.env, s.comment, s.state, s.status_message, s.model_version, "          \
+    "s.created_ms, s.updated_ms, s.finished_ms, s.expires_ms, s.size, s.kind, e.app, e.mode, "     \
     "a.app_id"
 #define SNAP_FROM                                                                                  \
     " FROM snapshots s JOIN environments e ON e.id = s.env JOIN apps a ON a.id = e.app "
@@ -233,7 +233,7 @@ int store_snapshot_next_expiry(int64_t *out)
 /* ---- archives ---- */
 
 #define ARCH_COLS                                                                                  \
-    "a.id, a.archive_id, a.snapshot, s.snapshot_id, a.data_type, a.state, a.status_message, "     \
+    "a.id, a.archive_id, a.snapshot, s.snapshot_id, a.data_type, a.state, a.status_message, "      \
     "a.created_ms, a.updated_ms, a.finished_ms"
 
 static void arch_read(sqlite3_stmt *st, struct store_archive *a)
@@ -252,8 +252,9 @@ static void arch_read(sqlite3_stmt *st, struct store_archive *a)
 
 int store_archive_insert(struct store_archive *a)
 {
-    sqlite3_stmt *st = store_stmt("INSERT INTO snapshot_archives(archive_id, snapshot, data_type, "
-                                  "state, created_ms, updated_ms) VALUES (?, ?, ?, 'queued', ?, ?)");
+    sqlite3_stmt *st =
+        store_stmt("INSERT INTO snapshot_archives(archive_id, snapshot, data_type, "
+                   "state, created_ms, updated_ms) VALUES (?, ?, ?, 'queued', ?, ?)");
     if (!st)
         return -EIO;
     a->created_ms = a->updated_ms = time_now_ms();
@@ -334,7 +335,7 @@ int store_archive_finish(int64_t id, enum store_bk_state state, const char *mess
 /* ---- restores ---- */
 
 #define REST_COLS                                                                                  \
-    "id, restore_id, snapshot, snapshot_id, source_env, target_env, db_only, state, "             \
+    "id, restore_id, snapshot, snapshot_id, source_env, target_env, db_only, state, "              \
     "status_message, created_ms, updated_ms, finished_ms"
 
 static void rest_read(sqlite3_stmt *st, struct store_restore *r)

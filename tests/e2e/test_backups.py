@@ -274,3 +274,63 @@ def test_retention_and_a_server_killed_during_a_snapshot(server_factory, tmp_pat
         assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
     finally:
         srv2.stop()
+
+
+NOTES = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                      "examples", "notes-c"))
+
+
+def notes_files():
+    files = {}
+    for root, _, names in os.walk(NOTES):
+        for n in names:
+            full = os.path.join(root, n)
+            rel = os.path.relpath(full, NOTES)
+            if rel.startswith(("bin/", "out/")) or rel.endswith(".o"):
+                continue
+            with open(full, "rb") as f:
+                files[rel] = f.read()
+    return files
+
+
+def notes(url):
+    r = requests.get(url + "/notes", timeout=10)
+    assert r.status_code == 200, r.text
+    return [n["text"] for n in r.json()]
+
+
+def test_a_snapshot_holds_the_database(sw):
+    dev, app_id, repo = new_backup_deployer(sw, "bknotes")
+    pid = build(sw, dev, app_id, repo, notes_files())
+    env = deploy(sw, dev, app_id, "Test", pid)
+    try:
+        r = requests.post(env["Url"] + "/notes", data=b"first", timeout=10)
+        assert r.status_code == 201, r.text
+        s = assert_ok(sw.post(env_path(app_id, "Test", "/snapshots"), dev, json={}))
+        links, _ = v1_wait(sw, dev, app_id, "Test", s["SnapshotID"])
+        sw.wait_log(r"snapshot " + s["SnapshotID"] + r" of .*: files copied with the instances "
+                    r"frozen for \d+ ms; database dumped in one transaction")
+        # the dump downloads without credentials (pg_dump's custom format starts with PGDMP)
+        r = requests.get(links["DatabaseOnly"], timeout=30)
+        assert r.status_code == 200 and r.content.startswith(b"PGDMP")
+        assert requests.post(env["Url"] + "/notes", data=b"second",
+                             timeout=10).status_code == 201
+        assert notes(env["Url"]) == ["second", "first"]
+        assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+        base = v2_base(sw, dev, app_id, "Test")
+        r = assert_ok(sw.post(f"{base}/restores?source_snapshot_id={s['SnapshotID']}&db_only=true",
+                              dev), 201)
+        r, _ = v2_wait(sw, dev, f"{base}/restores/{r['restore_id']}")
+        assert r["state"] == "completed", r
+        env = deploy_start(sw, dev, app_id)
+        assert notes(env["Url"]) == ["first"]
+    finally:
+        sw.post(env_path(app_id, "Test", "/stop"), dev)
+
+
+def deploy_start(sw, dev, app_id):
+    from test_deploy import wait_started
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
+    r = wait_started(sw, dev, app_id, "Test", job)
+    assert r.status_code == 200 and r.json()["Status"] == "Started", r.text
+    return assert_ok(sw.get(env_path(app_id, "Test"), dev))
