@@ -334,3 +334,53 @@ def deploy_start(sw, dev, app_id):
     r = wait_started(sw, dev, app_id, "Test", job)
     assert r.status_code == 200 and r.json()["Status"] == "Started", r.text
     return assert_ok(sw.get(env_path(app_id, "Test"), dev))
+
+
+def crafted_snapshot(path, entries):
+    """Replaces a snapshot's file with a tar.zst of entries: (name, type, data or link target)."""
+    import subprocess
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, kind, payload in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, payload
+                t.addfile(info)
+            elif kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                t.addfile(info)
+            else:
+                info.size = len(payload)
+                t.addfile(info, io.BytesIO(payload))
+    out = subprocess.run(["zstd", "-q", "-c"], input=buf.getvalue(), capture_output=True,
+                         check=True).stdout
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+def test_a_restore_writes_nothing_outside_the_data_directory(deployed, tmp_path):
+    sw, dev, app_id, env = deployed
+    write_as_app(sw, app_id, "Test", "state.txt", b"kept")
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    cases = [
+        [("files/a", "sym", str(outside)), ("files/a/pwned", "file", b"x")],
+        [("files/../pwned", "file", b"x")],
+        [("files/b", "dir", None), ("files/b/../../pwned", "file", b"x")],
+        [("/etc/pwned", "file", b"x")],
+    ]
+    for entries in cases:
+        s = assert_ok(sw.post(env_path(app_id, "Test", "/snapshots"), dev, json={}))
+        v1_wait(sw, dev, app_id, "Test", s["SnapshotID"])
+        crafted_snapshot(os.path.join(sw.data, "snapshots", app_id, "Test",
+                                      s["SnapshotID"] + ".tar.zst"), entries)
+        r = sw.post(env_path(app_id, "Test", f"/restore/{s['SnapshotID']}"), dev)
+        assert_error(r, 500, "INTERNAL_SERVER_ERROR")
+        assert "failed" in r.json()["errorMessage"], r.text
+        assert os.listdir(outside) == [], entries
+        assert not os.path.exists(os.path.join(sw.data, "envs", app_id, "Test", "pwned"))
+        assert not os.path.exists("/etc/pwned")
+        # the environment's data is as it was, and no half-restored directory is left
+        assert read(sw, app_id, "Test", "state.txt") == b"kept"
+        assert not glob.glob(os.path.join(sw.data, "envs", app_id, "Test", "data.restore-*"))
