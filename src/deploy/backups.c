@@ -987,8 +987,9 @@ static void restore_run(const struct store_restore *rs)
         bfail(&err, BACKUPS_E_STATE, "the snapshot holds no database, or PostgreSQL is missing");
         goto out;
     }
-    if (deploy_env_dirs(s.app_id, &env) || !(data = layout_env_path(s.app_id, env.mode, LAYOUT_ENV_DATA)) ||
-        crypto_uuid(rnd) || asprintf(&tmp, "%s.restore-%s", data, rnd) < 0) {
+    if (deploy_env_dirs(s.app_id, &env) ||
+        !(data = layout_env_path(s.app_id, env.mode, LAYOUT_ENV_DATA)) || crypto_uuid(rnd) ||
+        asprintf(&tmp, "%s.restore-%s", data, rnd) < 0) {
         tmp = NULL;
         bfail(&err, BACKUPS_E_INTERNAL, "cannot prepare the environment's directories");
         goto out;
