@@ -179,6 +179,21 @@ ENV_HANDLER(api_v4_envs_list);
 ENV_HANDLER(api_v4_env_get);
 ENV_HANDLER(api_v4_permissions_get);
 ENV_HANDLER(api_v4_permissions_set);
+/* Backups API v1 and v2 (backups.c) */
+ENV_HANDLER(api_bk1_list);
+ENV_HANDLER(api_bk1_get);
+ENV_HANDLER(api_bk1_create);
+ENV_HANDLER(api_bk1_restore);
+ENV_HANDLER(api_bk2_list);
+ENV_HANDLER(api_bk2_create);
+ENV_HANDLER(api_bk2_get);
+ENV_HANDLER(api_bk2_update);
+ENV_HANDLER(api_bk2_delete);
+ENV_HANDLER(api_bk2_archive);
+ENV_HANDLER(api_bk2_archive_get);
+ENV_HANDLER(api_bk2_restore);
+ENV_HANDLER(api_bk2_restore_get);
+ENV_HANDLER(api_bk_download);
 
 int api_git_init(void);
 void api_git_shutdown(void);

@@ -62,6 +62,20 @@
     {                                                                                              \
         KEYS | API_AUTH_SIGNED, sc, API_TARGET_APP, role, RIGHT_API, false                         \
     }
+/* Backups: API Rights and Access to Backups on the environment the path names; v2 names the
+ * app by its ProjectId but takes the API-key headers (and tokens) as v1 does. */
+#define BACKUPS(role, scopes)                                                                      \
+    {                                                                                              \
+        KEYS, scopes, API_TARGET_APP, role, RIGHT_API | RIGHT_BACKUPS, false                       \
+    }
+#define BACKUPS_SIGNED(role, scopes)                                                               \
+    {                                                                                              \
+        KEYS | API_AUTH_SIGNED, scopes, API_TARGET_APP, role, RIGHT_API | RIGHT_BACKUPS, false     \
+    }
+#define BACKUPS_V2(role, scopes)                                                                   \
+    {                                                                                              \
+        KEYS, scopes, API_TARGET_PROJECT, role, RIGHT_API | RIGHT_BACKUPS, false                   \
+    }
 #define PROJECT(role, scopes)                                                                      \
     {                                                                                              \
         API_AUTH_TOKEN, scopes, API_TARGET_PROJECT, role, 0, false                                 \
@@ -195,6 +209,37 @@ const struct api_route api_route_table[] = {
                api_v4_permissions_set, 0,
                PROJECT_RIGHTS(DEVELOPER, SC_DEPLOY_WRITE, RIGHT_API | RIGHT_PERMISSIONS),
                "env permissions"},
+    /* Backups API v1 and v2 (rights are checked on the environment the path names) */
+    {"GET",    "/api/1/apps/:app/environments/:env/snapshots", NULL, api_bk1_list, 0,
+               BACKUPS(VIEWER, SC_DEPLOY_READ), NULL},
+    {"POST",   "/api/1/apps/:app/environments/:env/snapshots", NULL, api_bk1_create, 0,
+               BACKUPS(DEVELOPER, SC_DEPLOY_WRITE), "backup snapshot"},
+    {"GET",    "/api/1/apps/:app/environments/:env/snapshots/:snapshot", NULL, api_bk1_get, 0,
+               BACKUPS(VIEWER, SC_DEPLOY_READ), NULL},
+    {"POST",   "/api/1/apps/:app/environments/:env/restore/:snapshot", NULL, api_bk1_restore, 0,
+               BACKUPS(DEVELOPER, SC_DEPLOY_WRITE), "backup restore"},
+    {"GET",    "/api/v2/apps/:project/environments/:envid/snapshots", NULL, api_bk2_list, 0,
+               BACKUPS_V2(VIEWER, SC_DEPLOY_READ), NULL},
+    {"POST",   "/api/v2/apps/:project/environments/:envid/snapshots", NULL, api_bk2_create, 0,
+               BACKUPS_V2(DEVELOPER, SC_DEPLOY_WRITE), "backup snapshot"},
+    {"GET",    "/api/v2/apps/:project/environments/:envid/snapshots/:snapshot", NULL,
+               api_bk2_get, 0, BACKUPS_V2(VIEWER, SC_DEPLOY_READ), NULL},
+    {"PUT",    "/api/v2/apps/:project/environments/:envid/snapshots/:snapshot", NULL,
+               api_bk2_update, 0, BACKUPS_V2(DEVELOPER, SC_DEPLOY_WRITE),
+               "backup snapshot update"},
+    {"DELETE", "/api/v2/apps/:project/environments/:envid/snapshots/:snapshot", NULL,
+               api_bk2_delete, 0, BACKUPS_V2(DEVELOPER, SC_DEPLOY_WRITE),
+               "backup snapshot delete"},
+    {"POST",   "/api/v2/apps/:project/environments/:envid/snapshots/:snapshot/archives", NULL,
+               api_bk2_archive, 0, BACKUPS_V2(DEVELOPER, SC_DEPLOY_WRITE), "backup archive"},
+    {"GET",    "/api/v2/apps/:project/environments/:envid/snapshots/:snapshot/archives/:archive",
+               NULL, api_bk2_archive_get, 0, BACKUPS_V2(VIEWER, SC_DEPLOY_READ), NULL},
+    {"POST",   "/api/v2/apps/:project/environments/:envid/restores", NULL, api_bk2_restore, 0,
+               BACKUPS_V2(DEVELOPER, SC_DEPLOY_WRITE), "backup restore"},
+    {"GET",    "/api/v2/apps/:project/environments/:envid/restores/:restore", NULL,
+               api_bk2_restore_get, 0, BACKUPS_V2(VIEWER, SC_DEPLOY_READ), NULL},
+    {"GET",    "/api/slipway/apps/:app/environments/:env/snapshots/:snapshot/:part", NULL,
+               api_bk_download, 0, BACKUPS_SIGNED(VIEWER, SC_DEPLOY_READ), NULL},
 
     /* App Repository API */
     {"GET",    "/v1/repositories/:project/info", NULL, api_repo_info, 0,

@@ -313,6 +313,11 @@ const char *layout_router_dir(void)
     return L.router;
 }
 
+const char *layout_snapshots_dir(void)
+{
+    return L.snapshots;
+}
+
 const char *layout_database_dir(void)
 {
     return L.database;

@@ -81,6 +81,10 @@ static const char usage[] =
     "                      environment's URL is then its first instance's)\n"
     "  --service-user NAME when run as root: the user nginx and PostgreSQL run as (default\n"
     "                      slipway-svc, made with useradd when missing)\n"
+    "  --snapshot-retention-days DAYS\n"
+    "                      snapshots of environments are deleted this long after they were\n"
+    "                      asked for: a number of days, or a duration with its unit (30d,\n"
+    "                      12h, 90m, 45s) (default 30)\n"
     "  --admin-email EMAIL email of the administrator created on first start\n"
     "                      (default admin@localhost)\n"
     "  -h, --help          show this help\n";
@@ -106,7 +110,33 @@ struct serve_opts {
     int64_t max_memory, max_pids, max_disk;
     int64_t env_ports, app_uid_base;
     const char *nginx, *service_user;
+    int64_t snapshot_retention_ms;
 };
+
+/* Days ("30"), or a duration with its unit: "30d", "12h", "90m", "45s". At least a second, at
+ * most 3650 days. */
+static int parse_retention(const char *s, int64_t *ms)
+{
+    static const struct {
+        char unit;
+        int64_t ms;
+    } units[] = {{'d', 86400000}, {'h', 3600000}, {'m', 60000}, {'s', 1000}};
+    size_t len = strlen(s);
+    int64_t unit = 86400000, v;
+    char num[24];
+    if (!len || len >= sizeof(num))
+        return -EINVAL;
+    memcpy(num, s, len + 1);
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+        if (num[len - 1] == units[i].unit) {
+            unit = units[i].ms;
+            num[len - 1] = '\0';
+        }
+    if (parse_i64(num, 1, 3650LL * 86400000 / unit, &v))
+        return -EINVAL;
+    *ms = v * unit;
+    return 0;
+}
 
 static int parse_listen(const char *s, struct serve_opts *o)
 {
@@ -178,6 +208,7 @@ static int deploy_begin(const struct serve_opts *o, struct engine *engine, struc
         .svc_uid = svc->uid,
         .svc_gid = svc->gid,
         .nginx = o->nginx,
+        .snapshot_retention_ms = o->snapshot_retention_ms,
     };
     return deploy_init(&dc);
 }
@@ -287,6 +318,7 @@ int cli_serve(int argc, char **argv)
                            .env_ports = 20000,
                            .app_uid_base = 200000,
                            .service_user = "slipway-svc",
+                           .snapshot_retention_ms = 30LL * 86400 * 1000,
                            .port = 8080};
     snprintf(o.host, sizeof(o.host), "127.0.0.1");
     static const struct option longopts[] = {
@@ -313,6 +345,7 @@ int cli_serve(int argc, char **argv)
         {"app-uid-base", required_argument, NULL, 'A'},
         {"nginx", required_argument, NULL, 'N'},
         {"service-user", required_argument, NULL, 'V'},
+        {"snapshot-retention-days", required_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -433,6 +466,13 @@ int cli_serve(int argc, char **argv)
             break;
         case 'V':
             o.service_user = optarg;
+            break;
+        case 'R':
+            if (parse_retention(optarg, &o.snapshot_retention_ms)) {
+                fprintf(stderr, "slipway serve: --snapshot-retention-days wants days (1 to "
+                                "3650), or a duration such as 30d, 12h, 90m or 45s\n");
+                return 2;
+            }
             break;
         case 'h':
             fputs(usage, stdout);

@@ -791,7 +791,7 @@ int deploy_init(const struct deploy_config *cfg)
         log_warn("deploy: cannot open the data directory to the instances' users: %s",
                  strerror(errno));
     deploy_g.initialized = true;
-    return deploy_supervisor_init(fd, tree);
+    return deploy_supervisor_init(fd, tree) || deploy_backups_init() ? -EIO : 0;
 }
 
 void deploy_shutdown(void)

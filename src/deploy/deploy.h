@@ -48,6 +48,7 @@ struct deploy_config {
     uid_t svc_uid;
     gid_t svc_gid;
     const char *nginx; /* NULL: /usr/sbin/nginx; "" : no router */
+    int64_t snapshot_retention_ms; /* a snapshot is deleted this long after it was asked for */
 };
 
 /* Registers the supervisor with the engine (before engine_start); the router and the database

@@ -41,5 +41,11 @@ int deploy_setting_value(int64_t env, const char *kind, const char *name, bool s
  * cgroup sub-tree for instances (-1: none) and the server's tree name. */
 int deploy_supervisor_init(int cgroup_fd, const char *tree);
 void deploy_supervisor_free(void);
+/* The cgroup sub-tree the instances' groups are in (*cgroup_fd: borrowed, -1 when there is none)
+ * and the names of the environment's instances' groups in it (*groups: a strv, NULL when none;
+ * caller frees), from the instances' rows. Any thread. 0, or -errno. */
+int deploy_instance_groups(int64_t env, int *cgroup_fd, char ***groups);
+/* Backups (backups.c): the engine's owner "backups", registered by deploy_init. */
+int deploy_backups_init(void);
 
 #endif

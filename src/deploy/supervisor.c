@@ -1169,3 +1169,27 @@ void deploy_supervisor_free(void)
     if (S.owner.limiter)
         cgroup_limiter_close(&S.limiter);
 }
+
+struct group_names {
+    char ***groups;
+    size_t nr;
+};
+
+static int group_name(const struct store_instance *row, void *arg)
+{
+    struct group_names *g = arg;
+    return row->group[0] && !strchr(row->group, '/') ? strv_add(g->groups, &g->nr, row->group) : 0;
+}
+
+int deploy_instance_groups(int64_t env, int *cgroup_fd, char ***groups)
+{
+    struct group_names g = {groups, 0};
+    *groups = NULL;
+    *cgroup_fd = S.owner.cgroup_fd;
+    int r = store_instance_each(env, group_name, &g);
+    if (r) {
+        strv_free(*groups);
+        *groups = NULL;
+    }
+    return r;
+}

@@ -285,6 +285,90 @@ int store_job_each_active_start(int (*fn)(const struct store_job *, void *), voi
 int store_job_set_status(int64_t id, enum store_job_status status, const char *code,
                          const char *reason);
 
+/* ---- backups (snapshots.c): snapshots, their archives, restores; the rows are the queue ---- */
+enum store_bk_state { BK_QUEUED, BK_RUNNING, BK_COMPLETED, BK_FAILED };
+/* "queued", "running", "completed", "failed". */
+const char *store_bk_state_name(enum store_bk_state s);
+#define STORE_COMMENT_MAX 1000 /* bytes of a snapshot's comment */
+struct store_snapshot {
+    int64_t id;
+    char snapshot_id[37];
+    int64_t env;
+    char comment[STORE_COMMENT_MAX + 1];
+    enum store_bk_state state;
+    char status_message[STORE_REASON_MAX + 1];
+    char model_version[STORE_VERSION_MAX + 1];
+    int64_t created_ms, updated_ms, finished_ms, expires_ms; /* finished_ms 0: not ended */
+    int64_t size;
+    char kind[24]; /* what it holds: "files", "files_and_database" ("" until taken) */
+    /* read with it: the environment's app and mode */
+    int64_t app;
+    char mode[STORE_MODE_MAX + 1];
+    char app_id[STORE_APPID_MAX + 1];
+};
+/* Inserts a queued snapshot (snapshot_id, env, comment, model_version, expires_ms filled by the
+ * caller); fills id, state, created_ms and updated_ms. */
+int store_snapshot_insert(struct store_snapshot *s);
+int store_snapshot_get(const char *snapshot_id, struct store_snapshot *out);
+/* The environment's snapshots, newest first, from offset, at most limit. */
+int store_snapshot_each(int64_t env, int64_t offset, int64_t limit,
+                        int (*fn)(const struct store_snapshot *, void *), void *arg);
+int store_snapshot_count(int64_t env, int64_t *out);
+/* Changes the comment (updated_ms stays). */
+int store_snapshot_set_comment(int64_t id, const char *comment);
+/* Takes the oldest queued snapshot: sets it running and fills *out. -ENOENT if none. */
+int store_snapshot_claim(struct store_snapshot *out);
+/* Ends a snapshot: completed (with size and kind) or failed (with a message). */
+int store_snapshot_finish(int64_t id, enum store_bk_state state, const char *message, int64_t size,
+                          const char *kind);
+/* Deletes an ended snapshot (its archives with it) that no queued or running restore reads,
+ * checked in the same statement: 0, -EBUSY (not ended, or being restored), -ENOENT. */
+int store_snapshot_delete_unused(int64_t id);
+/* Ended snapshots that expired by now_ms, oldest first. */
+int store_snapshot_each_expired(int64_t now_ms, int (*fn)(const struct store_snapshot *, void *),
+                                void *arg);
+/* The soonest expires_ms of an ended snapshot (0 when none). */
+int store_snapshot_next_expiry(int64_t *out);
+
+struct store_archive {
+    int64_t id;
+    char archive_id[37];
+    int64_t snapshot;
+    char snapshot_id[37];
+    char data_type[24]; /* "database_only", "files_and_database" */
+    enum store_bk_state state;
+    char status_message[STORE_REASON_MAX + 1];
+    int64_t created_ms, updated_ms, finished_ms;
+};
+/* Inserts a queued archive (archive_id, snapshot, data_type filled by the caller). */
+int store_archive_insert(struct store_archive *a);
+int store_archive_get(const char *archive_id, struct store_archive *out);
+int store_archive_claim(struct store_archive *out);
+int store_archive_finish(int64_t id, enum store_bk_state state, const char *message);
+
+struct store_restore {
+    int64_t id;
+    char restore_id[37];
+    int64_t snapshot; /* 0: the snapshot was deleted since */
+    char snapshot_id[37];
+    int64_t source_env, target_env;
+    bool db_only;
+    enum store_bk_state state;
+    char status_message[STORE_REASON_MAX + 1];
+    int64_t created_ms, updated_ms, finished_ms;
+};
+/* Inserts a queued restore (restore_id, snapshot, snapshot_id, source_env, target_env, db_only
+ * filled by the caller) unless one is queued or running for target_env already: -EBUSY then. */
+int store_restore_insert(struct store_restore *r);
+int store_restore_get(const char *restore_id, struct store_restore *out);
+int store_restore_claim(struct store_restore *out);
+int store_restore_finish(int64_t id, enum store_bk_state state, const char *message);
+/* Whether a restore into the environment is queued or running. */
+bool store_restore_active(int64_t target_env);
+/* After a crash: every running snapshot, archive and restore becomes failed with `reason`. The
+ * number of rows, or -errno. */
+int store_backups_fail_unfinished(const char *reason);
+
 /* ---- audit log (audit.c): append-only, hash-chained ---- */
 struct store_audit {
     int64_t id;

@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from builds import TRIVIAL, commit, head_number, start, wait_done
-from conftest import BIN, assert_error, assert_ok, quote, unique, unique_email
+from conftest import BIN, assert_error, assert_ok, quote, unique, unique_email, wait_for
 from test_upload import make_package
 
 ROUTES = json.loads(subprocess.run([BIN, "routes"], capture_output=True, check=True,
@@ -123,6 +123,44 @@ def _last_package(ctx):
 
 def upload_files():
     return {"file": ("p.mda", make_package(), "application/octet-stream")}
+
+
+def backups(c):
+    """Test holds the app's package (transported, never started) and the members have Access to
+    Backups there; a completed snapshot and archive of it (made once)."""
+    if "bk" not in c:
+        sw, a, admin = c["sw"], c["app"], c["sw"].admin
+        assert_ok(sw.post(f"/api/1/apps/{a}/environments/Test/transport", admin,
+                          json={"PackageId": c["package"]}))
+        for who in (VIEWER, DEVELOPER, APPADMIN):
+            sw.rights(a, c["users"][who], "Test", "api,backups")
+        envid = assert_ok(sw.get(f"/api/1/apps/{a}/environments/Test", admin))["EnvironmentId"]
+        v2 = f"/api/v2/apps/{c['pid']}/environments/{envid}"
+        c["bk"] = {"v2": v2}
+        c["bk"]["snap"] = backup_snapshot(c)
+        arch = assert_ok(sw.post(f"{v2}/snapshots/{c['bk']['snap']}/archives", admin), 201)
+        c["bk"]["archive"] = arch["archive_id"]
+        restore_idle(c)
+        r = assert_ok(sw.post(f"{v2}/restores?source_snapshot_id={c['bk']['snap']}", admin), 201)
+        c["bk"]["restore"] = r["restore_id"]
+    return c["bk"]
+
+
+def backup_snapshot(c):
+    """A new completed snapshot of Test."""
+    sw, v2 = c["sw"], c["bk"]["v2"]
+    sid = assert_ok(sw.post(f"{v2}/snapshots", sw.admin, json={}), 201)["snapshot_id"]
+    wait_for(lambda: assert_ok(sw.get(f"{v2}/snapshots/{sid}", sw.admin))["state"] == "completed",
+             timeout=30, what="a snapshot")
+    return sid
+
+
+def restore_idle(c):
+    """Waits until no restore into Test is queued or running: a v1 restore (which answers once
+    it has ended) is refused while one is."""
+    sw, a = c["sw"], c["app"]
+    wait_for(lambda: sw.post(f"/api/1/apps/{a}/environments/Test/restore/{c['bk']['snap']}",
+                             sw.admin).status_code == 200, timeout=30, what="no restore")
 
 
 # --- one recipe per row: (path, extra request arguments, the status when allowed) ------------------
@@ -241,6 +279,39 @@ def recipes(c):
             f"{v4env}/permissions",
             {"json": {"permissions": [{"member": {"userId": c["users"][VIEWER].email},
                                        "canViewAlerts": True}]}}, 200),
+        "GET /api/1/apps/:app/environments/:env/snapshots": lambda: (
+            (backups(c), f"/api/1/apps/{a}/environments/Test/snapshots")[1], {}, 200),
+        "POST /api/1/apps/:app/environments/:env/snapshots": lambda: (
+            (backups(c), f"/api/1/apps/{a}/environments/Test/snapshots")[1],
+            {"json": {"Comment": "matrix"}}, 200),
+        "GET /api/1/apps/:app/environments/:env/snapshots/:snapshot": lambda: (
+            f"/api/1/apps/{a}/environments/Test/snapshots/{backups(c)['snap']}", {}, 200),
+        "POST /api/1/apps/:app/environments/:env/restore/:snapshot": lambda: (
+            (restore_idle(c) if backups(c) else None,
+             f"/api/1/apps/{a}/environments/Test/restore/{c['bk']['snap']}")[1], {}, 200),
+        "GET /api/v2/apps/:project/environments/:envid/snapshots": lambda: (
+            f"{backups(c)['v2']}/snapshots?limit=5", {}, 200),
+        "POST /api/v2/apps/:project/environments/:envid/snapshots": lambda: (
+            f"{backups(c)['v2']}/snapshots", {"json": {"comment": "matrix"}}, 201),
+        "GET /api/v2/apps/:project/environments/:envid/snapshots/:snapshot": lambda: (
+            f"{backups(c)['v2']}/snapshots/{c['bk']['snap']}", {}, 200),
+        "PUT /api/v2/apps/:project/environments/:envid/snapshots/:snapshot": lambda: (
+            f"{backups(c)['v2']}/snapshots/{c['bk']['snap']}", {"json": {"comment": "m"}}, 200),
+        "DELETE /api/v2/apps/:project/environments/:envid/snapshots/:snapshot": lambda: (
+            f"{backups(c)['v2']}/snapshots/{backup_snapshot(c)}", {}, 204),
+        "POST /api/v2/apps/:project/environments/:envid/snapshots/:snapshot/archives": lambda: (
+            f"{backups(c)['v2']}/snapshots/{c['bk']['snap']}/archives", {}, 201),
+        "GET /api/v2/apps/:project/environments/:envid/snapshots/:snapshot/archives/:archive":
+            lambda: (f"{backups(c)['v2']}/snapshots/{c['bk']['snap']}/archives/"
+                     f"{c['bk']['archive']}", {}, 200),
+        "POST /api/v2/apps/:project/environments/:envid/restores": lambda: (
+            (restore_idle(c) if backups(c) else None,
+             f"{c['bk']['v2']}/restores?source_snapshot_id={c['bk']['snap']}")[1], {}, 201),
+        "GET /api/v2/apps/:project/environments/:envid/restores/:restore": lambda: (
+            f"{backups(c)['v2']}/restores/{c['bk']['restore']}", {}, 200),
+        "GET /api/slipway/apps/:app/environments/:env/snapshots/:snapshot/:part": lambda: (
+            f"/api/slipway/apps/{a}/environments/Test/snapshots/{backups(c)['snap']}/all", {},
+            200),
         "GET /v1/repositories/:project/info": lambda: (f"/v1/repositories/{p}/info", {}, 200),
         "GET /v1/repositories/:project/branches": lambda: (
             f"/v1/repositories/{p}/branches", {}, 200),
