@@ -55,9 +55,11 @@ struct router_site {
     size_t nr_backends;         /*   (a request goes to the next one when one refuses or times
                                    out); none: every request answers as when none answers */
     bool running;               /* false: every request answers 503, ENVIRONMENT_NOT_RUNNING */
-    const char *access_log_dir; /* absolute; nginx writes access-YYYY-MM-DD.log there (the local
-                                   date of the request; one file a day). The caller makes it,
-                                   writable by the router's user */
+    const char *access_log_dir; /* absolute; nginx writes access-YYYY-MM-DD.log there, named
+                                   by the local date of the router_apply (buffered: lines reach
+                                   the file within a second), so the caller applies again when
+                                   the local date changes: one file a day. The caller makes
+                                   the directory, writable by the router's user */
 };
 
 /* Replaces the whole configuration with these sites (nr 0: none). The new configuration is

@@ -989,10 +989,17 @@ static void router_refresh(void)
 {
     if (!deploy_g.have_router || S.router_busy)
         return;
+    /* the local date is part of it: the access logs' file names change at midnight */
     struct strbuf sig = STRBUF_INIT;
+    char date[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%Y-%m-%d", &tm);
+    strbuf_adds(&sig, date);
     store_env_each(0, site_row, &sig);
     if (!strbuf_ok(&sig) || (S.router_done && !strcmp(S.router_done, sig.buf)) ||
-        (!S.router_done && !sig.len)) {
+        (!S.router_done && sig.len == strlen(date))) {
         strbuf_release(&sig);
         return;
     }
@@ -1023,6 +1030,7 @@ static void check_fire(struct engine_timer *t)
     char why[512];
     if (deploy_g.have_router && !S.router_busy && router_check(why, sizeof(why)) == 1)
         log_warn("deploy: nginx had stopped: started again");
+    router_refresh(); /* a new day: the access logs' new files */
     engine_timer_arm(S.owner.engine, t, time_mono_ns() + 5000000000LL);
 }
 
