@@ -116,7 +116,7 @@ const char *layout_releases_dir(void);                                /* DIR/rel
 const char *layout_envs_dir(void);                                    /* DIR/envs */
 const char *layout_router_dir(void);                                  /* DIR/router */
 const char *layout_database_dir(void);                                /* DIR/database */
-const char *layout_snapshots_dir(void);                              /* DIR/snapshots */
+const char *layout_snapshots_dir(void);                               /* DIR/snapshots */
 char *layout_release_dir(const char *app_id, const char *package_id); /* DIR/releases/<A>/<P> */
 /* The parts of an environment's directory. */
 enum layout_env_part {

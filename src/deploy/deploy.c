@@ -297,6 +297,13 @@ int deploy_start(const struct store_app *app, const struct store_env *env, char 
         *already = true;
         return 0;
     }
+    if (!r && store_restore_active(env->id)) { /* checked in the transaction the start is in */
+        store_rollback();
+        return deploy_fail(err, DEPLOY_E_INTERNAL,
+                           "ALREADY_LOCKED: a restore of a snapshot into %s is not done yet: "
+                           "start it once the restore has ended",
+                           env->mode);
+    }
     memset(&job, 0, sizeof(job));
     if (!r && crypto_uuid(job.job_id))
         r = -EIO;

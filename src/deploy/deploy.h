@@ -47,7 +47,7 @@ struct deploy_config {
     bool svc_set_ids; /* root: nginx and PostgreSQL run as svc_uid/svc_gid */
     uid_t svc_uid;
     gid_t svc_gid;
-    const char *nginx; /* NULL: /usr/sbin/nginx; "" : no router */
+    const char *nginx;             /* NULL: /usr/sbin/nginx; "" : no router */
     int64_t snapshot_retention_ms; /* a snapshot is deleted this long after it was asked for */
 };
 

@@ -287,3 +287,27 @@ def test_flexible_environment_and_production_url(hello):
     prod = assert_ok(sw.get(env_path(app_id, "Production"), dev))
     assert prod["Production"] is True
     assert assert_ok(sw.get(f"/api/1/apps/{app_id}", dev))["Url"] == prod["Url"]
+
+
+def test_a_release_that_would_escape_its_directory_is_refused(sw):
+    """Transport unpacks (and checks) the package again: a package file changed on disk after
+    its upload cannot write outside its release."""
+    from test_upload import FILES, make_package
+    dev, app_id, repo = new_deployer(sw, "deployescape")
+    r = sw.post(f"/api/v2/apps/{app_id}/packages/upload", dev,
+                files={"file": ("p.mda", make_package(), "application/octet-stream")})
+    pid = assert_ok(r)["PackageId"]
+    wait_for(lambda: sw.get(f"/api/1/apps/{app_id}/packages/{pid}", dev).json()["Status"]
+             == "Succeeded", timeout=10, what="the upload")
+    path = os.path.join(sw.data, "packages", app_id, f"{pid}.tar.zst")
+    with open(path, "wb") as f:
+        f.write(make_package(FILES + [("../../escaped-" + pid, "file", b"x", 0o644)]))
+    body = assert_error(sw.post(env_path(app_id, "Test", "/transport"), dev,
+                                json={"PackageId": pid}), 500, "PACKAGE_PARSE_FAILED")
+    assert "leaves the package" in body["errorMessage"]
+    releases = os.path.join(sw.data, "releases")
+    for root, dirs, files in os.walk(sw.data):
+        assert not any(n.startswith("escaped-") for n in files + dirs), root
+    assert not os.path.exists(os.path.join(releases, app_id, pid))
+    env = assert_ok(sw.get(env_path(app_id, "Test"), dev))
+    assert env["Status"] == "Empty"
