@@ -436,6 +436,17 @@ static bool router_serves(const struct env_rt *e)
     return p && (p[strlen(want)] == ';' || !p[strlen(want)]);
 }
 
+/* Whether the router's last configuration, refused, was the one that would serve e. */
+static bool router_refused(const struct env_rt *e)
+{
+    if (!deploy_g.have_router || S.router_busy || !S.router_result || !S.router_done)
+        return false;
+    char want[48];
+    snprintf(want, sizeof(want), ";%d:%d", e->row.slot, e->row.instances);
+    const char *p = strstr(S.router_done, want);
+    return p && (p[strlen(want)] == ';' || !p[strlen(want)]);
+}
+
 static void probe_done(struct engine_work *w)
 {
     struct env_rt *e = w->arg;
@@ -452,6 +463,13 @@ static void probe_done(struct engine_work *w)
     }
     if (all && router_serves(e)) {
         start_done(e);
+        return;
+    }
+    if (all && router_refused(e)) {
+        char reason[STORE_REASON_MAX + 1];
+        snprintf(reason, sizeof(reason), "the router cannot serve the environment: %.400s",
+                 S.router_why);
+        start_fail(e, "START_FAILED", reason);
         return;
     }
     if (time_mono_ns() > e->deadline_ns) {
@@ -1030,6 +1048,10 @@ static void check_fire(struct engine_timer *t)
     char why[512];
     if (deploy_g.have_router && !S.router_busy && router_check(why, sizeof(why)) == 1)
         log_warn("deploy: nginx had stopped: started again");
+    if (S.router_result && !S.router_busy) { /* refused last time: try again */
+        free(S.router_done);
+        S.router_done = NULL;
+    }
     router_refresh(); /* a new day: the access logs' new files */
     engine_timer_arm(S.owner.engine, t, time_mono_ns() + 5000000000LL);
 }
