@@ -253,6 +253,14 @@ static void reason_with_tail(char *out, size_t cap, const char *prefix, const ch
 
 /* ---- instances ---- */
 
+/* Restarts after a crash: 100 ms, doubled each time up to a minute; a run of a minute starts
+ * the count again. */
+static void backoff_reset(struct inst *in)
+{
+    in->backoff = (struct engine_backoff){
+        .first_ns = 100000000LL, .max_ns = 60000000000LL, .stable_ns = 60000000000LL};
+}
+
 static void inst_exited(struct runtime_instance *rt, int status);
 
 static int inst_spawn(struct env_rt *e, struct inst *in)
@@ -363,7 +371,7 @@ static void start_done(struct env_rt *e)
              e->row.mode, e->version, e->row.instances, e->row.instances > 1 ? "s" : "",
              (time_mono_ns() - (e->deadline_ns - e->start_timeout_s * 1000000000LL)) / 1e6);
     for (int i = 0; i < DEPLOY_MAX_INSTANCES; i++)
-        e->inst[i].backoff = (struct engine_backoff){0};
+        backoff_reset(&e->inst[i]);
     reconcile(e);
 }
 
@@ -855,7 +863,7 @@ static void reconcile(struct env_rt *e)
         struct inst *in = &e->inst[i];
         if (i < e->row.instances && !in->wanted) {
             in->wanted = true;
-            in->backoff = (struct engine_backoff){0};
+            backoff_reset(in);
             if (!in->rt.running && !inst_spawn(e, in))
                 in->healthy = true;
         } else if (i >= e->row.instances && in->wanted) {
@@ -878,8 +886,7 @@ static struct env_rt *env_rt_new(const struct store_env *row)
         in->env = e;
         in->idx = i;
         in->restart = (struct engine_timer){.fire = restart_fire, .arg = in};
-        in->backoff = (struct engine_backoff){
-            .first_ns = 100000000LL, .max_ns = 60000000000LL, .stable_ns = 60000000000LL};
+        backoff_reset(in);
         in->rt.pidfd = -1;
         in->rt.group_fd = -1;
     }

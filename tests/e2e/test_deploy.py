@@ -311,3 +311,78 @@ def test_a_release_that_would_escape_its_directory_is_refused(sw):
     assert not os.path.exists(os.path.join(releases, app_id, pid))
     env = assert_ok(sw.get(env_path(app_id, "Test"), dev))
     assert env["Status"] == "Empty"
+
+
+def test_tags_secret_constants_and_transport_rights(sw):
+    dev, app_id, repo = new_deployer(sw, "deploysecret")
+    yml = example_files()["slipway.yml"].decode().replace(
+        "constants:\n", "constants:\n  - name: Main.Token\n    type: String\n    secret: true\n"
+        "  - name: Main.Limit\n    type: Integer\n    default: \"3\"\n", 1).replace(
+        "command: ./bin/hello", "command: echo token=$MX_Main_Token limit=$MX_Main_Limit; "
+        "exec ./bin/hello")
+    pid = build(sw, dev, app_id, repo, example_files(yml))
+    assert_ok(sw.post(env_path(app_id, "Test", "/transport"), dev, json={"PackageId": pid}))
+    # a constant without a default and without a value fails the start
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
+    assert_error(wait_started(sw, dev, app_id, "Test", job), 500, "MISSING_CONSTANT")
+    secret = "s3cr3t-" + pid[:8]
+    s = assert_ok(sw.post(env_path(app_id, "Test", "/settings"), dev, json={"Constants": [
+        {"Name": "Main.Token", "Value": secret}, {"Name": "Main.Limit", "Value": 7}]}))
+    shown = {c["Name"]: c for c in s["Constants"]}
+    assert shown["Main.Token"]["Value"] == "********" and secret not in json.dumps(s)
+    assert shown["Main.Limit"]["Value"] == "7" and shown["Main.Limit"]["DataType"] == "Integer"
+    assert_error(sw.post(env_path(app_id, "Test", "/settings"), dev, json={"Constants": [
+        {"Name": "Main.Limit", "Value": "many"}]}), 400, "INVALID_PARAMETERS")
+    # the masked value sent back (GET, edit, POST) leaves the secret as it is
+    s["Constants"] = [c for c in s["Constants"] if c["Name"] == "Main.Token"]
+    assert_ok(sw.post(env_path(app_id, "Test", "/settings"), dev, json=s))
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
+    assert wait_started(sw, dev, app_id, "Test", job).json()["Status"] == "Started"
+    today = datetime.date.today().isoformat()
+    log = os.path.join(sw.data, "envs", app_id, "Test", "logs", f"app-{today}.log")
+    wait_for(lambda: f"token={secret} limit=7" in open(log, encoding="utf-8").read(), timeout=10,
+             what="the app seeing the secret")
+    # stored sealed: the plain text is nowhere in the database's files
+    for name in os.listdir(sw.data):
+        if name.startswith("slipway.db"):
+            with open(os.path.join(sw.data, name), "rb") as f:
+                assert secret.encode() not in f.read(), name
+    assert secret not in sw.log()
+    # tags
+    assert assert_ok(sw.get(env_path(app_id, "Test", "/tags"), dev)) == {"Tag": None, "Tags": []}
+    assert_ok(sw.post(env_path(app_id, "Test", "/tags"), dev, json={"Tag": "europe"}))
+    t = assert_ok(sw.post(env_path(app_id, "Test", "/tags"), dev, json={"Tag": "blue"}))
+    assert t["Tags"] == ["blue", "europe"]
+    r = sw.delete(env_path(app_id, "Test", "/tags"), dev, json={"Tag": "europe"})
+    assert r.status_code == 204
+    assert sw.delete(env_path(app_id, "Test", "/tags"), dev, json={"Tag": "absent"}).status_code \
+        == 204
+    assert assert_ok(sw.get(env_path(app_id, "Test", "/tags"), dev))["Tags"] == ["blue"]
+    assert_error(sw.post(env_path(app_id, "Test", "/tags"), dev, json={}), 400)
+    # transport needs Transport Rights on that environment
+    sw.rights(app_id, dev, "Acceptance", "transport", revoke=True)
+    assert_error(sw.post(env_path(app_id, "Acceptance", "/transport"), dev,
+                         json={"PackageId": pid}), 403, "TRANSPORT_NOT_ALLOWED")
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+
+
+def test_crash_looping_instance(sw):
+    dev, app_id, repo = new_deployer(sw, "deployloop")
+    yml = example_files()["slipway.yml"].decode().replace(
+        "command: ./bin/hello",
+        "command: if [ -e \"$DATA_DIR/ran\" ]; then echo crashing; exit 3; fi; "
+        "touch \"$DATA_DIR/ran\"; exec ./bin/hello")
+    pid = build(sw, dev, app_id, repo, example_files(yml))
+    env = deploy(sw, dev, app_id, "Test", pid)
+    assert env["CrashLooping"] is False
+    os.killpg(instance_pids(sw, app_id, "Test")[0], signal.SIGKILL)
+    wait_for(lambda: sw.get(env_path(app_id, "Test"), dev).json()["CrashLooping"], timeout=30,
+             what="CrashLooping")
+    sw.wait_log(r"is crash-looping: instance 0 failed 5 times in a row", timeout=5)
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+    # a successful start clears it
+    os.unlink(os.path.join(sw.data, "envs", app_id, "Test", "data", "ran"))
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
+    assert wait_started(sw, dev, app_id, "Test", job).json()["Status"] == "Started"
+    assert sw.get(env_path(app_id, "Test"), dev).json()["CrashLooping"] is False
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))

@@ -76,6 +76,22 @@ def test_restarts_keep_apps_running(server_factory, tmp_path):
     assert get(env["Url"]).status_code == 503
 
 
+def memory_limit(pid):
+    """The memory limit of the process's cgroup (v2 memory.max, else v1 memory.limit_in_bytes),
+    in bytes; None when it has none."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        groups = dict((l.split(":")[1], l.split(":", 2)[2].strip()) for l in f)
+    if "memory" in groups:
+        path = f"/sys/fs/cgroup/memory{groups['memory']}/memory.limit_in_bytes"
+    else:
+        path = f"/sys/fs/cgroup{groups['']}/memory.max"
+        if not os.path.exists(path):
+            path = f"/sys/fs/cgroup/unified{groups['']}/memory.max"
+    with open(path) as f:
+        text = f.read().strip()
+    return None if text == "max" else int(text)
+
+
 def status_of(pid):
     with open(f"/proc/{pid}/status") as f:
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
@@ -111,6 +127,9 @@ def test_instances_run_unprivileged_with_their_own_environment(sw):
     assert set(env) <= {"PORT", "DATA_DIR", "SLIPWAY_APP", "SLIPWAY_ENV", "SLIPWAY_VERSION",
                         "SLIPWAY_INSTANCE", "MX_Main_Greeting", "PATH", "HOME", "LANG", "PWD",
                         "SHLVL", "_", "OLDPWD"}, env
+    # under its memory limit (MemoryPerInstance), through cgroup v2 or, on a hybrid host, v1
+    launcher = instance_pids(sw, app_id, "Test")[0]
+    assert memory_limit(launcher) == 1024 << 20
     # the data directory is the instance's own; the server's files are out of its reach
     st = os.stat(env["DATA_DIR"])
     assert st.st_uid == int(uid) and st.st_mode & 0o777 == 0o700
@@ -186,3 +205,18 @@ def test_database_per_environment(sw):
     env = deploy(sw, dev, app_id, "Test", pid)
     assert get(env["Url"], "/notes").json() == []
     assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+
+
+def test_without_nginx_the_url_is_the_instance(server_factory, tmp_path):
+    s = Slipway(server_factory(extra_args=["--nginx", "/nonexistent/nginx", "--env-ports",
+                                           "43000"]), str(tmp_path))
+    said = [l for l in s.server.stderr().splitlines() if "without a router" in l]
+    assert len(said) == 1, said
+    dev, app_id, repo = new_deployer(s, "nonginx")
+    pid = build(s, dev, app_id, repo, example_files())
+    env = deploy(s, dev, app_id, "Test", pid)
+    port = int(env["Url"].rsplit(":", 1)[1])
+    assert (port - 43000) % 10 == 1  # the first instance's port, not the slot's router port
+    assert get(env["Url"]).json()["greeting"] == "hello"
+    assert_ok(s.post(env_path(app_id, "Test", "/stop"), dev))
+    assert len([l for l in s.server.stderr().splitlines() if "without a router" in l]) == 1
