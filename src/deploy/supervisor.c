@@ -118,6 +118,7 @@ static struct {
     char router_why[512];
     int router_result;
     struct engine_timer check_timer;
+    struct engine_work check_work;
 } S;
 
 static void reconcile(struct env_rt *e);
@@ -897,17 +898,11 @@ static struct env_rt *env_rt_new(const struct store_env *row)
     return e;
 }
 
-struct app_name {
-    int64_t id;
-    char app_id[STORE_APPID_MAX + 1];
-};
-
-static int app_name_of(const struct store_app *a, void *arg)
+/* The AppId of an app's row id ("" when it is gone). */
+static void app_id_of(int64_t app, char out[STORE_APPID_MAX + 1])
 {
-    struct app_name *n = arg;
-    if (a->id == n->id)
-        snprintf(n->app_id, sizeof(n->app_id), "%s", a->app_id);
-    return 0;
+    struct store_app a;
+    snprintf(out, STORE_APPID_MAX + 1, "%s", store_app_by_id(app, &a) ? "" : a.app_id);
 }
 
 static int reconcile_row(const struct store_env *row, void *arg)
@@ -920,11 +915,8 @@ static int reconcile_row(const struct store_env *row, void *arg)
         if (!(e = env_rt_new(row)))
             return 0;
     }
-    if (!e->app_id[0]) {
-        struct app_name n = {.id = row->app};
-        store_app_each(0, app_name_of, &n);
-        snprintf(e->app_id, sizeof(e->app_id), "%s", n.app_id);
-    }
+    if (!e->app_id[0])
+        app_id_of(row->app, e->app_id);
     int slot = e->row.slot;
     e->row = *row;
     e->row.slot = slot;
@@ -982,8 +974,10 @@ static int site_add(const struct store_env *row, void *arg)
     (void)arg;
     if (!row->package_id[0])
         return 0;
-    struct app_name n = {.id = row->app};
-    store_app_each(0, app_name_of, &n);
+    char app_id[STORE_APPID_MAX + 1];
+    app_id_of(row->app, app_id);
+    if (!app_id[0])
+        return 0;
     struct router_site *s = &S.sites[S.nr_sites];
     char name[64];
     snprintf(name, sizeof(name), "env%d", row->slot);
@@ -994,10 +988,8 @@ static int site_add(const struct store_env *row, void *arg)
         S.site_ports[S.nr_sites * DEPLOY_MAX_INSTANCES + i] = deploy_instance_port(row->slot, i);
     s->nr_backends = (size_t)row->instances;
     s->running = true; /* instances that do not answer give 503 */
-    s->access_log_dir =
-        n.app_id[0] ? layout_env_path(n.app_id, row->mode, LAYOUT_ENV_ACCESS) : NULL;
-    if (n.app_id[0])
-        deploy_env_dirs(n.app_id, row);
+    s->access_log_dir = layout_env_path(app_id, row->mode, LAYOUT_ENV_ACCESS);
+    deploy_env_dirs(app_id, row);
     S.nr_sites++;
     return 0;
 }
@@ -1049,18 +1041,39 @@ static void router_refresh(void)
     engine_submit(S.owner.engine, &S.router_work);
 }
 
-/* Every 5 s: nginx and PostgreSQL still run (a master that died is started again). */
-static void check_fire(struct engine_timer *t)
+/* Every 5 s, on a worker: nginx and PostgreSQL still run (a master that died is started
+ * again); then, on the engine thread, the router's configuration for a new day. */
+static void check_run(struct engine_work *w)
 {
+    (void)w;
     char why[512];
-    if (deploy_g.have_router && !S.router_busy && router_check(why, sizeof(why)) == 1)
+    if (deploy_g.have_router && router_check(why, sizeof(why)) == 1)
         log_warn("deploy: nginx had stopped: started again");
+    if (deploy_g.have_database) {
+        int r = database_check(why, sizeof(why));
+        if (r == 1)
+            log_warn("deploy: PostgreSQL had stopped: started again");
+        else if (r < 0)
+            log_error("deploy: PostgreSQL: %s", why);
+    }
+}
+
+static void check_done(struct engine_work *w)
+{
+    (void)w;
     if (S.router_result && !S.router_busy) { /* refused last time: try again */
         free(S.router_done);
         S.router_done = NULL;
     }
     router_refresh(); /* a new day: the access logs' new files */
-    engine_timer_arm(S.owner.engine, t, time_mono_ns() + 5000000000LL);
+    engine_timer_arm(S.owner.engine, &S.check_timer, time_mono_ns() + 5000000000LL);
+}
+
+static void check_fire(struct engine_timer *t)
+{
+    (void)t;
+    S.check_work = (struct engine_work){.run = check_run, .done = check_done};
+    engine_submit(S.owner.engine, &S.check_work);
 }
 
 /* ---- the owner ---- */
@@ -1078,11 +1091,8 @@ static int adopt_row(const struct store_instance *row, void *arg)
     struct env_rt *e = env_find(row->env);
     if (!e && !(e = env_rt_new(&env)))
         return 0;
-    if (!e->app_id[0]) {
-        struct app_name n = {.id = env.app};
-        store_app_each(0, app_name_of, &n);
-        snprintf(e->app_id, sizeof(e->app_id), "%s", n.app_id);
-    }
+    if (!e->app_id[0])
+        app_id_of(env.app, e->app_id);
     if (row->idx < 0 || row->idx >= DEPLOY_MAX_INSTANCES)
         return 0;
     struct inst *in = &e->inst[row->idx];

@@ -103,6 +103,15 @@ int store_app_by_appid(const char *app_id, struct store_app *out)
     return app_one(st, out);
 }
 
+int store_app_by_id(int64_t id, struct store_app *out)
+{
+    sqlite3_stmt *st = store_stmt("SELECT " APP_COLS " FROM apps WHERE id = ?");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, id);
+    return app_one(st, out);
+}
+
 int store_app_by_project_id(const char *project_id, struct store_app *out)
 {
     sqlite3_stmt *st = store_stmt("SELECT " APP_COLS " FROM apps WHERE project_id = ?");

@@ -103,6 +103,7 @@ struct store_env {
 int store_app_insert(struct store_app *app);
 int store_app_by_appid(const char *app_id, struct store_app *out);
 int store_app_by_project_id(const char *project_id, struct store_app *out);
+int store_app_by_id(int64_t id, struct store_app *out);
 /* All apps (user_id 0), or those the user is a member of, ordered by AppId. */
 int store_app_each(int64_t user_id, int (*fn)(const struct store_app *, void *), void *arg);
 /* Adds an environment after the app's others (a flexible one): -EEXIST when the app has one of
