@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,40 @@ static int mkdir_pass(const char *dir)
     return r ? r : chmod(dir, 0711) < 0 ? -errno : 0;
 }
 
+/* A release is never changed: nothing in it is writable but by its owner (the server), whatever
+ * modes the package gave; instances run as other users. */
+static int seal_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)ftw;
+    if ((type == FTW_F || type == FTW_D || type == FTW_DP) && (st->st_mode & 0022))
+        chmod(path, st->st_mode & 07755);
+    return 0;
+}
+
+static void release_seal(const char *dir)
+{
+    nftw(dir, seal_one, 16, FTW_PHYS | FTW_DEPTH);
+}
+
+/* Removes the app's releases that no environment holds (a transport or a clean let one go). */
+static void releases_prune(const char *app_id)
+{
+    char *dir = layout_release_app_dir(app_id);
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (strlen(de->d_name) != CRYPTO_UUID_LEN - 1 || store_package_in_use(de->d_name))
+            continue;
+        char *path = layout_release_dir(app_id, de->d_name);
+        if (path && !fs_remove_tree(path))
+            log_info("deploy: release %s/%s removed: no environment holds it", app_id, de->d_name);
+        free(path);
+    }
+    if (d)
+        closedir(d);
+    free(dir);
+}
+
 int deploy_release_ensure(const char *app_id, const char *package_id, char *err, size_t err_cap)
 {
     char *dir = layout_release_dir(app_id, package_id);
@@ -137,6 +172,7 @@ int deploy_release_ensure(const char *app_id, const char *package_id, char *err,
             r = -errno;
         goto out;
     }
+    release_seal(tmp);
     char *text = json_dumps(manifest, JSON_COMPACT);
     if (!text || asprintf(&manifest_path, "%s/manifest.json", tmp) < 0) {
         free(text);
@@ -271,6 +307,7 @@ int deploy_transport(const struct store_app *app, const struct store_env *env,
         return deploy_fail(err, DEPLOY_E_INTERNAL, "INTERNAL_ERROR: cannot record the transport");
     log_info("deploy: %s/%s holds package %s (version %s)%s", app->app_id, env->mode,
              pkg.package_id, pkg.version, env->want_running ? "; it runs at the next start" : "");
+    releases_prune(app->app_id);
     return 0;
 }
 
@@ -389,6 +426,7 @@ int deploy_clean(const struct store_app *app, const struct store_env *env, struc
     if (store_env_clean(env->id))
         return deploy_fail(err, DEPLOY_E_INTERNAL, "ENVIRONMENT_CLEAN_FAILED: cannot record it");
     log_info("deploy: %s/%s cleaned", app->app_id, env->mode);
+    releases_prune(app->app_id);
     return 0;
 }
 

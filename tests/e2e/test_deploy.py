@@ -386,3 +386,30 @@ def test_crash_looping_instance(sw):
     assert wait_started(sw, dev, app_id, "Test", job).json()["Status"] == "Started"
     assert sw.get(env_path(app_id, "Test"), dev).json()["CrashLooping"] is False
     assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+
+
+def test_releases_are_shared_read_only_and_pruned(sw):
+    dev, app_id, repo = new_deployer(sw, "deployrel")
+    files = example_files()
+    files["share/open.txt"] = b"world-writable in the workspace\n"
+    files["slipway.yml"] = files["slipway.yml"].replace(b"    - bin/\n",
+                                                        b"    - bin/\n    - share/\n")
+    files["Makefile"] = files["Makefile"] + b"\n# chmod: see slipway.yml\n"
+    yml = files["slipway.yml"].decode().replace("    - make\n",
+                                                 "    - make\n    - chmod 0777 share share/open.txt\n")
+    files["slipway.yml"] = yml.encode()
+    p1 = build(sw, dev, app_id, repo, files)
+    for mode in ("Test", "Acceptance"):
+        assert_ok(sw.post(env_path(app_id, mode, "/transport"), dev, json={"PackageId": p1}))
+    releases = os.path.join(sw.data, "releases", app_id)
+    assert os.listdir(releases) == [p1]  # unpacked once, shared
+    for root, dirs, names in os.walk(os.path.join(releases, p1)):
+        for n in dirs + names:
+            st = os.lstat(os.path.join(root, n))
+            assert not (st.st_mode & 0o022), (n, oct(st.st_mode))
+    assert_ok(sw.post(env_path(app_id, "Acceptance", "/clean"), dev))
+    assert os.listdir(releases) == [p1]  # Test still holds it
+    files["README.md"] = b"changed\n"
+    p2 = build(sw, dev, app_id, repo, files, version="1.0.1")
+    assert_ok(sw.post(env_path(app_id, "Test", "/transport"), dev, json={"PackageId": p2}))
+    assert os.listdir(releases) == [p2]  # nothing holds the first any more
