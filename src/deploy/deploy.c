@@ -380,6 +380,13 @@ int deploy_start_status(const struct store_env *env, const char *job_id, const c
     return 0;
 }
 
+static int count_instance(const struct store_instance *in, void *arg)
+{
+    (void)in;
+    (*(int *)arg)++;
+    return 0;
+}
+
 int deploy_stop(const struct store_app *app, const struct store_env *env, struct deploy_error *err)
 {
     (void)app;
@@ -394,7 +401,9 @@ int deploy_stop(const struct store_app *app, const struct store_env *env, struct
         struct store_job job;
         if (store_env_get(env->id, &now))
             return deploy_fail(err, DEPLOY_E_INTERNAL, "STOP_FAILED: cannot read the environment");
-        if (strcmp(now.status, "Running") && store_job_active_start(env->id, &job) == -ENOENT)
+        int running = 0;
+        if (strcmp(now.status, "Running") && store_job_active_start(env->id, &job) == -ENOENT &&
+            !store_instance_each(env->id, count_instance, &running) && !running)
             return 0;
         struct timespec ts = {0, round < 50 ? 2000000 : 20000000};
         nanosleep(&ts, NULL);

@@ -489,6 +489,20 @@ static int launcher_run(struct launcher *l)
         if (fds[1].revents)
             exited = true;
     }
+    /* A stop (SIGTERM to the process group) ends a shell that runs the app as its child (dash
+     * does not exec the last command of `sh -c`) at once, while the app takes its time to shut
+     * down: then the instance lasts until the app has closed its output too (the engine kills
+     * what is left after run.stop_timeout). */
+    siginfo_t how = {0};
+    if (!eof && waitid(P_PID, (id_t)pid, &how, WEXITED | WNOWAIT) == 0 &&
+        how.si_code == CLD_KILLED &&
+        (how.si_status == SIGTERM || how.si_status == SIGINT || how.si_status == SIGHUP)) {
+        while (!eof) {
+            ssize_t got = read_some(l, out[0]);
+            if (got == 0 || (got < 0 && got != -EINTR && got != -EAGAIN))
+                eof = true;
+        }
+    }
     /* What the app wrote before its exit is in the pipe; what it left running may write on. */
     if (!eof && fcntl(out[0], F_SETFL, O_NONBLOCK) == 0) {
         size_t drained = 0;

@@ -658,7 +658,7 @@ static void prepare_done(struct engine_work *w)
     e->working = false;
     e->preparing = false;
     e->prep = NULL;
-    if (!e->starting) { /* stopped meanwhile */
+    if (!e->starting || !e->row.want_running) { /* stopped meanwhile (reconcile waited) */
         prepared_free(p);
         reconcile(e);
         return;

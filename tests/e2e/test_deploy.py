@@ -413,3 +413,27 @@ def test_releases_are_shared_read_only_and_pruned(sw):
     p2 = build(sw, dev, app_id, repo, files, version="1.0.1")
     assert_ok(sw.post(env_path(app_id, "Test", "/transport"), dev, json={"PackageId": p2}))
     assert os.listdir(releases) == [p2]  # nothing holds the first any more
+
+
+def test_stop_during_a_start_ends_it(sw):
+    dev, app_id, repo = new_deployer(sw, "deploystopstart")
+    yml = ("version: 1\nbuild:\n  steps: [\"mkdir -p bin && cp run.sh bin/run && chmod +x "
+           "bin/run\"]\npackage:\n  include: [bin/]\nrun:\n  command: ./bin/run\n"
+           "  health: /healthz\n  start_timeout: 60s\n  stop_timeout: 1s\n")
+    # never healthy, and deaf to SIGTERM: killed after run.stop_timeout
+    script = b"#!/bin/sh\ntrap '' TERM\necho deaf now\nwhile :; do sleep 1; done\n"
+    pid = build(sw, dev, app_id, repo, {"slipway.yml": yml.encode(), "run.sh": script})
+    assert_ok(sw.post(env_path(app_id, "Test", "/transport"), dev, json={"PackageId": pid}))
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
+    log = os.path.join(sw.data, "envs", app_id, "Test", "logs",
+                       f"app-{datetime.date.today().isoformat()}.log")
+    wait_for(lambda: os.path.exists(log) and "deaf now" in open(log, encoding="utf-8").read(),
+             timeout=10, what="the instance ignoring SIGTERM")
+    t0 = time.monotonic()
+    stopped = assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+    took = time.monotonic() - t0
+    assert stopped["Status"] == "Stopped" and 0.9 < took < 10, took
+    body = assert_error(sw.get(env_path(app_id, "Test", f"/start/{job}"), dev), 500,
+                        "START_FAILED")
+    assert "stopped during its start" in body["errorMessage"]
+    wait_for(lambda: not instance_pids(sw, app_id, "Test"), timeout=10, what="no instance left")
