@@ -401,6 +401,12 @@ int deploy_stop(const struct store_app *app, const struct store_env *env, struct
         struct store_job job;
         if (store_env_get(env->id, &now))
             return deploy_fail(err, DEPLOY_E_INTERNAL, "STOP_FAILED: cannot read the environment");
+        /* a start came after this stop: the environment runs again, a Stopped never comes */
+        if (now.want_running)
+            return deploy_fail(err, DEPLOY_E_INTERNAL,
+                               "STOP_FAILED: a start of %s came while it was stopping: it runs "
+                               "again",
+                               env->mode);
         int running = 0;
         if (strcmp(now.status, "Running") && store_job_active_start(env->id, &job) == -ENOENT &&
             !store_instance_each(env->id, count_instance, &running) && !running)

@@ -87,7 +87,8 @@ int deploy_start(const struct store_app *app, const struct store_env *env, char 
 /* The start job: "Starting", "Started", or an error (code and the reason). */
 int deploy_start_status(const struct store_env *env, const char *job_id, const char **status,
                         struct deploy_error *err);
-/* Stop: SIGTERM to each instance, killed after run.stop_timeout; returns once stopped. */
+/* Stop: SIGTERM to each instance, killed after run.stop_timeout; returns once stopped, or
+ * fails (STOP_FAILED) as soon as a start made after it takes the environment back. */
 int deploy_stop(const struct store_app *app, const struct store_env *env, struct deploy_error *err);
 /* Clean: forgets the package and removes the environment's data and database (it must be
  * stopped). */
