@@ -77,7 +77,8 @@ _env_ports = itertools.count()
 def env_ports_arg(extra_args, session=False):
     if any(str(a).startswith("--env-ports") for a in extra_args):
         return []
-    return ["--env-ports", "20000" if session else str(34000 + next(_env_ports) % 13 * 2000)]
+    session_base = os.environ.get("SLIPWAY_E2E_ENV_PORTS", "20000")  # for sessions side by side
+    return ["--env-ports", session_base if session else str(34000 + next(_env_ports) % 13 * 2000)]
 
 
 def passable(path):
@@ -599,8 +600,10 @@ def sw(sw_tmp):
     s = Slipway(server, sw_tmp)
     yield s
     s.http.close()
-    rc = server.stop()
-    stop_leftovers(server.data)
+    try:
+        rc = server.stop()
+    finally:  # what the environments left runs on the session's ports otherwise
+        stop_leftovers(server.data)
     err = server.stderr()
     assert rc == 0, f"the server exited with {rc} after SIGTERM; stderr tail:\n{err[-6000:]}"
     leaked = [x[:12] + "..." for x in s.secrets if x and x in err]
@@ -620,14 +623,16 @@ def server_factory(tmp_path):
         return srv
     yield make
     for srv in servers:
-        if srv.proc.poll() is None:
-            srv.proc.terminate()
-            try:
-                srv.proc.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                srv.proc.kill()
-                srv.proc.wait()
-        stop_leftovers(srv.data)
+        try:
+            if srv.proc.poll() is None:
+                srv.proc.terminate()
+                try:
+                    srv.proc.wait(timeout=STOP_DEADLINE)
+                except subprocess.TimeoutExpired:
+                    srv.proc.kill()
+                    srv.proc.wait()
+        finally:
+            stop_leftovers(srv.data)
 
 
 @pytest.fixture
