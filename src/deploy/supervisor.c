@@ -651,6 +651,20 @@ static void prepare_run(struct engine_work *w)
 
 static void events_schedule(struct env_rt *e);
 
+/* Whether 127.0.0.1:port can be listened on (nothing listens there now). */
+static bool port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0)
+        return true; /* cannot tell: the app will say */
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
 static void prepare_done(struct engine_work *w)
 {
     struct env_rt *e = w->arg;
@@ -672,6 +686,16 @@ static void prepare_done(struct engine_work *w)
     prepared_free(p);
     e->deadline_ns = time_mono_ns() + e->start_timeout_s * 1000000000LL;
     int n = e->row.instances;
+    for (int i = 0; i < n && i < DEPLOY_MAX_INSTANCES; i++) {
+        int port = deploy_instance_port(e->row.slot, i);
+        if (!port_free(port)) { /* another process (an app that ignores $PORT?) holds it */
+            char reason[200];
+            snprintf(reason, sizeof(reason),
+                     "port %d, instance %d's, is in use by another process on 127.0.0.1", port, i);
+            start_fail(e, "START_FAILED", reason);
+            return;
+        }
+    }
     for (int i = 0; i < n && i < DEPLOY_MAX_INSTANCES; i++) {
         e->inst[i].wanted = true;
         if (inst_spawn(e, &e->inst[i])) {

@@ -420,3 +420,28 @@ def test_a_start_during_a_stop_ends_the_stop(misbehaving):
     assert r.status_code == 200 and r.json()["Status"] == "Started", r.text
     assert_ok(sw.post(env_path(app_id, "Acceptance", "/stop"), dev))
     healthy(sw)
+
+
+def test_a_start_whose_port_another_process_holds_fails_and_says_so(sw):
+    """An app that ignores $PORT (or anything else) may take another environment's port: that
+    environment's start fails naming the port instead of health-checking the squatter."""
+    import socket
+    from test_deploy import build, env_path, example_files, new_deployer, wait_started
+    dev, app_id, repo = new_deployer(sw, "squat")
+    pid = build(sw, dev, app_id, repo, example_files())
+    env = assert_ok(sw.get(env_path(app_id, "Test"), dev))
+    port = int(env["Url"].rsplit(":", 1)[1]) + 1  # instance 0's
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen(4)
+    try:
+        assert_ok(sw.post(env_path(app_id, "Test", "/transport"), dev, json={"PackageId": pid}))
+        job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
+        body = assert_error(wait_started(sw, dev, app_id, "Test", job), 500, "START_FAILED")
+        assert f"port {port}" in body["errorMessage"]
+    finally:
+        squatter.close()
+    job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
+    assert wait_started(sw, dev, app_id, "Test", job).json()["Status"] == "Started"
+    assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
