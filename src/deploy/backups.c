@@ -135,7 +135,8 @@ int backups_snapshot_queue(const struct store_env *env, const char *comment,
         return bfail(err, BACKUPS_E_INTERNAL, "no random bytes");
     out->env = env->id;
     snprintf(out->comment, sizeof(out->comment), "%s", comment);
-    out->expires_ms = time_now_ms() + deploy_g.cfg.snapshot_retention_ms;
+    out->created_ms = time_now_ms(); /* the retention counts from the same instant */
+    out->expires_ms = out->created_ms + deploy_g.cfg.snapshot_retention_ms;
     if (store_snapshot_insert(out) || store_snapshot_get(out->snapshot_id, out))
         return bfail(err, BACKUPS_E_INTERNAL, "cannot record the snapshot");
     wake();

@@ -86,7 +86,9 @@ int store_snapshot_insert(struct store_snapshot *s)
                                   "(?, ?, ?, 'queued', ?, ?, ?, ?)");
     if (!st)
         return -EIO;
-    s->created_ms = s->updated_ms = time_now_ms();
+    if (!s->created_ms)
+        s->created_ms = time_now_ms();
+    s->updated_ms = s->created_ms;
     s->state = BK_QUEUED;
     sqlite3_bind_text(st, 1, s->snapshot_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, s->env);

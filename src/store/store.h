@@ -307,8 +307,9 @@ struct store_snapshot {
     char mode[STORE_MODE_MAX + 1];
     char app_id[STORE_APPID_MAX + 1];
 };
-/* Inserts a queued snapshot (snapshot_id, env, comment, model_version, expires_ms filled by the
- * caller); fills id, state, created_ms and updated_ms. */
+/* Inserts a queued snapshot (snapshot_id, env, comment, model_version, expires_ms and, when not
+ * 0, created_ms filled by the caller); fills id, state, created_ms (now, when 0) and
+ * updated_ms. */
 int store_snapshot_insert(struct store_snapshot *s);
 int store_snapshot_get(const char *snapshot_id, struct store_snapshot *out);
 /* The environment's snapshots, newest first, from offset, at most limit. */
