@@ -264,25 +264,26 @@ static void backoff_reset(struct inst *in)
 
 static void inst_exited(struct runtime_instance *rt, int status);
 
-static int inst_spawn(struct env_rt *e, struct inst *in)
+/* Starts a process of the environment (an instance or a scheduled event) through the driver:
+ * `command` with the environment's variables, PORT and, for an instance, SLIPWAY_INSTANCE. */
+static int env_run(struct env_rt *e, struct runtime_instance *rt, const char *command,
+                   const char *label, const char *group, int port, int instance)
 {
-    char port[16], idx[16], group[48], label[16];
-    snprintf(port, sizeof(port), "%d", deploy_instance_port(e->row.slot, in->idx));
-    snprintf(idx, sizeof(idx), "%d", in->idx);
-    snprintf(label, sizeof(label), "%d", in->idx);
-    snprintf(group, sizeof(group), "env%d-%d-%llu", e->row.slot, in->idx, ++e->seq);
+    char port_text[16], idx[16];
+    snprintf(port_text, sizeof(port_text), "%d", port);
+    snprintf(idx, sizeof(idx), "%d", instance);
     char **envp = NULL;
     size_t nr = 0;
     int r = 0;
     for (size_t i = 0; !r && i < e->nr_envp; i++)
         r = strv_add(&envp, &nr, e->envp[i]);
     if (!r)
-        r = strv_add_env(&envp, &nr, "PORT", port);
-    if (!r)
+        r = strv_add_env(&envp, &nr, "PORT", port_text);
+    if (!r && instance >= 0)
         r = strv_add_env(&envp, &nr, "SLIPWAY_INSTANCE", idx);
     struct runtime_spec spec = {
         .release_dir = e->release_dir,
-        .command = e->command,
+        .command = command,
         .log_dir = e->log_dir,
         .label = label,
         .envp = envp,
@@ -292,13 +293,23 @@ static int inst_spawn(struct env_rt *e, struct inst *in)
         .memory_bytes = S.limited ? e->memory_mb << 20 : 0,
         .group = group,
     };
+    if (!r)
+        r = S.driver->start(rt, &spec);
+    strv_free(envp);
+    return r;
+}
+
+static int inst_spawn(struct env_rt *e, struct inst *in)
+{
+    char group[48], label[16];
+    snprintf(label, sizeof(label), "%d", in->idx);
+    snprintf(group, sizeof(group), "env%d-%d-%llu", e->row.slot, in->idx, ++e->seq);
     in->rt.exited = inst_exited;
     in->rt.arg = in;
     in->healthy = false;
     in->stopping = false;
-    if (!r)
-        r = S.driver->start(&in->rt, &spec);
-    strv_free(envp);
+    int r = env_run(e, &in->rt, e->command, label, group,
+                    deploy_instance_port(e->row.slot, in->idx), in->idx);
     if (r) {
         log_error("deploy: %s/%s: cannot start instance %d: %s", e->app_id, e->row.mode, in->idx,
                   strerror(-r));
@@ -782,34 +793,12 @@ static void event_fire(struct engine_timer *t)
                      e->app_id, e->row.mode, ev->name);
             continue;
         }
-        char label[STORE_NAME_MAX + 8], group[48], port[16];
+        char label[STORE_NAME_MAX + 8], group[48];
         snprintf(label, sizeof(label), "event:%s", ev->name);
         snprintf(group, sizeof(group), "env%d-ev%zu-%llu", e->row.slot, i, ++e->seq);
-        snprintf(port, sizeof(port), "%d", deploy_env_port(&e->row));
-        char **envp = NULL;
-        size_t nr = 0;
-        int r = 0;
-        for (size_t k = 0; !r && k < e->nr_envp; k++)
-            r = strv_add(&envp, &nr, e->envp[k]);
-        if (!r)
-            r = strv_add_env(&envp, &nr, "PORT", port);
-        struct runtime_spec spec = {
-            .release_dir = e->release_dir,
-            .command = ev->command,
-            .log_dir = e->log_dir,
-            .label = label,
-            .envp = envp,
-            .set_ids = deploy_g.cfg.set_ids,
-            .uid = deploy_env_uid(&e->row),
-            .gid = deploy_env_uid(&e->row),
-            .memory_bytes = S.limited ? e->memory_mb << 20 : 0,
-            .group = group,
-        };
         ev->rt.exited = event_exited;
         ev->rt.arg = ev;
-        if (!r)
-            r = S.driver->start(&ev->rt, &spec);
-        strv_free(envp);
+        int r = env_run(e, &ev->rt, ev->command, label, group, deploy_env_port(&e->row), -1);
         if (r)
             log_error("deploy: %s/%s: cannot run scheduled event %s: %s", e->app_id, e->row.mode,
                       ev->name, strerror(-r));
