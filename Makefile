@@ -23,6 +23,10 @@ B       := build
 O       := $(B)/obj$(if $(SANITIZE),-san)
 # The sanitizer build is a separate binary, so both can exist side by side.
 BIN     := $(B)/$(if $(SANITIZE),san/)slipway
+# The launcher of app instances, beside it: libc only (src/slipway-instance.c).
+LAUNCHER := $(B)/$(if $(SANITIZE),san/)slipway-instance
+LAUNCHER_OBJS := $(O)/slipway-instance.o $(O)/deploy/instance.o $(O)/base/proc.o \
+                 $(O)/base/strbuf.o $(O)/base/util.o
 Q       := $(if $(V),,@)
 SRCS    := $(sort $(wildcard src/*/*.c))
 OBJS    := $(SRCS:src/%.c=$(O)/%.o)
@@ -30,7 +34,7 @@ LIBOBJS := $(filter-out $(O)/cli/%,$(OBJS))
 PYTEST  := /usr/bin/python3 -m pytest
 
 .PHONY: all deps run test unit e2e fuzz fuzz-build bench format check-format clean
-all: $(BIN)
+all: $(BIN) $(LAUNCHER)
 
 # The dependency step: installs missing Debian packages once per build directory.
 deps: $(B)/.deps
@@ -50,6 +54,12 @@ $(BIN): $(OBJS)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(SW_LDFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(SW_LDLIBS) $(LDLIBS)
 
+$(O)/slipway-instance.o: | $(B)/.deps
+$(LAUNCHER): $(LAUNCHER_OBJS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(SW_LDFLAGS) $(LDFLAGS) -o $@ $(LAUNCHER_OBJS) $(LDLIBS)
+
 # --- unit tests (Criterion): tests/unit/<module>/test_*.c, each its own binary ---
 UNIT_SRCS := $(sort $(wildcard tests/unit/*/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit$(if $(SANITIZE),-san)/%)
@@ -62,7 +72,7 @@ $(B)/unit$(if $(SANITIZE),-san)/%: tests/unit/%.c tests/unit/helpers.h $(LIBOBJS
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2; done
 
-e2e: $(BIN)
+e2e: $(BIN) $(LAUNCHER)
 	SLIPWAY_BIN=$(abspath $(BIN)) $(PYTEST) -q tests/e2e
 
 # --- fuzzing (clang + libFuzzer) ---
@@ -94,20 +104,20 @@ fuzz: $(FUZZ_BINS)
 	    || { tail -50 $(B)/fuzz/$$n.log; exit 1; }; \
 	  grep -E '^#[0-9]+.*DONE' $(B)/fuzz/$$n.log | tail -1; done
 
-test: $(BIN)
+test: $(BIN) $(LAUNCHER)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory e2e
 
 LISTEN ?= 127.0.0.1:8080
-run: $(BIN)
+run: $(BIN) $(LAUNCHER)
 	@mkdir -p var
 	$(BIN) serve --data var --listen $(LISTEN)
 
 bench: $(BIN)
 	bench/run
 
-FMT_FILES = $(wildcard src/*/*.[ch] tests/unit/*/*.c fuzz/*.c examples/*/*.c)
+FMT_FILES = $(wildcard src/*.c src/*/*.[ch] tests/unit/*/*.c fuzz/*.c examples/*/*.c)
 format:
 	clang-format -i $(FMT_FILES)
 check-format:
@@ -116,4 +126,4 @@ check-format:
 clean:
 	rm -rf $(B)
 
--include $(OBJS:.o=.d) $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)
+-include $(OBJS:.o=.d) $(O)/slipway-instance.d $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)

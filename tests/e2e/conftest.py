@@ -106,7 +106,11 @@ def stop_leftovers(data_dir):
     if os.path.exists(os.path.join(pgdata, "postmaster.pid")):
         try:
             with open(os.path.join(pgdata, "postmaster.pid")) as f:
-                os.kill(int(f.readline().strip()), signal.SIGINT)  # fast shutdown
+                pg = int(f.readline().strip())
+            os.kill(pg, signal.SIGINT)  # fast shutdown, waited for: its port is free after
+            for _ in range(100):
+                os.kill(pg, 0)
+                time.sleep(0.05)
         except (OSError, ValueError):
             pass
     needle = f"--log-dir\0{data_dir}/envs/".encode()

@@ -5,6 +5,7 @@ clean, transport, start, poll the start job, and the app answers at the environm
 import datetime
 import json
 import os
+import re
 import signal
 import time
 
@@ -102,6 +103,10 @@ def test_pipeline_deploys_to_test_and_acceptance(hello):
     assert test["MendixVersion"] == "c17" and test["Production"] is False
     body = get(test["Url"]).json()
     assert body["greeting"] == "hello" and body["version"] == test["ModelVersion"]
+    # started through the lean launcher beside the slipway binary
+    assert re.search(r"app instances start through \S*/slipway-instance$", sw.log(), re.M)
+    with open(f"/proc/{instance_pids(sw, app_id, 'Test')[0]}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[0].endswith(b"/slipway-instance")
     # the same package to Acceptance (mode in any case)
     acc = deploy(sw, dev, app_id, "acceptance", pid)
     assert acc["Url"] != test["Url"] and get(acc["Url"]).json()["greeting"] == "hello"

@@ -20,9 +20,24 @@ STARTED_RE = re.compile(r"^started \(pid (\d+)\)$")
 BASE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
+# Both launchers: `slipway instance` and the lean `slipway-instance` beside it (libc only),
+# which the server runs when it is there.
+LEAN = os.path.join(os.path.dirname(BIN), "slipway-instance")
+LAUNCHERS = {"slipway": BIN, "lean": LEAN}
+_launcher = [BIN]
+
+
+@pytest.fixture(autouse=True, params=sorted(LAUNCHERS))
+def launcher(request):
+    assert os.access(LAUNCHERS[request.param], os.X_OK), f"{LAUNCHERS[request.param]}: make"
+    _launcher[0] = LAUNCHERS[request.param]
+    yield request.param
+    _launcher[0] = BIN
+
+
 def argv(log_dir, command, label="0", cwd="/", extra=()):
-    return [BIN, "instance", "--log-dir", str(log_dir), "--label", label, "--cwd", str(cwd),
-            *extra, "--", *command]
+    return [_launcher[0], "instance", "--log-dir", str(log_dir), "--label", label, "--cwd",
+            str(cwd), *extra, "--", *command]
 
 
 def sh(script):
@@ -310,7 +325,8 @@ def test_a_bad_command_line_is_refused_before_anything_runs(tmp_path, args, mess
     args = [a.replace("{log}", str(tmp_path)) for a in args]
     if args[-1] == "/bin/true":
         args[-1:] = ["/bin/touch", str(marker)]
-    p = subprocess.run([BIN, "instance", *args], env=BASE_ENV, capture_output=True, timeout=10)
+    p = subprocess.run([_launcher[0], "instance", *args], env=BASE_ENV, capture_output=True,
+                       timeout=10)
     assert p.returncode == 125
     assert message in p.stderr.decode(), p.stderr
     assert not marker.exists()
