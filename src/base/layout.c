@@ -24,6 +24,7 @@
 static struct {
     char *dir, *db, *secret_path, *tmp, *repos, *packages, *build_logs, *builds, *builds_run;
     char *releases, *envs, *router, *database, *snapshots;
+    char alias[PATH_MAX]; /* layout_reachable's bind mount, "" when none */
     unsigned char secret[LAYOUT_SECRET_LEN];
     bool have_secret;
 } L;
@@ -39,6 +40,7 @@ void layout_release(void)
     }
     sodium_memzero(L.secret, sizeof(L.secret));
     L.have_secret = false;
+    L.alias[0] = '\0';
 }
 
 /* DIR + rest, or NULL when out of memory. */
@@ -124,6 +126,7 @@ int layout_reachable(char *said, size_t cap)
     if ((a.st_dev != d.st_dev || a.st_ino != d.st_ino) &&
         mount(L.dir, alias, NULL, MS_BIND, NULL) < 0)
         return -errno;
+    snprintf(L.alias, sizeof(L.alias), "%s", alias);
     snprintf(said, cap,
              "%s is reached as %s (a bind mount: a directory above it does not let "
              "other users pass, and app instances, nginx and PostgreSQL run as users of their "
@@ -136,6 +139,16 @@ int layout_reachable(char *said, size_t cap)
     }
     free(old);
     return compose_fixed();
+}
+
+void layout_reach_end(void)
+{
+    if (!L.alias[0])
+        return;
+    /* detached: what still has a descriptor or a working directory in it keeps it */
+    if (umount2(L.alias, MNT_DETACH) == 0)
+        rmdir(L.alias);
+    L.alias[0] = '\0';
 }
 
 int layout_prepare(const char **failed)

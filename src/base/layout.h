@@ -78,6 +78,10 @@ void layout_release(void);
  * said tells (else ""). Nothing to do when not root, or when every directory above lets others
  * pass. 0, or -errno (then nothing changed). */
 int layout_reachable(char *said, size_t cap);
+/* Removes layout_reachable's bind mount (lazily: open files and working directories in it go on
+ * working), at a stop that leaves nothing running which reaches the data directory through it.
+ * The paths stay as they are: call it last. Nothing to do without one. */
+void layout_reach_end(void);
 /* Makes the directories the server needs from its start (DIR/repos, DIR/tmp), 0700. 0, or
  * -errno with *failed (if not NULL) the directory that could not be made. */
 int layout_prepare(const char **failed);

@@ -645,11 +645,15 @@ out:
     engine_stop(engine); /* running builds are killed and marked Failed */
     runner_stop();
     engine_free(engine);
-    deploy_shutdown(); /* instances, nginx and PostgreSQL go on running for the next start */
+    /* instances, nginx and PostgreSQL go on running for the next start; without instances
+     * the data directory's bind mount, if there is one, goes (the next start makes it again) */
+    bool instances_run = deploy_shutdown() > 0;
     sandbox_user_release(&svc);
     api_shutdown();
     vcs_shutdown();
     store_thread_release();
+    if (!instances_run)
+        layout_reach_end();
     layout_release();
     return rc;
 }

@@ -854,12 +854,16 @@ int deploy_init(const struct deploy_config *cfg)
     return deploy_supervisor_init(fd, tree) || deploy_backups_init() ? -EIO : 0;
 }
 
-void deploy_shutdown(void)
+int deploy_shutdown(void)
 {
     if (!deploy_g.initialized)
-        return;
+        return 0;
     deploy_supervisor_free();
     router_close(false);
     database_close(false);
     deploy_g.initialized = false;
+    int running = 0;
+    if (store_instance_each(0, count_instance, &running))
+        running = 1; /* cannot tell: assume some */
+    return running;
 }

@@ -56,8 +56,9 @@ struct deploy_config {
  * -errno. */
 int deploy_init(const struct deploy_config *cfg);
 /* After engine_stop: forgets everything; instances, nginx and PostgreSQL keep running for the
- * next server to adopt. */
-void deploy_shutdown(void);
+ * next server to adopt. Returns the number of instances that still run (0: none, or
+ * deploy_init never ran). */
+int deploy_shutdown(void);
 
 /* What went wrong, in the words of Mendix's Deploy API: the kind gives the HTTP status the API
  * answers with, code and message its body. */

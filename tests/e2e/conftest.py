@@ -614,6 +614,14 @@ def sw(sw_tmp):
     assert not leaked, f"secrets found in the server's stderr: {leaked}"
 
 
+@pytest.fixture(autouse=True)
+def _passable_tmp_path(request):
+    """A test's tmp_path lets other users pass, as a data directory's parents must (else a root
+    server binds the data directory under /run/slipway, which a killed server leaves behind)."""
+    if "tmp_path" in request.fixturenames:
+        passable(str(request.getfixturevalue("tmp_path")))
+
+
 @pytest.fixture
 def server_factory(tmp_path):
     """Starts extra servers of a test's own; any still running at the end are stopped (SIGTERM,

@@ -220,3 +220,37 @@ def test_without_nginx_the_url_is_the_instance(server_factory, tmp_path):
     assert get(env["Url"]).json()["greeting"] == "hello"
     assert_ok(s.post(env_path(app_id, "Test", "/stop"), dev))
     assert len([l for l in s.server.stderr().splitlines() if "without a router" in l]) == 1
+
+
+def mounts():
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4] for line in f}
+
+
+def test_a_data_directory_others_cannot_reach_is_bound_for_them(tmp_path):
+    """A root server's data directory below a directory other users cannot pass (as under
+    /root): it is bound under /run/slipway, the apps run there, and a stop that leaves no
+    instance running removes the bind mount."""
+    from conftest import Server, stop_leftovers
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    srv = Server(str(closed / "data"), str(tmp_path), ["--env-ports", "45000"])
+    os.chmod(closed, 0o700)  # after Server() made it passable
+    srv.start()
+    try:
+        m = re.search(r"is reached as (/run/slipway/slipway-[0-9a-f]{16})", srv.stderr())
+        assert m, srv.stderr()[-2000:]
+        alias = m.group(1)
+        assert alias in mounts()
+        s = Slipway(srv, str(tmp_path))
+        dev, app_id, repo = new_deployer(s, "closed")
+        pid = build(s, dev, app_id, repo, example_files())
+        env = deploy(s, dev, app_id, "Test", pid)
+        assert get(env["Url"]).json()["greeting"] == "hello"
+        assert_ok(s.post(env_path(app_id, "Test", "/stop"), dev))
+        assert srv.stop() == 0
+        assert alias not in mounts() and not os.path.exists(alias)
+    finally:
+        if srv.proc.poll() is None:
+            srv.stop()
+        stop_leftovers(srv.data)
