@@ -158,7 +158,11 @@ static int body_comment(struct http_request *req, struct http_response *res, jso
     return 0;
 }
 
-void api_bk1_create(struct http_request *req, struct http_response *res, const struct api_caller *c)
+static json_t *v2_json(const struct store_snapshot *s);
+
+/* POST snapshots, v1 ({Comment} -> 200 snapshot) or v2 ({comment} -> 201 snapshot). */
+static void snapshot_create(struct http_request *req, struct http_response *res,
+                            const struct api_caller *c, bool v2)
 {
     json_t *body = api_body_object(req, res);
     if (!body)
@@ -166,16 +170,22 @@ void api_bk1_create(struct http_request *req, struct http_response *res, const s
     const char *comment;
     struct store_snapshot s;
     struct backups_error err;
-    if (body_comment(req, res, body, "Comment", false, &comment)) {
+    int ok = v2 ? 201 : 200;
+    if (body_comment(req, res, body, v2 ? "comment" : "Comment", false, &comment)) {
         audit(req, c, "backup snapshot", 400, NULL);
     } else if (backups_snapshot_queue(&c->env, comment, &s, &err)) {
-        fail(req, res, false, &err);
+        fail(req, res, v2, &err);
         audit(req, c, "backup snapshot", res->status, err.message);
     } else {
-        audit(req, c, "backup snapshot", 200, s.snapshot_id);
-        api_json(res, 200, v1_json(&s));
+        audit(req, c, "backup snapshot", ok, s.snapshot_id);
+        api_json(res, ok, v2 ? v2_json(&s) : v1_json(&s));
     }
     json_decref(body);
+}
+
+void api_bk1_create(struct http_request *req, struct http_response *res, const struct api_caller *c)
+{
+    snapshot_create(req, res, c, false);
 }
 
 /* Waits for a restore to end (the v1 call answers once the data is back), at most
@@ -287,22 +297,7 @@ void api_bk2_list(struct http_request *req, struct http_response *res, const str
 
 void api_bk2_create(struct http_request *req, struct http_response *res, const struct api_caller *c)
 {
-    json_t *body = api_body_object(req, res);
-    if (!body)
-        return;
-    const char *comment;
-    struct store_snapshot s;
-    struct backups_error err;
-    if (body_comment(req, res, body, "comment", false, &comment)) {
-        audit(req, c, "backup snapshot", 400, NULL);
-    } else if (backups_snapshot_queue(&c->env, comment, &s, &err)) {
-        fail(req, res, true, &err);
-        audit(req, c, "backup snapshot", res->status, err.message);
-    } else {
-        audit(req, c, "backup snapshot", 201, s.snapshot_id);
-        api_json(res, 201, v2_json(&s));
-    }
-    json_decref(body);
+    snapshot_create(req, res, c, true);
 }
 
 void api_bk2_get(struct http_request *req, struct http_response *res, const struct api_caller *c)

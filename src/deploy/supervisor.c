@@ -445,27 +445,26 @@ static void probe_run(struct engine_work *w)
 
 static void tick_fire(struct engine_timer *t);
 
+/* Whether a router signature (router_refresh) holds the environment at its scale. */
+static bool sig_holds(const char *sig, const struct env_rt *e)
+{
+    char want[48];
+    snprintf(want, sizeof(want), ";%d:%d", e->row.slot, e->row.instances);
+    const char *p = sig ? strstr(sig, want) : NULL;
+    return p && (p[strlen(want)] == ';' || !p[strlen(want)]);
+}
+
 /* Whether the router's live configuration has the environment at its scale (or there is no
  * router): Started means the URL answers. */
 static bool router_serves(const struct env_rt *e)
 {
-    if (!deploy_g.have_router)
-        return true;
-    char want[48];
-    snprintf(want, sizeof(want), ";%d:%d", e->row.slot, e->row.instances);
-    const char *p = S.router_live ? strstr(S.router_live, want) : NULL;
-    return p && (p[strlen(want)] == ';' || !p[strlen(want)]);
+    return !deploy_g.have_router || sig_holds(S.router_live, e);
 }
 
 /* Whether the router's last configuration, refused, was the one that would serve e. */
 static bool router_refused(const struct env_rt *e)
 {
-    if (!deploy_g.have_router || S.router_busy || !S.router_result || !S.router_done)
-        return false;
-    char want[48];
-    snprintf(want, sizeof(want), ";%d:%d", e->row.slot, e->row.instances);
-    const char *p = strstr(S.router_done, want);
-    return p && (p[strlen(want)] == ';' || !p[strlen(want)]);
+    return deploy_g.have_router && !S.router_busy && S.router_result && sig_holds(S.router_done, e);
 }
 
 static void probe_done(struct engine_work *w)
