@@ -801,6 +801,28 @@ static int data_dir_open(void)
     return 0;
 }
 
+/* Ports of the kernel's ephemeral range are taken by any outgoing connection for a while (nginx's
+ * to the instances, for one): an environment's port there can be found taken at its start. */
+static void warn_ephemeral_ports(void)
+{
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+    int lo = 0, hi = 0;
+    bool known = f && fscanf(f, "%d %d", &lo, &hi) == 2;
+    if (f)
+        fclose(f);
+    int slots = store_env_slots();
+    if (!known || slots < 0)
+        return;
+    int first = deploy_g.cfg.port_base - 1; /* the database's */
+    int last = deploy_slot_port(slots < 3 ? 3 : slots) - 1;
+    if (first <= hi && last >= lo)
+        log_warn("deploy: the environments' ports %d-%d (--env-ports) reach into the kernel's "
+                 "ephemeral ports %d-%d (net.ipv4.ip_local_port_range), which outgoing "
+                 "connections take: an environment may find its port taken at its start; "
+                 "choose --env-ports outside them",
+                 first, last, lo, hi);
+}
+
 int deploy_init(const struct deploy_config *cfg)
 {
     deploy_g.cfg = *cfg;
@@ -808,6 +830,7 @@ int deploy_init(const struct deploy_config *cfg)
     if (!secret)
         return -EINVAL;
     crypto_hmac_sha256(secret, LAYOUT_SECRET_LEN, "settings", 8, deploy_g.settings_key);
+    warn_ephemeral_ports();
     char why[512] = "";
     if (cfg->nginx && !cfg->nginx[0]) {
         log_info("deploy: no router (--nginx ''): each environment's URL is its first instance's");

@@ -192,6 +192,18 @@ int store_env_by_uuid(const char *environment_id, struct store_env *out)
     return env_one(st, out);
 }
 
+int store_env_slots(void)
+{
+    sqlite3_stmt *st = store_stmt("SELECT COALESCE(MAX(slot) + 1, 0) FROM environments");
+    if (!st)
+        return -EIO;
+    int r = store_row(st, sqlite3_step(st));
+    if (!r)
+        r = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    return r;
+}
+
 int store_env_by_mode(int64_t app, const char *mode, struct store_env *out)
 {
     sqlite3_stmt *st =

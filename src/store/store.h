@@ -109,6 +109,8 @@ int store_app_each(int64_t user_id, int (*fn)(const struct store_app *, void *),
 /* Adds an environment after the app's others (a flexible one): -EEXIST when the app has one of
  * that mode already (in any case), -EINVAL for an app that does not exist. */
 int store_env_insert(int64_t app, const char *mode, bool production);
+/* One more than the highest slot taken (0 without environments), or -EIO. */
+int store_env_slots(void);
 /* Mode is matched case-insensitively. */
 int store_env_by_mode(int64_t app, const char *mode, struct store_env *out);
 int store_env_get(int64_t id, struct store_env *out);

@@ -69,16 +69,23 @@ def wait_for(fn, timeout=10.0, interval=0.02, what="condition"):
 # --- the server process ---------------------------------------------------------------------
 
 
-# Each server of a test session gets environment ports of its own (--env-ports): the session's
-# server 20000 and up (its slots grow with its apps), the others blocks of 2,000 from 34000.
+# Each server of a test session gets environment ports of its own (--env-ports), all below the
+# kernel's ephemeral ports (net.ipv4.ip_local_port_range, 32768 and up here), which any outgoing
+# connection may hold for a while: the session's server 20000 and up (its slots grow with its
+# apps: about 500 of them, ports to 25000), the others blocks of 1,000 (100 slots) from 10000.
 _env_ports = itertools.count()
+
+
+def own_env_ports():
+    """The next block of environment ports for a server of one test (kept for its restarts)."""
+    return 10000 + next(_env_ports) % 10 * 1000
 
 
 def env_ports_arg(extra_args, session=False):
     if any(str(a).startswith("--env-ports") for a in extra_args):
         return []
     session_base = os.environ.get("SLIPWAY_E2E_ENV_PORTS", "20000")  # for sessions side by side
-    return ["--env-ports", session_base if session else str(34000 + next(_env_ports) % 13 * 2000)]
+    return ["--env-ports", session_base if session else str(own_env_ports())]
 
 
 def passable(path):

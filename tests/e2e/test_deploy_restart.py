@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from conftest import Slipway, assert_error, assert_ok, wait_for
+from conftest import Slipway, assert_error, assert_ok, own_env_ports, wait_for
 from test_crash import kill9
 from test_deploy import (build, deploy, env_path, example_files, get, instance_pids,
                          new_deployer, wait_started)
@@ -31,7 +31,7 @@ def again(s, server_factory, ports):
 
 
 def test_restarts_keep_apps_running(server_factory, tmp_path):
-    ports = 41000
+    ports = own_env_ports()
     s = fresh(server_factory, tmp_path, ports)
     dev, app_id, repo = new_deployer(s, "adopt")
     pid = build(s, dev, app_id, repo, example_files())
@@ -208,15 +208,16 @@ def test_database_per_environment(sw):
 
 
 def test_without_nginx_the_url_is_the_instance(server_factory, tmp_path):
+    ports = own_env_ports()
     s = Slipway(server_factory(extra_args=["--nginx", "/nonexistent/nginx", "--env-ports",
-                                           "43000"]), str(tmp_path))
+                                           str(ports)]), str(tmp_path))
     said = [l for l in s.server.stderr().splitlines() if "without a router" in l]
     assert len(said) == 1, said
     dev, app_id, repo = new_deployer(s, "nonginx")
     pid = build(s, dev, app_id, repo, example_files())
     env = deploy(s, dev, app_id, "Test", pid)
     port = int(env["Url"].rsplit(":", 1)[1])
-    assert (port - 43000) % 10 == 1  # the first instance's port, not the slot's router port
+    assert (port - ports) % 10 == 1  # the first instance's port, not the slot's router port
     assert get(env["Url"]).json()["greeting"] == "hello"
     assert_ok(s.post(env_path(app_id, "Test", "/stop"), dev))
     assert len([l for l in s.server.stderr().splitlines() if "without a router" in l]) == 1
@@ -234,7 +235,7 @@ def test_a_data_directory_others_cannot_reach_is_bound_for_them(tmp_path):
     from conftest import Server, stop_leftovers
     closed = tmp_path / "closed"
     closed.mkdir()
-    srv = Server(str(closed / "data"), str(tmp_path), ["--env-ports", "45000"])
+    srv = Server(str(closed / "data"), str(tmp_path), ["--env-ports", str(own_env_ports())])
     os.chmod(closed, 0o700)  # after Server() made it passable
     srv.start()
     try:
@@ -254,3 +255,14 @@ def test_a_data_directory_others_cannot_reach_is_bound_for_them(tmp_path):
         if srv.proc.poll() is None:
             srv.stop()
         stop_leftovers(srv.data)
+
+
+def test_ports_among_the_ephemeral_ones_are_warned_of(sw, server_factory):
+    """Outgoing connections take ports of the kernel's ephemeral range for a while, so an
+    environment's port there can be found taken at its start: the server says so at start."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        lo, hi = map(int, f.read().split())
+    srv = server_factory(extra_args=["--env-ports", str(lo + 10)])
+    said = [l for l in srv.stderr().splitlines() if "ephemeral ports" in l]
+    assert len(said) == 1 and f"{lo}-{hi}" in said[0] and "--env-ports" in said[0], said
+    assert "ephemeral ports" not in sw.server.stderr()  # the tests' own ports stay below them

@@ -266,6 +266,19 @@ static void env_by_mode_any_case(void)
     cr_assert_neq(eb.id, env(a.id, "Test").id);
 }
 
+/* Slots are the environments' blocks of ports: the count reaches one past the highest taken. */
+static void env_slots_count_the_blocks(void)
+{
+    test_store_fresh();
+    cr_assert_eq(store_env_slots(), 0);
+    struct store_app a = test_store_app("calc");
+    cr_assert_eq(store_env_slots(), 3);
+    test_store_app("other");
+    cr_assert_eq(store_env_slots(), 6);
+    cr_assert_eq(store_env_insert(a.id, "Staging", false), 0);
+    cr_assert_eq(store_env_slots(), 7);
+}
+
 static void app_duplicate_rolls_back(void)
 {
     test_store_fresh();
@@ -660,6 +673,7 @@ Test(store, apps)
     app_insert_and_lookups();
     app_has_three_environments();
     env_by_mode_any_case();
+    env_slots_count_the_blocks();
     app_duplicate_rolls_back();
     app_project_id_unique();
     app_each_all_or_member();
