@@ -442,6 +442,7 @@ int deploy_clean(const struct store_app *app, const struct store_env *env, struc
         return deploy_fail(err, DEPLOY_E_INTERNAL, "ENVIRONMENT_CLEAN_FAILED: cannot record it");
     log_info("deploy: %s/%s cleaned", app->app_id, env->mode);
     releases_prune(app->app_id);
+    wake(); /* the router no longer serves it */
     return 0;
 }
 

@@ -38,7 +38,10 @@ void deploy_db_name(const struct store_env *env, char out[32]);
 int deploy_setting_value(int64_t env, const char *kind, const char *name, bool secret,
                          char **value);
 /* The supervisor, the engine's owner "apps" (supervisor.c): registered by deploy_init with the
- * cgroup sub-tree for instances (-1: none) and the server's tree name. */
+ * cgroup sub-tree for instances (-1: none) and the server's tree name. For the tests only: the
+ * environment variable SLIPWAY_TEST_ROUTER_DELAY_MS holds each router configuration that long
+ * before it is applied, so that a test can see what the API says while one is on its way
+ * (tests/e2e/test_deploy_restart.py). */
 int deploy_supervisor_init(int cgroup_fd, const char *tree);
 void deploy_supervisor_free(void);
 /* The cgroup sub-tree the instances' groups are in (*cgroup_fd: borrowed, -1 when there is none)

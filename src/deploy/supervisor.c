@@ -109,10 +109,11 @@ static struct {
     struct env_rt *envs;
     struct cgroup_limiter limiter;
     bool limited;
-    /* the router: one apply at a time; `want` the signature to apply */
+    /* the router: one apply at a time */
     struct engine_work router_work;
     bool router_busy;
-    char *router_want, *router_done, *router_live; /* asked for, being applied, in effect */
+    char *router_done, *router_live; /* the signatures being applied (or last), in effect */
+    long router_test_delay_ms;       /* SLIPWAY_TEST_ROUTER_DELAY_MS (deploy_int.h) */
     struct router_site *sites;
     size_t nr_sites;
     int *site_ports;
@@ -455,10 +456,15 @@ static bool sig_holds(const char *sig, const struct env_rt *e)
 }
 
 /* Whether the router's live configuration has the environment at its scale (or there is no
- * router): Started means the URL answers. */
+ * router): Started means the URL answers. A configuration being applied that does not hold it
+ * (a clean's, just before a redeploy) is about to replace the live one: not yet. */
 static bool router_serves(const struct env_rt *e)
 {
-    return !deploy_g.have_router || sig_holds(S.router_live, e);
+    if (!deploy_g.have_router)
+        return true;
+    if (S.router_busy && !sig_holds(S.router_done, e))
+        return false;
+    return sig_holds(S.router_live, e);
 }
 
 /* Whether the router's last configuration, refused, was the one that would serve e. */
@@ -960,6 +966,10 @@ static int site_row(const struct store_env *row, void *arg)
 static void router_apply_run(struct engine_work *w)
 {
     (void)w;
+    if (S.router_test_delay_ms > 0)
+        nanosleep(&(struct timespec){S.router_test_delay_ms / 1000,
+                                     S.router_test_delay_ms % 1000 * 1000000},
+                  NULL);
     S.router_result = router_apply(S.sites, S.nr_sites, S.router_why, sizeof(S.router_why));
 }
 
@@ -1194,6 +1204,8 @@ static void owner_stop(struct engine_owner *o)
 
 int deploy_supervisor_init(int cgroup_fd, const char *tree)
 {
+    const char *delay = getenv("SLIPWAY_TEST_ROUTER_DELAY_MS");
+    S.router_test_delay_ms = delay ? strtol(delay, NULL, 10) % 60000 : 0;
     S.owner = (struct engine_owner){
         .name = "apps",
         .cgroup_fd = cgroup_fd,

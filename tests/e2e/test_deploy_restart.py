@@ -266,3 +266,21 @@ def test_ports_among_the_ephemeral_ones_are_warned_of(sw, server_factory):
     said = [l for l in srv.stderr().splitlines() if "ephemeral ports" in l]
     assert len(said) == 1 and f"{lo}-{hi}" in said[0] and "--env-ports" in said[0], said
     assert "ephemeral ports" not in sw.server.stderr()  # the tests' own ports stay below them
+
+
+def test_started_waits_for_the_router_after_a_clean(server_factory, tmp_path):
+    """A pipeline's redeploy: stop, clean (the router drops the environment's port), transport,
+    start (it takes it again). While the clean's configuration is still on its way to nginx,
+    Started must not take the one before it, which still served the environment: the URL would
+    stop answering right after. Each router configuration is held 300 ms here."""
+    srv = server_factory(prefix=["env", "SLIPWAY_TEST_ROUTER_DELAY_MS=300"])
+    s = Slipway(srv, str(tmp_path))
+    dev, app_id, repo = new_deployer(s, "redeploy")
+    pid = build(s, dev, app_id, repo, example_files())
+    for _ in range(2):
+        env = deploy(s, dev, app_id, "Test", pid)
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:  # and it goes on answering
+            assert get(env["Url"]).status_code == 200
+            time.sleep(0.02)
+    assert_ok(s.post(env_path(app_id, "Test", "/stop"), dev))
