@@ -631,6 +631,50 @@ int cgroup_limits_empty(const int fds[CGROUP_NR_CONTROLLERS])
     return 1;
 }
 
+int cgroup_limits_find(const struct cgroup_limiter *l, pid_t pid, char *name, size_t cap,
+                       int fds[CGROUP_NR_CONTROLLERS])
+{
+    for (int k = 0; k < CGROUP_NR_CONTROLLERS; k++)
+        fds[k] = -1;
+    name[0] = '\0';
+    char path[64], line[1024], procs[4096], own[24];
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    snprintf(own, sizeof(own), "%d", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -errno;
+    int found = 0;
+    while (fgets(line, sizeof(line), f)) {
+        /* "id:controllers:/path/of/the/group" */
+        char *ctls = strchr(line, ':'), *p = ctls ? strchr(ctls + 1, ':') : NULL;
+        if (!p)
+            continue;
+        *p++ = '\0';
+        p[strcspn(p, "\n")] = '\0';
+        const char *base = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
+        if (!*base || base[0] == '.' || strlen(base) >= cap || (name[0] && strcmp(name, base)))
+            continue;
+        for (int k = 0; k < CGROUP_NR_CONTROLLERS; k++) {
+            if (l->v1_fd[k] < 0 || fds[k] >= 0 || !list_has(ctls + 1, controller_name[k], ','))
+                continue;
+            int fd = openat(l->v1_fd[k], base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0)
+                continue;
+            /* the group of that name beneath our parent is the process's own */
+            if (read_at(fd, "cgroup.procs", procs, sizeof(procs)) <= 0 ||
+                !list_has(procs, own, '\n')) {
+                close(fd);
+                continue;
+            }
+            snprintf(name, cap, "%s", base);
+            fds[k] = fd;
+            found++;
+        }
+    }
+    fclose(f);
+    return found ? 0 : -ENOENT;
+}
+
 int cgroup_limits_destroy(const struct cgroup_limiter *l, const char *name,
                           int fds[CGROUP_NR_CONTROLLERS], int timeout_ms)
 {

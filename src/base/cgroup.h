@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Opens, creating it, the group `name` beneath this process's own cgroup v2 group; child groups
  * a previous run left in it are killed, waited for (bounded) and removed, except sub-trees (see
@@ -121,6 +122,11 @@ unsigned cgroup_limits_hit(const struct cgroup_limiter *l, int v2_fd,
  * that are empty may be joined by another process tree instead of being removed and made again
  * (set its limits and take its counters first). */
 int cgroup_limits_empty(const int fds[CGROUP_NR_CONTROLLERS]);
+/* The v1 groups beneath the limiter's parents that hold the process pid (an earlier run's, for a
+ * process adopted): 0 with their name and fds (-1 where it is in none), -ENOENT when in none, or
+ * -errno. */
+int cgroup_limits_find(const struct cgroup_limiter *l, pid_t pid, char *name, size_t cap,
+                       int fds[CGROUP_NR_CONTROLLERS]);
 /* Removes the v1 groups `name` once their processes are gone (killed through the v2 group, or
  * here with SIGKILL; waits at most timeout_ms) and closes fds (set to -1). 0, or -errno
  * (-EBUSY: processes still in one at the timeout; it stays). */

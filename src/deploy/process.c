@@ -110,13 +110,11 @@ static void adopted_end(struct runtime_instance *inst)
     engine_watch_del(P.owner->engine, &inst->watch);
     close(inst->pidfd);
     inst->pidfd = -1;
-    if (inst->group_fd >= 0) {
-        cgroup_kill(inst->group_fd); /* what the launcher left */
-        close(inst->group_fd);
-        inst->group_fd = -1;
-        if (P.owner->cgroup_fd >= 0)
-            unlinkat(P.owner->cgroup_fd, inst->group, AT_REMOVEDIR);
-    }
+    /* what the launcher left is killed; the groups go once empty, as a child's */
+    engine_groups_bury(P.owner, inst->group_fd, inst->group, inst->v1, inst->v1_name);
+    inst->group_fd = -1;
+    for (int k = 0; k < CGROUP_NR_CONTROLLERS; k++)
+        inst->v1[k] = -1;
     inst->running = false;
     inst->pid = 0;
 }
@@ -146,6 +144,13 @@ static int process_adopt(struct runtime_instance *inst, const struct store_insta
         P.owner->cgroup_fd >= 0 && row->group[0] && !strchr(row->group, '/')
             ? openat(P.owner->cgroup_fd, row->group, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             : -1;
+    /* its v1 limit groups (an earlier run's names), to remove after it */
+    if (!P.owner->limiter || cgroup_limits_find(P.owner->limiter, row->pid, inst->v1_name,
+                                                sizeof(inst->v1_name), inst->v1)) {
+        for (int k = 0; k < CGROUP_NR_CONTROLLERS; k++)
+            inst->v1[k] = -1;
+        inst->v1_name[0] = '\0';
+    }
     inst->watch = (struct engine_watch){.fd = inst->pidfd, .ready = adopted_ready, .arg = inst};
     int r = engine_watch_add(P.owner->engine, &inst->watch, EPOLLIN);
     if (r) {
@@ -154,6 +159,11 @@ static int process_adopt(struct runtime_instance *inst, const struct store_insta
         if (inst->group_fd >= 0)
             close(inst->group_fd);
         inst->group_fd = -1;
+        for (int k = 0; k < CGROUP_NR_CONTROLLERS; k++) {
+            if (inst->v1[k] >= 0)
+                close(inst->v1[k]);
+            inst->v1[k] = -1;
+        }
         return r;
     }
     memset(&inst->child, 0, sizeof(inst->child));

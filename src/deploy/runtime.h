@@ -50,6 +50,8 @@ struct runtime_instance {
     int pidfd;                 /* adopted: watched through its pidfd */
     struct engine_watch watch;
     int group_fd;
+    int v1[CGROUP_NR_CONTROLLERS]; /* adopted: its v1 limit groups (engine_groups_bury) */
+    char v1_name[ENGINE_V1_NAME_MAX];
 };
 
 struct runtime_driver {

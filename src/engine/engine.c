@@ -29,7 +29,7 @@ struct grave {
     int fd; /* v2 group, or -1 */
     char name[48];
     int v1[CGROUP_NR_CONTROLLERS];
-    char v1_name[24];
+    char v1_name[ENGINE_V1_NAME_MAX];
     int64_t since_ns;
 };
 
@@ -45,6 +45,7 @@ struct engine {
     struct engine_timer *first, *last; /* armed timers, by due time */
     struct epoll_event batch[BATCH];   /* the round being delivered */
     int batch_n, batch_i;
+    unsigned long long run; /* in v1 group names: the start's time in ms */
     struct grave *graves;
     size_t nr_graves, alloc_graves;
     struct engine_timer grave_timer;
@@ -70,6 +71,7 @@ int engine_new(const struct engine_config *cfg, struct engine **out)
     if (e->cfg.workers > ENGINE_MAX_WORKERS)
         e->cfg.workers = ENGINE_MAX_WORKERS;
     e->queue_tail = &e->queue;
+    e->run = (unsigned long long)time_now_ms();
     e->grave_timer = (struct engine_timer){.fire = graves_visit, .arg = e};
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->cond, NULL);
@@ -271,7 +273,7 @@ static void limits_take(struct engine_owner *o, struct engine_child *c)
         cgroup_limits_count(o->limiter, -1, c->v1, &c->since);
         return;
     }
-    snprintf(c->v1_name, sizeof(c->v1_name), "limits-%llu", ++o->seq);
+    snprintf(c->v1_name, sizeof(c->v1_name), "limits-%llx-%llu", o->engine->run, ++o->seq);
     int r = cgroup_limits_create(o->limiter, c->v1_name, c->v1);
     if (r)
         log_warn("%s: cannot create the v1 cgroups %s: %s", o->name, c->v1_name, strerror(-r));
@@ -360,6 +362,12 @@ static void groups_bury(struct engine_owner *o, int fd, const char *name,
     e->graves[e->nr_graves++] = g;
     if (!e->grave_timer.armed)
         engine_timer_arm(e, &e->grave_timer, time_mono_ns() + GRAVE_EVERY);
+}
+
+void engine_groups_bury(struct engine_owner *o, int fd, const char *name,
+                        const int v1[CGROUP_NR_CONTROLLERS], const char *v1_name)
+{
+    groups_bury(o, fd, name, v1, v1_name);
 }
 
 /* ---- children ------------------------------------------------------------------------------ */

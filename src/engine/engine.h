@@ -48,6 +48,10 @@ struct engine_config {
 };
 #define ENGINE_MAX_WORKERS 16
 
+/* The name of a child's v1 limit groups: "limits-<run>-<n>", where <run> tells this engine's
+ * run from earlier ones, whose groups may still hold processes (adopted app instances). */
+#define ENGINE_V1_NAME_MAX 48
+
 /* A part of the server that runs processes. Filled by the owner, registered before the start,
  * kept alive until engine_free(). Every callback runs on the engine thread. */
 struct engine_owner {
@@ -69,7 +73,7 @@ struct engine_owner {
     struct engine *engine;
     struct engine_spare {
         int fd[CGROUP_NR_CONTROLLERS];
-        char name[24];
+        char name[ENGINE_V1_NAME_MAX];
     } * spare;
     size_t nr_spare;
     unsigned long long seq;
@@ -158,7 +162,7 @@ struct engine_child {
     struct engine_watch out, exit;
     struct engine_timer grace;
     int v1[CGROUP_NR_CONTROLLERS];
-    char v1_name[24];
+    char v1_name[ENGINE_V1_NAME_MAX];
     struct cgroup_limits_count since;
 };
 
@@ -188,6 +192,11 @@ void engine_child_limits_mark(struct engine_child *c);
 void engine_child_drain(struct engine_child *c);
 /* SIGTERM to the child's process group; after grace_ms, engine_child_kill(). */
 void engine_child_stop(struct engine_child *c, int grace_ms);
+/* Groups the owner did not start a child in (an adopted process's, found through
+ * cgroup_limits_find): what is left in them is killed and they are removed once empty, as a
+ * child's are after its exit. Takes the descriptors (v2 group fd or -1; v1 fds or -1). */
+void engine_groups_bury(struct engine_owner *o, int fd, const char *name,
+                        const int v1[CGROUP_NR_CONTROLLERS], const char *v1_name);
 /* Kills the child's whole tree now: its group (cgroup.kill), its process group, itself. The exit
  * is reported as usual, through exited. */
 void engine_child_kill(struct engine_child *c);

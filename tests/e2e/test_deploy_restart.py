@@ -284,3 +284,51 @@ def test_started_waits_for_the_router_after_a_clean(server_factory, tmp_path):
             assert get(env["Url"]).status_code == 200
             time.sleep(0.02)
     assert_ok(s.post(env_path(app_id, "Test", "/stop"), dev))
+
+
+def v1_groups(pid):
+    """The v1 hierarchies' group directories of the process (its memory and pids limits on a
+    host that has them there)."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        rows = [l.rstrip("\n").split(":", 2) for l in f]
+    return [f"/sys/fs/cgroup/{ctl}{path}" for _, ctls, path in rows
+            for ctl in ctls.split(",") if ctl in ("memory", "pids")]
+
+
+def test_adopted_instances_keep_running_beside_new_ones(server_factory, tmp_path):
+    """After a restart, instances the new server starts do not take the limit groups of those it
+    adopted (their names come from another run): the adopted go on running; and once an adopted
+    instance ends, its groups are removed."""
+    ports = own_env_ports()
+    s = fresh(server_factory, tmp_path, ports)
+    dev, app_id, repo = new_deployer(s, "adoptgroups")
+    pid = build(s, dev, app_id, repo, example_files())
+    deploy(s, dev, app_id, "Test", pid)
+    test = instance_pids(s, app_id, "Test")
+    groups = v1_groups(test[0])
+    assert s.server.stop() == 0
+    srv = again(s, server_factory, ports)
+    wait_for(lambda: "adopted 1 running instance" in srv.stderr(), timeout=5, what="adoption")
+    deploy(s, dev, app_id, "Acceptance", pid)
+    assert instance_pids(s, app_id, "Test") == test
+    time.sleep(0.5)
+    assert instance_pids(s, app_id, "Test") == test, srv.stderr()[-2000:]
+    assert "exited with status" not in srv.stderr()
+    acc = instance_pids(s, app_id, "Acceptance")
+    assert not set(groups) & set(v1_groups(acc[0]))
+    # the adopted one ends: it is started again, and its old groups are not left behind empty
+    # (removed, or taken again: empty v1 groups are kept for the next instance)
+    os.killpg(test[0], signal.SIGKILL)
+    wait_for(lambda: instance_pids(s, app_id, "Test") not in ([], test), timeout=20,
+             what="the instance started again")
+
+    def held_or_gone(g):
+        try:
+            with open(os.path.join(g, "cgroup.procs")) as f:
+                return f.read().strip() != ""
+        except FileNotFoundError:
+            return True
+    wait_for(lambda: all(held_or_gone(g) for g in groups), timeout=5,
+             what=f"the adopted instance's groups {groups} removed or taken again")
+    for mode in ("Test", "Acceptance"):
+        assert_ok(s.post(env_path(app_id, mode, "/stop"), dev))
