@@ -904,6 +904,9 @@ static struct env_rt *env_rt_new(const struct store_env *row)
         return NULL;
     e->id = row->id;
     e->row = *row;
+    /* group names go on from this run's start time: an adopted instance's group, named by an
+     * earlier run, is never taken again while it may still hold processes */
+    e->seq = (unsigned long long)time_now_ms();
     for (int i = 0; i < DEPLOY_MAX_INSTANCES; i++) {
         struct inst *in = &e->inst[i];
         in->env = e;
