@@ -915,6 +915,8 @@ static struct env_rt *env_rt_new(const struct store_env *row)
         backoff_reset(in);
         in->rt.pidfd = -1;
         in->rt.group_fd = -1;
+        for (int k = 0; k < CGROUP_NR_CONTROLLERS; k++)
+            in->rt.v1[k] = -1;
     }
     e->tick = (struct engine_timer){.fire = tick_fire, .arg = e};
     e->event_timer = (struct engine_timer){.fire = event_fire, .arg = e};
