@@ -631,6 +631,35 @@ int cgroup_limits_empty(const int fds[CGROUP_NR_CONTROLLERS])
     return 1;
 }
 
+int cgroup_limits_sweep_empty(const struct cgroup_limiter *l)
+{
+    int removed = 0;
+    for (int k = 0; k < CGROUP_NR_CONTROLLERS; k++) {
+        if (l->v1_fd[k] < 0)
+            continue;
+        int dup_fd = fcntl(l->v1_fd[k], F_DUPFD_CLOEXEC, 0);
+        DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+        if (!d) {
+            if (dup_fd >= 0)
+                close(dup_fd);
+            continue;
+        }
+        for (struct dirent *de; (de = readdir(d));) {
+            if (de->d_type != DT_DIR || de->d_name[0] == '.')
+                continue;
+            int fd = openat(l->v1_fd[k], de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            bool empty = fd >= 0 && v1_populated(fd) == 0;
+            if (fd >= 0)
+                close(fd);
+            /* rmdir refuses a group that a process joined meanwhile (EBUSY): it stays */
+            if (empty && unlinkat(l->v1_fd[k], de->d_name, AT_REMOVEDIR) == 0)
+                removed++;
+        }
+        closedir(d);
+    }
+    return removed;
+}
+
 int cgroup_limits_find(const struct cgroup_limiter *l, pid_t pid, char *name, size_t cap,
                        int fds[CGROUP_NR_CONTROLLERS])
 {

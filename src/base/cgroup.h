@@ -122,6 +122,9 @@ unsigned cgroup_limits_hit(const struct cgroup_limiter *l, int v2_fd,
  * that are empty may be joined by another process tree instead of being removed and made again
  * (set its limits and take its counters first). */
 int cgroup_limits_empty(const int fds[CGROUP_NR_CONTROLLERS]);
+/* Removes the v1 groups beneath the limiter's parents that no process is in (an earlier run's,
+ * kept by cgroup_limiter_keep, whose processes ended while no server ran): how many. */
+int cgroup_limits_sweep_empty(const struct cgroup_limiter *l);
 /* The v1 groups beneath the limiter's parents that hold the process pid (an earlier run's, for a
  * process adopted): 0 with their name and fds (-1 where it is in none), -ENOENT when in none, or
  * -errno. */

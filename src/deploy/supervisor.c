@@ -1157,6 +1157,10 @@ static void owner_start(struct engine_owner *o)
     /* what runs must be prepared again (a blocking read of the releases, at start-up only) */
     struct adopt_ctx a = {0};
     store_instance_each(0, adopt_row, &a);
+    /* the v1 limit groups of instances that ended while no server ran (the adopted ones' hold
+     * their processes) */
+    if (S.owner.limiter)
+        cgroup_limits_sweep_empty(S.owner.limiter);
     for (struct env_rt *e = S.envs; e; e = e->next) {
         store_env_get(e->id, &e->row);
         if (!e->row.want_running || strcmp(e->row.status, "Running"))

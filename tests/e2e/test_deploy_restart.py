@@ -62,13 +62,16 @@ def test_restarts_keep_apps_running(server_factory, tmp_path):
     wait_for(lambda: "adopted 1 running instance" in srv.stderr(), timeout=5, what="adoption")
     assert instance_pids(s, app_id, "Test") == launchers
 
-    # an instance that died while no server ran is started again, and the log says why
+    # an instance that died while no server ran is started again, and the log says why; its
+    # limit groups do not stay behind empty
     assert srv.stop() == 0
+    groups = v1_groups(launchers[0])
     os.killpg(launchers[0], signal.SIGKILL)
     wait_for(lambda: not instance_pids(s, app_id, "Test"), timeout=5, what="the instance gone")
     srv = again(s, server_factory, ports)
     wait_for(lambda: "is gone: it will be started again" in srv.stderr(), timeout=5,
              what="the reason in the log")
+    assert all(held_or_gone(g) for g in groups), groups
     wait_for(lambda: get(env["Url"]).status_code == 200, timeout=20, what="the app again")
     # nothing deployed was lost: settings, package, status
     assert assert_ok(s.get(env_path(app_id, "Test", "/package"), dev))["PackageId"] == pid
@@ -295,6 +298,15 @@ def v1_groups(pid):
             for ctl in ctls.split(",") if ctl in ("memory", "pids")]
 
 
+def held_or_gone(group):
+    """A v1 group is not left behind empty: removed, or holding processes."""
+    try:
+        with open(os.path.join(group, "cgroup.procs")) as f:
+            return f.read().strip() != ""
+    except FileNotFoundError:
+        return True
+
+
 def test_adopted_instances_keep_running_beside_new_ones(server_factory, tmp_path):
     """After a restart, instances the new server starts do not take the limit groups of those it
     adopted (their names come from another run): the adopted go on running; and once an adopted
@@ -321,13 +333,6 @@ def test_adopted_instances_keep_running_beside_new_ones(server_factory, tmp_path
     os.killpg(test[0], signal.SIGKILL)
     wait_for(lambda: instance_pids(s, app_id, "Test") not in ([], test), timeout=20,
              what="the instance started again")
-
-    def held_or_gone(g):
-        try:
-            with open(os.path.join(g, "cgroup.procs")) as f:
-                return f.read().strip() != ""
-        except FileNotFoundError:
-            return True
     wait_for(lambda: all(held_or_gone(g) for g in groups), timeout=5,
              what=f"the adopted instance's groups {groups} removed or taken again")
     for mode in ("Test", "Acceptance"):
