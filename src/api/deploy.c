@@ -142,18 +142,56 @@ void api_env_start_job(struct http_request *req, struct http_response *res,
         api_json(res, 200, json_pack("{s:s}", "Status", status));
 }
 
+/* A stop answered once the environment has stopped: checked on the HTTP server's waiting
+ * thread, so that no worker thread waits for the instances. */
+struct stop_wait {
+    struct api_caller caller;
+    int64_t deadline_ns;
+};
+
+static int stop_answer(const struct api_caller *caller, struct http_request *req,
+                       struct http_response *res, int done, const struct deploy_error *err)
+{
+    if (!done)
+        return 0;
+    if (done < 0) {
+        fail(req, res, err);
+        audit(req, caller, "env stop", res->status, err->code);
+    } else {
+        audit(req, caller, "env stop", 200, NULL);
+        env_now(res, caller);
+    }
+    return 1;
+}
+
+static int stop_check(void *arg, struct http_request *req, struct http_response *res)
+{
+    struct stop_wait *w = arg;
+    struct deploy_error err;
+    return stop_answer(&w->caller, req, res, deploy_stop_done(&w->caller.env, w->deadline_ns, &err),
+                       &err);
+}
+
 void api_env_stop(struct http_request *req, struct http_response *res,
                   const struct api_caller *caller)
 {
     struct deploy_error err;
     /* the body, if any, is ignored: clients send {}, nothing, or {"dummy": ...} */
-    if (deploy_stop(&caller->app, &caller->env, &err)) {
-        fail(req, res, &err);
-        audit(req, caller, "env stop", res->status, err.code);
+    int64_t deadline = time_mono_ns() + DEPLOY_STOP_MAX_NS;
+    int done = deploy_stop_begin(&caller->env, &err);
+    if (!done)
+        done = deploy_stop_done(&caller->env, deadline, &err);
+    if (stop_answer(caller, req, res, done, &err))
         return;
+    struct stop_wait *w = malloc(sizeof(*w));
+    if (w) {
+        w->caller = *caller;
+        w->deadline_ns = deadline;
     }
-    audit(req, caller, "env stop", 200, NULL);
-    env_now(res, caller);
+    if (!w || http_answer_wait(req, stop_check, free, w, 5)) {
+        api_fail(req, res, 500, "INTERNAL_ERROR", "out of memory");
+        audit(req, caller, "env stop", 500, "INTERNAL_ERROR");
+    }
 }
 
 void api_env_transport(struct http_request *req, struct http_response *res,

@@ -387,34 +387,49 @@ static int count_instance(const struct store_instance *in, void *arg)
     return 0;
 }
 
-int deploy_stop(const struct store_app *app, const struct store_env *env, struct deploy_error *err)
+int deploy_stop_begin(const struct store_env *env, struct deploy_error *err)
 {
-    (void)app;
     if (store_env_set_want(env->id, false))
         return deploy_fail(err, DEPLOY_E_INTERNAL, "STOP_FAILED: cannot record the stop");
     wake();
+    return 0;
+}
+
+int deploy_stop_done(const struct store_env *env, int64_t deadline_ns, struct deploy_error *err)
+{
+    struct store_env now;
+    struct store_job job;
+    if (store_env_get(env->id, &now))
+        return deploy_fail(err, DEPLOY_E_INTERNAL, "STOP_FAILED: cannot read the environment");
+    /* a start came after this stop: the environment runs again, a Stopped never comes */
+    if (now.want_running)
+        return deploy_fail(err, DEPLOY_E_INTERNAL,
+                           "STOP_FAILED: a start of %s came while it was stopping: it runs again",
+                           env->mode);
+    int running = 0;
+    if (strcmp(now.status, "Running") && store_job_active_start(env->id, &job) == -ENOENT &&
+        !store_instance_each(env->id, count_instance, &running) && !running)
+        return 1;
+    if (time_mono_ns() > deadline_ns)
+        return deploy_fail(err, DEPLOY_E_INTERNAL, "STOP_FAILED: the environment did not stop");
+    return 0;
+}
+
+int deploy_stop(const struct store_app *app, const struct store_env *env, struct deploy_error *err)
+{
+    (void)app;
+    if (deploy_stop_begin(env, err))
+        return -1;
     /* The supervisor stops the instances (SIGTERM, then SIGKILL after run.stop_timeout, at most
      * 24 h by the pipeline's rules) and then marks the environment Stopped. */
-    int64_t deadline = time_mono_ns() + (int64_t)(24 * 3600 + 30) * 1000000000;
-    for (unsigned round = 0; time_mono_ns() < deadline; round++) {
-        struct store_env now;
-        struct store_job job;
-        if (store_env_get(env->id, &now))
-            return deploy_fail(err, DEPLOY_E_INTERNAL, "STOP_FAILED: cannot read the environment");
-        /* a start came after this stop: the environment runs again, a Stopped never comes */
-        if (now.want_running)
-            return deploy_fail(err, DEPLOY_E_INTERNAL,
-                               "STOP_FAILED: a start of %s came while it was stopping: it runs "
-                               "again",
-                               env->mode);
-        int running = 0;
-        if (strcmp(now.status, "Running") && store_job_active_start(env->id, &job) == -ENOENT &&
-            !store_instance_each(env->id, count_instance, &running) && !running)
-            return 0;
+    int64_t deadline = time_mono_ns() + DEPLOY_STOP_MAX_NS;
+    for (unsigned round = 0;; round++) {
+        int r = deploy_stop_done(env, deadline, err);
+        if (r)
+            return r < 0 ? r : 0;
         struct timespec ts = {0, round < 50 ? 2000000 : 20000000};
         nanosleep(&ts, NULL);
     }
-    return deploy_fail(err, DEPLOY_E_INTERNAL, "STOP_FAILED: the environment did not stop");
 }
 
 int deploy_clean(const struct store_app *app, const struct store_env *env, struct deploy_error *err)

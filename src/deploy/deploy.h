@@ -89,8 +89,16 @@ int deploy_start(const struct store_app *app, const struct store_env *env, char 
 int deploy_start_status(const struct store_env *env, const char *job_id, const char **status,
                         struct deploy_error *err);
 /* Stop: SIGTERM to each instance, killed after run.stop_timeout; returns once stopped, or
- * fails (STOP_FAILED) as soon as a start made after it takes the environment back. */
+ * fails (STOP_FAILED) as soon as a start made after it takes the environment back. Blocks its
+ * thread meanwhile: it is deploy_stop_begin, then deploy_stop_done until it is not 0 (at most
+ * DEPLOY_STOP_MAX_NS), which an HTTP answer given later does without a thread of its own. */
 int deploy_stop(const struct store_app *app, const struct store_env *env, struct deploy_error *err);
+int deploy_stop_begin(const struct store_env *env, struct deploy_error *err);
+/* 1 once the environment has stopped, 0 while it is stopping, or -1 with err (STOP_FAILED: a
+ * start came after the stop, deadline_ns (time_mono_ns) passed, or the environment cannot be
+ * read). */
+int deploy_stop_done(const struct store_env *env, int64_t deadline_ns, struct deploy_error *err);
+#define DEPLOY_STOP_MAX_NS ((int64_t)(24 * 3600 + 30) * 1000000000)
 /* Clean: forgets the package and removes the environment's data and database (it must be
  * stopped). */
 int deploy_clean(const struct store_app *app, const struct store_env *env,

@@ -47,6 +47,19 @@ struct watch_queue {
     int64_t timeout_ns;
 };
 
+/* A request whose answer waits (http_answer_wait): in the server's list until `check` says done
+ * (or the server stops), then resumed, and answered with res on its worker thread. */
+struct http_wait {
+    struct http_wait *next;
+    struct http_request *req;
+    struct http_response *res;
+    http_wait_fn check;
+    void (*free_fn)(void *arg);
+    void *arg;
+    int64_t every_ns, due_ns;
+    bool done; /* res holds the answer */
+};
+
 struct http_server {
     struct MHD_Daemon *daemon;
     struct http_config cfg;
@@ -69,6 +82,12 @@ struct http_server {
     int64_t log_last_ns;
     unsigned log_repeats;
     struct http_follows follows; /* answers that follow a file (follow.c) */
+    /* answers given later: the waiting requests, and the thread that checks them */
+    pthread_mutex_t wait_lock;
+    pthread_cond_t wait_cond;
+    struct http_wait *waits;
+    pthread_t waiter;
+    bool wait_init, waiter_started, wait_stopping;
 };
 
 /* ---- requests ---------------------------------------------------------------------------- */
@@ -506,6 +525,101 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
+/* ---- answering later --------------------------------------------------------------------- */
+
+int http_answer_wait(struct http_request *req, http_wait_fn check, void (*free_fn)(void *arg),
+                     void *arg, unsigned every_ms)
+{
+    struct http_wait *w = calloc(1, sizeof(*w));
+    if (!w) {
+        if (free_fn)
+            free_fn(arg);
+        return -ENOMEM;
+    }
+    w->req = req;
+    w->check = check;
+    w->free_fn = free_fn;
+    w->arg = arg;
+    w->every_ns = (int64_t)(every_ms ? every_ms : 10) * NS_PER_MS;
+    req->wait = w; /* on_request sets the connection aside when the handler returns */
+    return 0;
+}
+
+static void wait_finish(struct http_wait *w)
+{
+    if (w->free_fn)
+        w->free_fn(w->arg);
+    w->done = true;
+    MHD_resume_connection(w->req->conn);
+}
+
+/* The waiting thread: runs the due checks (outside the lock: a check may take a while), resumes
+ * the connections whose answer is in; at the stop, answers the rest 503. */
+static void *waiter_main(void *arg)
+{
+    static const char stopping[] =
+        "{\"errorCode\":\"SERVER_STOPPING\",\"errorMessage\":\"the server is stopping\"}";
+    struct http_server *s = arg;
+    pthread_mutex_lock(&s->wait_lock);
+    while (!s->wait_stopping) {
+        int64_t now = time_mono_ns(), wake = INT64_MAX;
+        struct http_wait *due = NULL, **p = &s->waits;
+        while (*p) {
+            struct http_wait *w = *p;
+            if (w->due_ns <= now) {
+                *p = w->next;
+                w->next = due;
+                due = w;
+            } else {
+                wake = w->due_ns < wake ? w->due_ns : wake;
+                p = &w->next;
+            }
+        }
+        if (due) {
+            pthread_mutex_unlock(&s->wait_lock);
+            struct http_wait *again = NULL;
+            while (due) {
+                struct http_wait *w = due;
+                due = w->next;
+                if (w->check(w->arg, w->req, w->res)) {
+                    wait_finish(w);
+                } else {
+                    w->due_ns = time_mono_ns() + w->every_ns;
+                    w->next = again;
+                    again = w;
+                }
+            }
+            pthread_mutex_lock(&s->wait_lock);
+            while (again) {
+                struct http_wait *w = again;
+                again = w->next;
+                w->next = s->waits;
+                s->waits = w;
+            }
+            continue;
+        }
+        if (wake == INT64_MAX) {
+            pthread_cond_wait(&s->wait_cond, &s->wait_lock);
+        } else {
+            struct timespec ts = {.tv_sec = (time_t)(wake / NS_PER_S),
+                                  .tv_nsec = (long)(wake % NS_PER_S)};
+            pthread_cond_timedwait(&s->wait_cond, &s->wait_lock, &ts);
+        }
+    }
+    while (s->waits) {
+        struct http_wait *w = s->waits;
+        s->waits = w->next;
+        response_release(w->res);
+        strbuf_init(&w->res->body, 0);
+        w->res->stream_read = NULL;
+        w->res->content_type[0] = '\0';
+        http_res_json_text(w->res, 503, stopping, sizeof(stopping) - 1);
+        wait_finish(w);
+    }
+    pthread_mutex_unlock(&s->wait_lock);
+    return NULL;
+}
+
 /* ---- framing (RFC 9112 section 6) -------------------------------------------------------- */
 
 struct framing {
@@ -582,6 +696,11 @@ static int framing_check(struct MHD_Connection *conn, const char **why)
 
 static void request_free(struct http_request *req)
 {
+    if (req->wait) { /* set aside, and the connection ended before its answer went out */
+        response_release(req->wait->res);
+        free(req->wait->res);
+        free(req->wait);
+    }
     url_path_release(&req->path);
     strbuf_release(&req->body_buf);
     if (req->body_fd >= 0)
@@ -677,6 +796,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    if (req->wait && req->wait->done) { /* resumed: the answer is in */
+        struct http_response *res = req->wait->res;
+        free(req->wait);
+        req->wait = NULL;
+        return send_response(req, res);
+    }
+
     if (req->answered) { /* an early answer: discard the rest of the body */
         *upload_data_size = 0;
         return MHD_YES;
@@ -721,6 +847,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     strbuf_init(&res->body, 0);
     res->status = 500;
     req->route->fn(req, res);
+    if (req->wait) { /* answered later: the connection is set aside meanwhile */
+        struct http_wait *later = req->wait;
+        later->res = res;
+        MHD_suspend_connection(conn);
+        pthread_mutex_lock(&s->wait_lock);
+        later->due_ns = time_mono_ns() + later->every_ns;
+        later->next = s->waits;
+        s->waits = later;
+        pthread_cond_signal(&s->wait_cond);
+        pthread_mutex_unlock(&s->wait_lock);
+        return MHD_YES;
+    }
     if (res->body.failed) {
         response_release(res);
         free(res);
@@ -816,10 +954,21 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
         r = -ENOMEM;
         goto fail;
     }
+    if (pthread_mutex_init(&s->wait_lock, NULL) != 0 ||
+        pthread_cond_init(&s->wait_cond, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        r = -ENOMEM;
+        goto fail;
+    }
+    s->wait_init = true;
     pthread_condattr_destroy(&ca);
     s->header_init = true;
     s->headers.timeout_ns = (int64_t)cfg->header_timeout_ms * NS_PER_MS;
     s->bodies.timeout_ns = s->headers.timeout_ns * BODY_TIMEOUT_FACTOR;
+    r = -pthread_create(&s->waiter, NULL, waiter_main, s);
+    if (r < 0)
+        goto fail;
+    s->waiter_started = true;
     if (cfg->header_timeout_ms) {
         r = -pthread_create(&s->reaper, NULL, reaper_main, s);
         if (r < 0)
@@ -829,7 +978,8 @@ int http_server_start(const struct http_config *cfg, struct http_server **out)
 
     struct sockaddr_storage ss = {0};
     socklen_t sslen;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     const char *host = strcmp(cfg->host, "localhost") == 0 ? "127.0.0.1" : cfg->host;
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
@@ -896,6 +1046,13 @@ void http_server_stop(struct http_server *s)
     atomic_store(&s->follows.stopping, true);
     if (s->follows.stop_fd >= 0 && eventfd_write(s->follows.stop_fd, 1) < 0)
         log_warn("cannot wake the followed files: %s", strerror(errno));
+    if (s->waiter_started) { /* the answers set aside go out (503) before the workers end */
+        pthread_mutex_lock(&s->wait_lock);
+        s->wait_stopping = true;
+        pthread_cond_signal(&s->wait_cond);
+        pthread_mutex_unlock(&s->wait_lock);
+        pthread_join(s->waiter, NULL);
+    }
     if (s->reaper_started) {
         pthread_mutex_lock(&s->header_lock);
         s->stopping = true;
@@ -908,6 +1065,10 @@ void http_server_stop(struct http_server *s)
     if (s->header_init) {
         pthread_cond_destroy(&s->header_cond);
         pthread_mutex_destroy(&s->header_lock);
+    }
+    if (s->wait_init) {
+        pthread_cond_destroy(&s->wait_cond);
+        pthread_mutex_destroy(&s->wait_lock);
     }
     if (s->log_init)
         pthread_mutex_destroy(&s->log_lock);

@@ -20,6 +20,7 @@
 
 struct http_server;
 struct http_follows;
+struct http_wait;
 
 enum http_route_flags {
     HTTP_ROUTE_SPOOL = 1 << 0,  /* stream the body into req->body_fd instead of memory */
@@ -51,6 +52,7 @@ struct http_request {
     uint64_t limit; /* the body limit of the route */
     bool too_large;
     bool answered;
+    struct http_wait *wait; /* an answer given later (http_answer_wait) */
 };
 
 #define HTTP_MAX_HEADERS 8
@@ -224,5 +226,20 @@ int http_answer_follow(struct http_request *req, struct http_response *res,
                        const struct http_follow *opts);
 /* The most live follows the request's server runs at once: its threads minus one. */
 unsigned http_follow_limit(const struct http_request *req);
+
+/* ---- answering later -----------------------------------------------------------------------
+ * An answer that waits for something else to happen (a stop waits for the instances to end),
+ * without holding its worker thread: every worker serves many connections, and a handler that
+ * blocked would stall the others it holds (a client's kept-alive connection among them). The
+ * handler calls http_answer_wait and returns; the connection is set aside, and `check` runs on
+ * the server's waiting thread every `every_ms` (0: 10) until it returns non-zero having filled
+ * res (status, body, as a handler does); the answer then goes out. `check` may use req (it
+ * stays until the answer is sent) but no other request. When the server stops first, `check`
+ * is not called again and the answer is 503 SERVER_STOPPING. free_fn(arg) (when not NULL) is
+ * called exactly once, after the last call of `check`. Returns 0, or -ENOMEM (free_fn(arg)
+ * called; res untouched, for the handler to answer). */
+typedef int (*http_wait_fn)(void *arg, struct http_request *req, struct http_response *res);
+int http_answer_wait(struct http_request *req, http_wait_fn check, void (*free_fn)(void *arg),
+                     void *arg, unsigned every_ms);
 
 #endif

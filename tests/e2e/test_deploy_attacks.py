@@ -445,3 +445,44 @@ def test_a_start_whose_port_another_process_holds_fails_and_says_so(sw):
     job = assert_ok(sw.post(env_path(app_id, "Test", "/start"), dev))["JobId"]
     assert wait_started(sw, dev, app_id, "Test", job).json()["Status"] == "Started"
     assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
+
+
+def test_a_stop_holds_no_worker_thread(server_factory, tmp_path):
+    """A stop answers once the instances have ended (here 2 s: the app's shell ignores SIGTERM),
+    without holding an HTTP worker meanwhile: with one worker, a kept-alive connection's next
+    request, and a new connection's, answer at once (they waited for the stop before)."""
+    from conftest import Slipway
+    s = Slipway(server_factory(extra_args=["--threads", "1"]), str(tmp_path))
+    dev, app_id, repo = new_deployer(s, "onethread")
+    pid = build(s, dev, app_id, repo, example_files(misbehaving_yml("1")))
+    start_with(s, dev, app_id, pid, "Test", "stubborn")
+    assert_ok(s.get(f"/api/1/apps/{app_id}", dev))  # the kept-alive connection, in use
+    out = {}
+
+    def stop():
+        t0 = time.monotonic()
+        out["stop"] = requests.post(s.base + env_path(app_id, "Test", "/stop"),
+                                    headers=dev.key_headers(), timeout=30)
+        out["took"] = time.monotonic() - t0
+
+    t = threading.Thread(target=stop)
+    t.start()
+    time.sleep(0.3)  # the stop is waiting for the instance
+    for call in (lambda: s.get(f"/api/1/apps/{app_id}", dev),
+                 lambda: requests.get(s.base + f"/api/1/apps/{app_id}",
+                                      headers=dev.key_headers(), timeout=30)):
+        t0 = time.monotonic()
+        assert_ok(call())
+        assert time.monotonic() - t0 < 0.5, "a request waited for the stop"
+    t.join(timeout=20)
+    assert out["stop"].status_code == 200 and out["stop"].json()["Status"] == "Stopped"
+    assert out["took"] >= 1.5  # it did wait for the instance (stop_timeout 2 s)
+    # a server stopping while a stop waits answers it 503, and exits
+    start_with(s, dev, app_id, pid, "Test", "stubborn")
+    t = threading.Thread(target=stop)
+    t.start()
+    time.sleep(0.3)
+    assert s.server.stop() == 0
+    t.join(timeout=20)
+    assert out["stop"].status_code == 503 and \
+        out["stop"].json()["errorCode"] == "SERVER_STOPPING", out["stop"].text
