@@ -4,18 +4,16 @@ during a snapshot."""
 
 import glob
 import io
-import json
 import os
 import re
 import signal
 import tarfile
-import time
 
 import pytest
 import requests
 
 from conftest import Server, Slipway, assert_error, assert_ok, wait_for
-from test_deploy import build, deploy, env_path, example_files, get
+from test_deploy import build, deploy, env_path, example_files, get, notes_files
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -274,23 +272,6 @@ def test_retention_and_a_server_killed_during_a_snapshot(server_factory, tmp_pat
         assert_ok(sw.post(env_path(app_id, "Test", "/stop"), dev))
     finally:
         srv2.stop()
-
-
-NOTES = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                      "examples", "notes-c"))
-
-
-def notes_files():
-    files = {}
-    for root, _, names in os.walk(NOTES):
-        for n in names:
-            full = os.path.join(root, n)
-            rel = os.path.relpath(full, NOTES)
-            if rel.startswith(("bin/", "out/")) or rel.endswith(".o"):
-                continue
-            with open(full, "rb") as f:
-                files[rel] = f.read()
-    return files
 
 
 def notes(url):

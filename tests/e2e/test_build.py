@@ -14,9 +14,9 @@ import pytest
 from builds import (TRIVIAL, build_log, commit, details, head_number, package,
                     processes_matching, start, untar, wait_done, yml)
 from conftest import assert_error, assert_ok, children, wait_for
+from test_deploy import EXAMPLE, source_files
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-EXAMPLE = os.path.normpath(os.path.join(HERE, "..", "..", "examples", "hello-c"))
 
 
 @pytest.fixture
@@ -75,16 +75,7 @@ def test_trivial_build_tags_and_downloads(app):
 
 def test_build_by_short_hash_and_example_app(app):
     sw, dev, app_id, repo = app
-    files = {}
-    for root, _, names in os.walk(EXAMPLE):
-        for n in names:
-            full = os.path.join(root, n)
-            rel = os.path.relpath(full, EXAMPLE)
-            if rel.startswith("bin/") or rel.startswith("out/") or rel.endswith(".o"):
-                continue
-            with open(full, "rb") as f:
-                files[rel] = f.read()
-    head = commit(repo, files)
+    head = commit(repo, source_files(EXAMPLE))
     pid = start(sw, dev, app_id, head[:8], "1.0.0")
     p = wait_done(sw, dev, app_id, pid)
     assert p["Status"] == "Succeeded", build_log(sw, dev, app_id, pid)

@@ -17,21 +17,33 @@ from conftest import assert_error, assert_ok, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.normpath(os.path.join(HERE, "..", "..", "examples", "hello-c"))
+NOTES = os.path.normpath(os.path.join(HERE, "..", "..", "examples", "notes-c"))
 
 
-def example_files(yml=None):
+def source_files(top):
+    """An example app's sources (not what a local build left: bin/, out/, *.o), by path."""
     files = {}
-    for root, _, names in os.walk(EXAMPLE):
+    for root, _, names in os.walk(top):
         for n in names:
             full = os.path.join(root, n)
-            rel = os.path.relpath(full, EXAMPLE)
+            rel = os.path.relpath(full, top)
             if rel.startswith(("bin/", "out/")) or rel.endswith(".o"):
                 continue
             with open(full, "rb") as f:
                 files[rel] = f.read()
+    return files
+
+
+def example_files(yml=None):
+    files = source_files(EXAMPLE)
     if yml is not None:
         files["slipway.yml"] = yml.encode()
     return files
+
+
+def notes_files():
+    """examples/notes-c, the example that keeps its notes in the environment's database."""
+    return source_files(NOTES)
 
 
 def build(sw, dev, app_id, repo, files, version="1.0.0"):

@@ -425,8 +425,6 @@ def test_a_start_during_a_stop_ends_the_stop(misbehaving):
 def test_a_start_whose_port_another_process_holds_fails_and_says_so(sw):
     """An app that ignores $PORT (or anything else) may take another environment's port: that
     environment's start fails naming the port instead of health-checking the squatter."""
-    import socket
-    from test_deploy import build, env_path, example_files, new_deployer, wait_started
     dev, app_id, repo = new_deployer(sw, "squat")
     pid = build(sw, dev, app_id, repo, example_files())
     env = assert_ok(sw.get(env_path(app_id, "Test"), dev))

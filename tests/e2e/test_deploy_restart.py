@@ -14,10 +14,7 @@ import requests
 from conftest import Slipway, assert_error, assert_ok, own_env_ports, wait_for
 from test_crash import kill9
 from test_deploy import (build, deploy, env_path, example_files, get, instance_pids,
-                         new_deployer, wait_started)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-NOTES = os.path.normpath(os.path.join(HERE, "..", "..", "examples", "notes-c"))
+                         new_deployer, notes_files, wait_started)
 
 
 def fresh(server_factory, tmp_path, ports):
@@ -178,16 +175,7 @@ def test_scheduled_event_runs_while_enabled_and_running(sw):
 
 def test_database_per_environment(sw):
     dev, app_id, repo = new_deployer(sw, "deploynotes")
-    files = {}
-    for root, _, names in os.walk(NOTES):
-        for n in names:
-            full = os.path.join(root, n)
-            rel = os.path.relpath(full, NOTES)
-            if rel.startswith(("bin/", "out/")) or rel.endswith(".o"):
-                continue
-            with open(full, "rb") as f:
-                files[rel] = f.read()
-    pid = build(sw, dev, app_id, repo, files)
+    pid = build(sw, dev, app_id, repo, notes_files())
     env = deploy(sw, dev, app_id, "Test", pid)
     r = requests.post(env["Url"] + "/notes", data="first note", timeout=10)
     assert r.status_code == 201, r.text
