@@ -121,13 +121,24 @@ def stop_leftovers(data_dir):
         except (OSError, ValueError):
             pass
     needle = f"--log-dir\0{data_dir}/envs/".encode()
+    for pid, argv in command_lines():
+        if needle in b"\0".join(argv):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def command_lines():
+    """Every process this user can read, as (pid, its argv as bytes)."""
     for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if needle in f.read():
-                    os.killpg(int(entry), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
+                yield int(entry), f.read().split(b"\0")
+        except OSError:
+            continue
 
 
 class Server:

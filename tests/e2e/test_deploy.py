@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from builds import build_log, commit, head_number, start as build_start, wait_done
-from conftest import assert_error, assert_ok, wait_for
+from conftest import assert_error, assert_ok, command_lines, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.normpath(os.path.join(HERE, "..", "..", "examples", "hello-c"))
@@ -210,17 +210,9 @@ def instance_pids(sw, app_id, mode):
     """The launchers of the environment's instances (not scheduled events)."""
     data = os.path.realpath(sw.data)
     needle = f"{data}/envs/{app_id}/{mode}/logs".encode()
-    out = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if len(argv) > 5 and argv[1] == b"instance" and needle in argv and \
-                not argv[argv.index(b"--label") + 1].startswith(b"event:"):
-            out.append(int(entry))
-    return sorted(out)
+    return sorted(pid for pid, argv in command_lines()
+                  if len(argv) > 5 and argv[1] == b"instance" and needle in argv and
+                  not argv[argv.index(b"--label") + 1].startswith(b"event:"))
 
 
 def test_bad_input(sw):

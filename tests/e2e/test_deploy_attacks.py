@@ -16,7 +16,7 @@ import urllib.parse
 import pytest
 import requests
 
-from conftest import assert_error, assert_ok, raw_http, wait_for
+from conftest import assert_error, assert_ok, command_lines, raw_http, wait_for
 from test_deploy import build, deploy, env_path, example_files, get, new_deployer, wait_started
 
 
@@ -319,16 +319,8 @@ def misbehaving_yml(mark):
 
 
 def sleepers(mark):
-    out = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0] == b"sleep" and len(argv) > 1 and argv[1].startswith(mark.encode()):
-            out.append(int(entry))
-    return out
+    return [pid for pid, argv in command_lines()
+            if argv[0] == b"sleep" and len(argv) > 1 and argv[1].startswith(mark.encode())]
 
 
 @pytest.fixture(scope="module")
